@@ -1,0 +1,3 @@
+from coderapi.cli import main
+
+main()

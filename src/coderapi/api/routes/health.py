@@ -1,0 +1,24 @@
+"""GET /health (503 until every model is loaded) and GET /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from coderapi.api.deps import ServicesDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", summary="200 once every model is loaded, else 503")
+async def health(services: ServicesDep) -> JSONResponse:
+    models = {m.spec.id: m.backend.ready for m in services.registry.models}
+    ready = all(models.values())
+    body = {"status": "ok" if ready else "loading", "models": models}
+    return JSONResponse(body, status_code=200 if ready else 503, headers={} if ready else {"retry-after": "5"})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(services: ServicesDep) -> Response:
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,51 @@
+"""POST /v1/chat/completions and /v1/completions (also without the /v1 prefix)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from coderapi.api.deps import PrincipalDep, RequestIdDep, ServicesDep
+from coderapi.api.sse import sse_response
+from coderapi.protocol.chat import ChatCompletion, ChatCompletionRequest
+from coderapi.protocol.completions import Completion, CompletionRequest
+from coderapi.services.inference import InferenceOutcome
+
+router = APIRouter(tags=["inference"])
+
+
+def _body_schema(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def _respond(outcome: InferenceOutcome) -> Response:
+    if outcome.streaming:
+        return sse_response(outcome.answer, outcome.headers)
+    return JSONResponse(outcome.answer.model_dump(mode="json"), headers=outcome.headers)
+
+
+@router.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletion,
+    openapi_extra=_body_schema(ChatCompletionRequest),
+    summary="Create a chat completion (JSON or server-sent events)",
+)
+@router.post("/chat/completions", include_in_schema=False)
+async def create_chat_completion(
+    request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
+) -> Response:
+    # The body is parsed by the service, so a malformed request is metered like any other.
+    return _respond(await services.inference.chat(await request.body(), principal, request_id))
+
+
+@router.post(
+    "/v1/completions",
+    response_model=Completion,
+    openapi_extra=_body_schema(CompletionRequest),
+    summary="Create a completion; with `suffix`, fill-in-the-middle",
+)
+@router.post("/completions", include_in_schema=False)
+async def create_completion(
+    request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
+) -> Response:
+    return _respond(await services.inference.complete(await request.body(), principal, request_id))

@@ -1,0 +1,60 @@
+"""create_app(settings): the whole server, built from its settings and nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import Callable
+
+from fastapi import FastAPI
+
+from coderapi.api.errors import install_error_handlers
+from coderapi.api.request_id import RequestIdMiddleware
+from coderapi.api.routes import health, inference, models, tokenizer
+from coderapi.backends.factory import EngineFactory, build_served_models
+from coderapi.config import Settings
+from coderapi.services.container import Services
+from coderapi.weights.packaged import Progress
+
+log = logging.getLogger("coderapi")
+
+Announce = Callable[[Services, str | None], None]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine_factory: EngineFactory | None = None,
+    weights_progress: Progress | None = None,
+    announce: Announce | None = None,
+) -> FastAPI:
+    services = Services.build(settings, build_served_models(settings, engine_factory, weights_progress))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await asyncio.to_thread(services.db.upgrade)
+        secret = await services.accounts.bootstrap_admin() if settings.bootstrap_admin else None
+        if announce is not None:
+            announce(services, secret)
+        # Models load in the background: /health answers 503 until they are ready.
+        loading = asyncio.create_task(services.start_models())
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            await services.close()
+
+    app = FastAPI(
+        title="coderapi",
+        version="0.1.0",
+        description="Self-hosted OpenAI-compatible API for code models.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    for module in (inference, models, tokenizer, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,63 @@
+"""One interface at the OpenAI level, implemented by the in-process and the upstream backends."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol, Union
+
+from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from coderapi.protocol.common import PromptTokensDetails, Usage
+from coderapi.protocol.completions import Completion, CompletionRequest
+
+
+@dataclass
+class RequestTally:
+    """What one request consumed; filled in by the backend as it goes, recorded once at the end."""
+
+    started_at: float = field(default_factory=time.monotonic)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    first_token_at: float | None = None
+    finish_reason: str | None = None
+
+    def mark_first_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
+
+    def usage(self) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            total_tokens=self.prompt_tokens + self.completion_tokens,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=self.cached_tokens),
+        )
+
+    @property
+    def ttft_seconds(self) -> float | None:
+        return None if self.first_token_at is None else self.first_token_at - self.started_at
+
+
+ChatAnswer = Union[ChatCompletion, AsyncIterator[ChatCompletionChunk]]
+CompletionAnswer = Union[Completion, AsyncIterator[Completion]]
+
+
+class Backend(Protocol):
+    served_model: str  # the weights that really answer, named in responses
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def chat(self, request: ChatCompletionRequest, tally: RequestTally) -> ChatAnswer:
+        """Validation and context checks raise before a stream starts; a stream yields chunks."""
+
+    async def complete(self, request: CompletionRequest, tally: RequestTally) -> CompletionAnswer: ...
+
+    async def tokenize(self, text: str) -> list[int]: ...
+
+    async def detokenize(self, tokens: list[int]) -> str: ...

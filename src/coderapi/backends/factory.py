@@ -1,0 +1,50 @@
+"""Registry entries -> served models: which backend, which engine, which weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from coderapi.backends.local.backend import LocalBackend
+from coderapi.config import ModelSpec, Settings
+from coderapi.engines.base import Engine
+from coderapi.services.registry import ServedModel
+from coderapi.weights.packaged import Progress, resolve_gguf
+
+EngineFactory = Callable[[ModelSpec], Engine]
+
+
+def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int) -> Engine:
+    from coderapi.engines.llama_cpp import LlamaCppEngine  # lazy: llama-cpp-python is optional
+
+    return LlamaCppEngine(
+        gguf_path,
+        n_ctx_per_seq=spec.context_length,
+        n_parallel=spec.n_parallel,
+        n_threads=spec.n_threads or os.cpu_count(),
+        max_waiting=max_waiting,
+    )
+
+
+def build_served_models(
+    settings: Settings, engine_factory: EngineFactory | None = None, progress: Progress | None = None
+) -> list[ServedModel]:
+    served = []
+    for spec in settings.models:
+        if spec.backend == "upstream":
+            from coderapi.backends.upstream import UpstreamBackend
+
+            backend = UpstreamBackend(spec)
+            served.append(ServedModel(spec, backend, "upstream: " + ", ".join(spec.upstream_urls)))
+            continue
+        if engine_factory is not None or spec.backend == "fake":
+            from coderapi.engines.fake import FakeEngine
+
+            engine = engine_factory(spec) if engine_factory else FakeEngine(context_length=spec.context_length)
+            served.append(ServedModel(spec, LocalBackend(spec, engine), f"{engine.info.model_path} (scripted)"))
+            continue
+        path = resolve_gguf(spec.gguf, settings.resolved_model_cache_dir, progress)
+        engine = llama_cpp_engine(spec, path, settings.max_waiting_requests)
+        served.append(ServedModel(spec, LocalBackend(spec, engine), f"{path.name} via llama.cpp"))
+    return served

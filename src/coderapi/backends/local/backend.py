@@ -1,0 +1,98 @@
+"""The in-process backend: OpenAI-level requests on a token engine (llama.cpp or the fake)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
+from coderapi.backends.local import chat_flow, completion_flow
+from coderapi.backends.local.messages import template_messages
+from coderapi.backends.local.template import ChatTemplate
+from coderapi.config import ModelSpec
+from coderapi.engines.base import Engine
+from coderapi.errors import InvalidRequest, ModelNotReady
+from coderapi.protocol.chat import ChatCompletionRequest
+from coderapi.protocol.completions import CompletionRequest
+
+# Used only when a GGUF carries no template of its own.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_TOKENIZE_INLINE_CHARS = 2048  # longer texts are tokenized off the event loop
+
+
+class LocalBackend:
+    def __init__(self, spec: ModelSpec, engine: Engine) -> None:
+        self.spec = spec
+        self.engine = engine
+        self.served_model = spec.id
+        self._template: ChatTemplate | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.engine.ready
+
+    @property
+    def template(self) -> ChatTemplate:
+        if self._template is None:
+            info = self.engine.info
+            self._template = ChatTemplate(
+                info.chat_template or CHATML_TEMPLATE, bos_token=info.bos_token, eos_token=info.eos_token
+            )
+        return self._template
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.info.context_length
+
+    async def start(self) -> None:
+        await self.engine.start()
+
+    async def close(self) -> None:
+        await self.engine.close()
+
+    def _require_ready(self) -> None:
+        if not self.engine.ready:
+            raise ModelNotReady(f"Model {self.spec.id} is still loading; try again shortly.", retry_after=5)
+
+    async def tokenize(self, text: str) -> list[int]:
+        self._require_ready()
+        if len(text) <= _TOKENIZE_INLINE_CHARS:
+            return self.engine.tokenize(text)
+        return await asyncio.to_thread(self.engine.tokenize, text)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        self._require_ready()
+        vocab = self.engine.info.vocab_size
+        bad = [t for t in tokens if not 0 <= t < vocab]
+        if bad:
+            raise InvalidRequest(f"token ids out of range [0, {vocab}): {bad[:5]}", param="tokens")
+        return self.engine.detokenize(tokens)
+
+    async def tokenize_messages(self, messages: list, *, add_generation_prompt: bool = True) -> list[int]:
+        text = self.template.render(template_messages(messages), add_generation_prompt=add_generation_prompt)
+        return await self.tokenize(text)
+
+    def check_logit_bias(self, logit_bias: dict[str, float] | None) -> None:
+        vocab = self.engine.info.vocab_size
+        bad = [k for k in logit_bias or {} if int(k) >= vocab]
+        if bad:
+            raise InvalidRequest(f"logit_bias names token ids beyond the vocabulary ({vocab}): {bad[:5]}", param="logit_bias")
+
+    async def chat(self, request: ChatCompletionRequest, tally: RequestTally) -> ChatAnswer:
+        self._require_ready()
+        prepared = await chat_flow.prepare_chat(self, request, "chatcmpl-" + uuid.uuid4().hex)
+        if request.stream:
+            include_usage = bool(request.stream_options and request.stream_options.include_usage)
+            return chat_flow.stream_chat(self, prepared, tally, include_usage)
+        return await chat_flow.complete_chat(self, prepared, tally)
+
+    async def complete(self, request: CompletionRequest, tally: RequestTally) -> CompletionAnswer:
+        self._require_ready()
+        prepared = await completion_flow.prepare_completion(self, request, "cmpl-" + uuid.uuid4().hex)
+        if request.stream:
+            include_usage = bool(request.stream_options and request.stream_options.include_usage)
+            return completion_flow.stream_completion(self, prepared, tally, include_usage)
+        return await completion_flow.complete_completion(self, prepared, tally)

@@ -1,0 +1,89 @@
+"""One choice: engine token events -> text deltas with stops applied and logprobs aligned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from coderapi.backends.base import RequestTally
+from coderapi.backends.local.stops import StopMatcher
+from coderapi.engines.base import Engine, SamplingParams, TokenEvent
+from coderapi.protocol.common import LogprobEntry, TopLogprobEntry
+
+
+@dataclass
+class ChoiceDelta:
+    index: int
+    text: str = ""
+    logprobs: list[LogprobEntry] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+def _entry(engine: Engine, event: TokenEvent) -> LogprobEntry:
+    token = engine.token_text(event.token_id)
+    return LogprobEntry(
+        token=token,
+        logprob=event.logprob if event.logprob is not None else 0.0,
+        bytes=list(token.encode("utf-8")),
+        top_logprobs=[
+            TopLogprobEntry(token=t.text, logprob=t.logprob, bytes=list(t.text.encode("utf-8")))
+            for t in event.top_logprobs or []
+        ],
+    )
+
+
+class _LogprobAligner:
+    """Releases a token's logprob only once all of its text has been released past the stop check."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[int, LogprobEntry]] = []
+        self._generated = 0
+        self._released = 0
+
+    def add(self, text: str, entry: LogprobEntry | None) -> None:
+        self._generated += len(text)
+        if entry is not None:
+            self._pending.append((self._generated, entry))
+
+    def release(self, emitted: str, *, final: bool = False) -> list[LogprobEntry]:
+        self._released += len(emitted)
+        ready = [e for end, e in self._pending if final or end <= self._released]
+        self._pending = [] if final else [(end, e) for end, e in self._pending if end > self._released]
+        return ready
+
+
+async def run_choice(
+    engine: Engine,
+    index: int,
+    prompt_ids: list[int],
+    params: SamplingParams,
+    stops: list[str],
+    tally: RequestTally,
+) -> AsyncIterator[ChoiceDelta]:
+    matcher = StopMatcher(stops)
+    aligner = _LogprobAligner()
+    want_logprobs = params.logprobs is not None
+    events = engine.generate(prompt_ids, params)
+    finish_reason = "length"
+    try:
+        async for event in events:
+            tally.mark_first_token()
+            tally.completion_tokens += 1
+            if index == 0:
+                tally.cached_tokens = event.cached_prompt_tokens
+            aligner.add(event.text, _entry(engine, event) if want_logprobs and event.finish_reason != "stop" else None)
+            emitted = matcher.feed(event.text)
+            if matcher.stopped:
+                finish_reason = "stop"
+                yield ChoiceDelta(index, emitted, aligner.release(emitted))
+                break
+            if event.finish_reason is not None:
+                finish_reason = event.finish_reason
+                emitted += matcher.flush()
+                yield ChoiceDelta(index, emitted, aligner.release(emitted, final=True))
+                break
+            if emitted:
+                yield ChoiceDelta(index, emitted, aligner.release(emitted))
+    finally:
+        await events.aclose()
+    yield ChoiceDelta(index, finish_reason=finish_reason)

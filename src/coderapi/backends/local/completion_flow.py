@@ -1,0 +1,180 @@
+"""Legacy completions and fill-in-the-middle in Qwen2.5-Coder's format."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from coderapi.backends.base import RequestTally
+from coderapi.backends.local.choice import ChoiceDelta, run_choice
+from coderapi.backends.local.fanout import collect, interleave
+from coderapi.backends.local.sampling import SamplingRequest, completion_budget, sampling_params
+from coderapi.engines.base import SamplingParams
+from coderapi.errors import InvalidRequest
+from coderapi.protocol.common import LogprobEntry, Usage, stop_list
+from coderapi.protocol.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
+
+# Special tokens that end a FIM middle: the model moves on to another file or pads.
+FIM_END_TOKENS = ("<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|fim_prefix|>", "<|im_end|>")
+
+
+@dataclass
+class PreparedPrompt:
+    ids: list[int]
+    text: str
+
+
+@dataclass
+class PreparedCompletion:
+    request_id: str
+    created: int
+    model: str
+    prompts: list[PreparedPrompt]
+    n: int
+    params: SamplingParams
+    stops: list[str]
+    echo: bool
+
+
+def fim_prompt(request: CompletionRequest, prefix: str) -> str:
+    body = f"<|fim_prefix|>{prefix}<|fim_suffix|>{request.suffix}<|fim_middle|>"
+    context = request.repo_context
+    if context is None or not context.files:
+        return body
+    files = "".join(f"<|file_sep|>{f.path}\n{f.content}\n" for f in context.files)
+    return f"<|repo_name|>{context.name}\n{files}<|file_sep|>{body}"
+
+
+async def _prompts(backend, request: CompletionRequest) -> list[PreparedPrompt]:
+    raw = request.prompt
+    if isinstance(raw, str):
+        raw = [raw]
+    if not raw:
+        raise InvalidRequest("prompt must not be empty", param="prompt")
+    vocab = backend.engine.info.vocab_size
+    prompts = []
+    for item in raw:
+        if isinstance(item, int):  # one prompt given as token ids
+            return [await _from_ids(backend, list(raw), vocab)]
+        if isinstance(item, list):
+            prompts.append(await _from_ids(backend, item, vocab))
+            continue
+        text = fim_prompt(request, item) if request.suffix is not None else item
+        prompts.append(PreparedPrompt(await backend.tokenize(text), item))
+    if request.suffix is not None and len(prompts) != 1:
+        raise InvalidRequest("fill-in-the-middle takes a single prompt", param="prompt")
+    return prompts
+
+
+async def _from_ids(backend, ids: list[int], vocab: int) -> PreparedPrompt:
+    if not ids or any(not isinstance(t, int) or not 0 <= t < vocab for t in ids):
+        raise InvalidRequest(f"prompt token ids must be non-empty and within [0, {vocab})", param="prompt")
+    return PreparedPrompt(ids, await backend.detokenize(ids))
+
+
+async def prepare_completion(backend, request: CompletionRequest, request_id: str) -> PreparedCompletion:
+    prompts = await _prompts(backend, request)
+    longest = max(len(p.ids) for p in prompts)
+    budget = completion_budget(
+        request.max_tokens, longest, backend.engine.info.context_length, backend.spec.generation.max_tokens
+    )
+    backend.check_logit_bias(request.logit_bias)
+    stop_ids = frozenset()
+    if request.suffix is not None:
+        stop_ids = frozenset(t for name in FIM_END_TOKENS for t in backend.engine.tokenize(name)[:1])
+    base = SamplingRequest(
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
+        min_p=request.min_p,
+        repetition_penalty=request.repetition_penalty,
+        presence_penalty=request.presence_penalty,
+        frequency_penalty=request.frequency_penalty,
+        logit_bias=request.logit_bias,
+        seed=request.seed,
+        logprobs=request.logprobs,
+    )
+    params = sampling_params(base, backend.spec.generation, max_tokens=budget)
+    params = SamplingParams(**{**params.__dict__, "stop_token_ids": stop_ids})
+    return PreparedCompletion(
+        request_id=request_id,
+        created=int(time.time()),
+        model=backend.served_model,
+        prompts=prompts,
+        n=request.n,
+        params=params,
+        stops=stop_list(request.stop),
+        echo=request.echo,
+    )
+
+
+def _stream(backend, prepared: PreparedCompletion, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
+    tally.prompt_tokens = sum(len(p.ids) for p in prepared.prompts)
+    streams = []
+    for p_index, prompt in enumerate(prepared.prompts):
+        for j in range(prepared.n):
+            params = prepared.params
+            if params.seed is not None and j:
+                params = SamplingParams(**{**params.__dict__, "seed": params.seed + j})
+            streams.append(run_choice(backend.engine, p_index * prepared.n + j, prompt.ids, params, prepared.stops, tally))
+    return interleave(streams)
+
+
+def _legacy_logprobs(entries: list[LogprobEntry], offset: int) -> CompletionLogprobs:
+    result = CompletionLogprobs()
+    for entry in entries:
+        result.tokens.append(entry.token)
+        result.token_logprobs.append(entry.logprob)
+        result.top_logprobs.append({t.token: t.logprob for t in entry.top_logprobs})
+        result.text_offset.append(offset)
+        offset += len(entry.token)
+    return result
+
+
+def _prefix(prepared: PreparedCompletion, index: int) -> str:
+    return prepared.prompts[index // prepared.n].text if prepared.echo else ""
+
+
+async def complete_completion(backend, prepared: PreparedCompletion, tally: RequestTally) -> Completion:
+    total = len(prepared.prompts) * prepared.n
+    results = await collect(_stream(backend, prepared, tally), total)
+    want_logprobs = prepared.params.logprobs is not None
+    choices = [
+        CompletionChoice(
+            index=r.index,
+            text=_prefix(prepared, r.index) + r.text,
+            finish_reason=r.finish_reason,
+            logprobs=_legacy_logprobs(r.logprobs, len(_prefix(prepared, r.index))) if want_logprobs else None,
+        )
+        for r in results
+    ]
+    tally.finish_reason = choices[0].finish_reason
+    return Completion(
+        id=prepared.request_id, created=prepared.created, model=prepared.model, choices=choices, usage=tally.usage()
+    )
+
+
+async def stream_completion(
+    backend, prepared: PreparedCompletion, tally: RequestTally, include_usage: bool
+) -> AsyncIterator[Completion]:
+    def chunk(choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
+        return Completion(id=prepared.request_id, created=prepared.created, model=prepared.model, choices=choices, usage=usage)
+
+    want_logprobs = prepared.params.logprobs is not None
+    if prepared.echo:
+        for index in range(len(prepared.prompts) * prepared.n):
+            yield chunk([CompletionChoice(index=index, text=_prefix(prepared, index), finish_reason=None)])
+    offsets: dict[int, int] = {}
+    async for delta in _stream(backend, prepared, tally):
+        if delta.finish_reason is not None:
+            tally.finish_reason = tally.finish_reason or delta.finish_reason
+        if not delta.text and delta.finish_reason is None:
+            continue
+        offset = offsets.get(delta.index, len(_prefix(prepared, delta.index)))
+        offsets[delta.index] = offset + len(delta.text)
+        logprobs = _legacy_logprobs(delta.logprobs, offset) if want_logprobs and delta.logprobs else None
+        yield chunk([CompletionChoice(index=delta.index, text=delta.text, finish_reason=delta.finish_reason, logprobs=logprobs)])
+    if include_usage:
+        yield chunk([], usage=tally.usage())

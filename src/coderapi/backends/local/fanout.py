@@ -1,0 +1,57 @@
+"""Run n choices at once and interleave their deltas as they come."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+from coderapi.backends.local.choice import ChoiceDelta
+
+_DONE = object()
+
+
+async def interleave(streams: list[AsyncIterator[ChoiceDelta]]) -> AsyncIterator[ChoiceDelta]:
+    if len(streams) == 1:
+        async for delta in streams[0]:
+            yield delta
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(stream: AsyncIterator[ChoiceDelta]) -> None:
+        try:
+            async for delta in stream:
+                await queue.put(delta)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # forwarded to the consumer, who re-raises it
+            await queue.put(exc)
+        finally:
+            await queue.put(_DONE)
+
+    tasks = [asyncio.create_task(pump(s)) for s in streams]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is _DONE:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def collect(stream: AsyncIterator[ChoiceDelta], n: int) -> list[ChoiceDelta]:
+    """Non-streaming: the whole text, logprobs and finish reason of each choice."""
+    results = [ChoiceDelta(index=i) for i in range(n)]
+    async for delta in stream:
+        total = results[delta.index]
+        total.text += delta.text
+        total.logprobs.extend(delta.logprobs)
+        if delta.finish_reason is not None:
+            total.finish_reason = delta.finish_reason
+    return results

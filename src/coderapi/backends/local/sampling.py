@@ -1,0 +1,68 @@
+"""Request parameters -> engine SamplingParams, with the model's recommended defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coderapi.config import GenerationDefaults
+from coderapi.engines.base import SamplingParams
+from coderapi.errors import ContextLengthExceeded
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """The sampling fields shared by chat and legacy completions."""
+
+    max_tokens: int | None
+    temperature: float | None
+    top_p: float | None
+    top_k: int | None
+    min_p: float | None
+    repetition_penalty: float | None
+    presence_penalty: float | None
+    frequency_penalty: float | None
+    logit_bias: dict[str, float] | None
+    seed: int | None
+    logprobs: int | None
+
+
+def completion_budget(requested: int | None, prompt_tokens: int, context_length: int, default: int) -> int:
+    """How many tokens may be generated; refuses a prompt that cannot fit before any work is done."""
+    room = context_length - prompt_tokens
+    if requested is not None and requested > room or room < 1:
+        asked = requested if requested is not None else 1
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {context_length} tokens. However, you requested "
+            f"{prompt_tokens + asked} tokens ({prompt_tokens} in the messages, {asked} in the completion). "
+            "Please reduce the length of the messages or completion.",
+            param="messages",
+        )
+    return requested if requested is not None else min(default, room)
+
+
+def sampling_params(
+    request: SamplingRequest,
+    defaults: GenerationDefaults,
+    *,
+    max_tokens: int,
+    grammar: str | None = None,
+    seed_offset: int = 0,
+) -> SamplingParams:
+    def pick(value, default):
+        return default if value is None else value
+
+    top_k = pick(request.top_k, defaults.top_k)
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=pick(request.temperature, defaults.temperature),
+        top_p=pick(request.top_p, defaults.top_p),
+        top_k=max(0, top_k),
+        min_p=pick(request.min_p, 0.0),
+        repetition_penalty=pick(request.repetition_penalty, defaults.repetition_penalty),
+        presence_penalty=pick(request.presence_penalty, 0.0),
+        frequency_penalty=pick(request.frequency_penalty, 0.0),
+        logit_bias={int(k): float(v) for k, v in (request.logit_bias or {}).items()},
+        seed=None if request.seed is None else request.seed + seed_offset,
+        grammar=grammar,
+        logprobs=request.logprobs,
+    )

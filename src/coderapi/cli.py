@@ -1,0 +1,44 @@
+"""The `coderapi` command: serve, users, keys, credits."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from coderapi.cli_accounts import credits_app, keys_app, users_app
+from coderapi.config import Settings
+
+app = typer.Typer(help="coderapi: a self-hosted OpenAI-compatible API platform for code models.", no_args_is_help=True)
+app.add_typer(users_app, name="users", help="Create and manage users.")
+app.add_typer(keys_app, name="keys", help="Create and manage API keys.")
+app.add_typer(credits_app, name="credits", help="Grant credit to users.")
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help=Settings.model_fields["host"].description)] = None,
+    port: Annotated[Optional[int], typer.Option(help=Settings.model_fields["port"].description)] = None,
+    config: Annotated[Optional[Path], typer.Option(help="JSON config file (see README).", exists=True)] = None,
+) -> None:
+    """Serve the API and dashboard (default: 127.0.0.1:8000, the embedded model)."""
+    import uvicorn
+
+    from coderapi.app import create_app
+    from coderapi.console import announce, weights_progress
+
+    settings = Settings.load(config, host=host, port=port)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with weights_progress() as progress:
+        application = create_app(settings, weights_progress=progress, announce=announce)
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

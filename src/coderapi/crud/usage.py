@@ -1,0 +1,62 @@
+"""Usage events: inserts and spend sums over UTC periods."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from coderapi.store.tables import UsageEvent, to_money
+
+
+def period_start(retention: str, now: datetime) -> datetime | None:
+    """Start of the current spending period in UTC; None for `no_reset` (all time)."""
+    if retention == "no_reset":
+        return None
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if retention == "day":
+        return midnight
+    if retention == "week":
+        return midnight - timedelta(days=midnight.weekday())  # Monday
+    if retention == "month":
+        return midnight.replace(day=1)
+    raise ValueError(f"unknown limit retention {retention!r}")
+
+
+def _fit_strings(fields: dict) -> dict:
+    """Cut strings to their column's length: a usage row must not be lost to a long model name."""
+    for column in UsageEvent.__table__.columns:
+        limit, value = getattr(column.type, "length", None), fields.get(column.name)
+        if limit and isinstance(value, str) and len(value) > limit:
+            fields[column.name] = value[:limit]
+    return fields
+
+
+def insert(session: Session, **fields) -> UsageEvent:
+    event = UsageEvent(**_fit_strings(fields))
+    session.add(event)
+    session.flush()
+    return event
+
+
+def spend_since(session: Session, key_id: int, since: datetime | None) -> Decimal:
+    query = select(func.coalesce(func.sum(UsageEvent.cost), 0)).where(UsageEvent.key_id == key_id)
+    if since is not None:
+        query = query.where(UsageEvent.created_at >= since)
+    return to_money(session.scalar(query))
+
+
+def spend_by_key_since(session: Session, key_ids: Iterable[int], since: datetime) -> dict[int, Decimal]:
+    """Spend per key since `since`, in one query; keys without usage are left out."""
+    ids = list(key_ids)
+    if not ids:
+        return {}
+    query = (
+        select(UsageEvent.key_id, func.sum(UsageEvent.cost))
+        .where(UsageEvent.key_id.in_(ids), UsageEvent.created_at >= since)
+        .group_by(UsageEvent.key_id)
+    )
+    return {key_id: to_money(total) for key_id, total in session.execute(query)}

@@ -1,0 +1,88 @@
+"""The token-level engine interface: prompt ids in, token events out.
+
+Engines know nothing of HTTP, accounts or chat templates. Closing the iterator returned by
+`generate` (``aclose()``, or the consumer going away) cancels the sequence and frees its slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0  # 0 disables
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    seed: int | None = None
+    grammar: str | None = None  # GBNF, enforced while sampling
+    logprobs: int | None = None  # None: no logprobs; k >= 0: chosen token plus top-k alternatives
+    stop_token_ids: frozenset[int] = frozenset()
+    ignore_eos: bool = False
+
+
+@dataclass
+class TopLogprob:
+    token_id: int
+    text: str
+    logprob: float
+
+
+@dataclass
+class TokenEvent:
+    token_id: int
+    text: str  # newly completed UTF-8 text; "" while a multi-byte character is still incomplete
+    logprob: float | None = None
+    top_logprobs: list[TopLogprob] | None = None
+    finish_reason: str | None = None  # set on the last event: "stop" or "length"
+    cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache
+
+
+@dataclass
+class EngineInfo:
+    model_path: str
+    context_length: int  # tokens available to one sequence (prompt + completion)
+    vocab_size: int
+    chat_template: str | None
+    bos_token: str
+    eos_token: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EngineStats:
+    running: int = 0
+    waiting: int = 0
+    kv_cache_usage: float = 0.0  # 0..1
+    prefix_cache_queries: int = 0  # prompt tokens looked up in the prefix cache
+    prefix_cache_hits: int = 0  # of those, tokens found
+
+
+@runtime_checkable
+class Engine(Protocol):
+    info: EngineInfo
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        """Special-token markup in `text` (e.g. `<|im_start|>`) becomes the special token."""
+
+    def detokenize(self, token_ids: list[int]) -> str: ...
+
+    def token_text(self, token_id: int) -> str: ...
+
+    def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]: ...
+
+    def stats(self) -> EngineStats: ...

@@ -1,0 +1,148 @@
+"""A scripted, deterministic engine for tests: byte-level tokens, ChatML specials, no model.
+
+The reply is chosen by `script(prompt_text)`. The default script answers the last user turn:
+`repeat: TEXT` replies TEXT, `fail after N` raises after N tokens, anything else gets a greeting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import AsyncIterator, Callable
+
+from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent, TopLogprob
+from coderapi.errors import Overloaded
+
+SPECIALS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+    "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_call>", "</tool_call>",
+]
+EOS_ID = 256  # <|endoftext|>
+IM_END_ID = 258
+_SPECIAL_RE = re.compile("|".join(re.escape(s) for s in SPECIALS))
+GREETING = "Hello! How can I assist you today?"
+
+
+def default_script(prompt: str) -> str:
+    turns = re.findall(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", prompt, re.DOTALL)
+    last = turns[-1] if turns else prompt
+    if "<|fim_middle|>" in prompt:
+        return "return a + b\n"
+    if last.startswith("repeat: "):
+        return last[len("repeat: "):]
+    return GREETING
+
+
+class FakeEngine:
+    def __init__(
+        self,
+        *,
+        script: Callable[[str], str] = default_script,
+        context_length: int = 4096,
+        n_parallel: int = 4,
+        max_waiting: int = 16,
+        token_delay: float = 0.0,
+    ) -> None:
+        self.info = EngineInfo(
+            model_path="fake://scripted",
+            context_length=context_length,
+            vocab_size=256 + len(SPECIALS),
+            chat_template=None,
+            bos_token="",
+            eos_token="<|im_end|>",
+        )
+        self._script = script
+        self._slots = asyncio.Semaphore(n_parallel)
+        self._n_parallel = n_parallel
+        self._max_waiting = max_waiting
+        self._delay = token_delay
+        self._running = 0
+        self._waiting = 0
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        self._ready = True
+
+    async def close(self) -> None:
+        self._ready = False
+
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        ids: list[int] = []
+        position = 0
+        for match in _SPECIAL_RE.finditer(text):
+            ids.extend(text[position:match.start()].encode("utf-8"))
+            ids.append(256 + SPECIALS.index(match.group()))
+            position = match.end()
+        ids.extend(text[position:].encode("utf-8"))
+        return ids
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        out, pending = [], bytearray()
+        for t in token_ids:
+            if t < 256:
+                pending.append(t)
+                continue
+            out.append(pending.decode("utf-8", "replace"))
+            pending.clear()
+            out.append(SPECIALS[t - 256])
+        out.append(pending.decode("utf-8", "replace"))
+        return "".join(out)
+
+    def token_text(self, token_id: int) -> str:
+        return self.detokenize([token_id])
+
+    def stats(self) -> EngineStats:
+        return EngineStats(running=self._running, waiting=self._waiting)
+
+    def _reply(self, prompt_ids: list[int]) -> tuple[list[int], int | None]:
+        prompt = self.detokenize(prompt_ids)
+        fail = re.search(r"fail after (\d+)", prompt)
+        return list(self._script(prompt).encode("utf-8")), int(fail.group(1)) if fail else None
+
+    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        if self._waiting >= self._max_waiting and self._slots.locked():
+            raise Overloaded("The fake engine's queue is full", retry_after=1)
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        self._running += 1
+        try:
+            async for event in self._events(prompt_ids, params):
+                yield event
+        finally:
+            self._running -= 1
+            self._slots.release()
+
+    async def _events(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        reply, fail_after = self._reply(prompt_ids)
+        room = min(params.max_tokens, self.info.context_length - len(prompt_ids))
+        pending = bytearray()
+        for count, token in enumerate(reply[:room] + [IM_END_ID], start=1):
+            if fail_after is not None and count > fail_after:
+                raise RuntimeError("scripted engine failure")
+            await asyncio.sleep(self._delay)
+            last = token == IM_END_ID or count == room
+            finish = "stop" if token == IM_END_ID else ("length" if last else None)
+            text = ""
+            if token < 256:
+                pending.append(token)
+                try:
+                    text, pending = pending.decode("utf-8"), bytearray()
+                except UnicodeDecodeError:
+                    text = ""
+            logprob, top = (None, None)
+            if params.logprobs is not None:
+                logprob = -0.25
+                top = [TopLogprob(token, self.token_text(token), -0.25)]
+                top += [TopLogprob(i, chr(i), -2.0 - i / 100) for i in range(97, 97 + params.logprobs - 1)]
+                top = top[: params.logprobs]
+            yield TokenEvent(token, text, logprob, top, finish)
+            if finish:
+                return
+

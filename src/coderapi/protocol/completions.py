@@ -1,0 +1,114 @@
+"""Wire models of the legacy `POST /v1/completions` (also fill-in-the-middle) and tokenizer routes."""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from coderapi.protocol.common import LogitBias, StopSpec, StreamOptions, Usage
+
+
+class RepoFile(BaseModel):
+    path: str
+    content: str
+
+
+class RepoContext(BaseModel):
+    """Extension: repository-level context for FIM, rendered with <|repo_name|> / <|file_sep|>."""
+
+    name: str = "repo"
+    files: list[RepoFile] = Field(default_factory=list)
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    model: str
+    prompt: Union[str, list[str], list[int], list[list[int]]] = ""
+    suffix: str | None = None
+    max_tokens: int | None = Field(16, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0.01, le=1)
+    n: int = Field(1, ge=1, le=16)
+    best_of: int | None = Field(None, ge=1, le=16)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: int | None = Field(None, ge=0, le=20)
+    echo: bool = False
+    stop: StopSpec = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: LogitBias = None
+    seed: int | None = Field(None, ge=0)
+    user: str | None = None
+    top_k: int | None = Field(None, ge=-1)
+    min_p: float | None = Field(None, ge=0.001, le=0.999)
+    repetition_penalty: float | None = Field(None, gt=0, le=2)
+    repo_context: RepoContext | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CompletionRequest":
+        from coderapi.errors import InvalidRequest
+
+        if self.echo and self.suffix is not None:
+            raise InvalidRequest("echo is not supported together with suffix", param="echo")
+        if self.stream_options is not None and not self.stream:
+            raise InvalidRequest("stream_options is only allowed with stream: true", param="stream_options")
+        return self
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str] = Field(default_factory=list)
+    token_logprobs: list[float | None] = Field(default_factory=list)
+    top_logprobs: list[dict[str, float] | None] = Field(default_factory=list)
+    text_offset: list[int] = Field(default_factory=list)
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: CompletionLogprobs | None = None
+
+
+class Completion(BaseModel):
+    """Both the whole answer and each streamed chunk (OpenAI uses one object for both)."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class TokenizeRequest(BaseModel):
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[dict] | None = None
+    add_generation_prompt: bool = True
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "TokenizeRequest":
+        from coderapi.errors import InvalidRequest
+
+        if (self.prompt is None) == (self.messages is None):
+            raise InvalidRequest("give exactly one of `prompt` or `messages`", param="prompt")
+        return self
+
+
+class TokenizeResponse(BaseModel):
+    count: int
+    max_model_len: int
+    tokens: list[int]
+
+
+class DetokenizeRequest(BaseModel):
+    model: str | None = None
+    tokens: list[int]
+
+
+class DetokenizeResponse(BaseModel):
+    prompt: str

@@ -1,0 +1,34 @@
+"""pydantic validation errors -> one OpenAI-shaped 400 naming the offending parameter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coderapi.errors import InvalidRequest
+
+
+def _location(loc: tuple) -> tuple[str | None, str]:
+    """('body', 'messages', 0, 'user', 'content') -> ('messages', 'messages[0].user.content')."""
+    parts = [p for p in loc if p not in ("body", "query", "path")]
+    if not parts:
+        return None, "body"
+    path = str(parts[0])
+    for part in parts[1:]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return str(parts[0]), path
+
+
+def invalid_request_from(errors: list[dict[str, Any]]) -> InvalidRequest:
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be valid JSON.", code="invalid_json"
+        )
+    param, path = _location(tuple(first.get("loc", ())))
+    if param is None:
+        return InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    detail = first.get("msg", "invalid value")
+    if first.get("type") == "missing":
+        return InvalidRequest(f"Missing required parameter: '{path}'.", param=param, code="missing_required_parameter")
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return InvalidRequest(f"Invalid value for '{path}': {detail}{more}", param=param, code="invalid_value")

@@ -1,0 +1,59 @@
+"""Everything one app needs, built by create_app from its settings (nothing at import time)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from coderapi.config import Settings
+from coderapi.services.accounts import AccountService
+from coderapi.services.admission import Admission
+from coderapi.services.inference import InferenceService
+from coderapi.services.metering import Metering
+from coderapi.services.metrics import ServingMetrics
+from coderapi.services.registry import ModelRegistry, ServedModel
+from coderapi.store.database import Database
+
+log = logging.getLogger("coderapi")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    accounts: AccountService
+    registry: ModelRegistry
+    metrics: ServingMetrics
+    metering: Metering
+    inference: InferenceService
+
+    @classmethod
+    def build(cls, settings: Settings, served: list[ServedModel]) -> "Services":
+        db = Database(settings.resolved_database_url)
+        accounts = AccountService(db, starting_credit=settings.starting_credit)
+        registry = ModelRegistry(served)
+        metrics = ServingMetrics(lambda: services.engine_stats())
+        metering = Metering(accounts, metrics)
+        inference = InferenceService(registry, metering, Admission())
+        services = cls(settings, db, accounts, registry, metrics, metering, inference)
+        return services
+
+    async def start_models(self) -> None:
+        for model in self.registry.models:
+            try:
+                await model.backend.start()
+            except Exception:
+                log.exception("model %s failed to start", model.spec.id)
+                raise
+
+    async def close(self) -> None:
+        await self.metering.drain()
+        await asyncio.gather(*(m.backend.close() for m in self.registry.models), return_exceptions=True)
+        self.db.dispose()
+
+    def engine_stats(self):
+        for model in self.registry.models:
+            engine = getattr(model.backend, "engine", None)
+            if engine is not None:
+                yield model.spec.id, engine.stats()

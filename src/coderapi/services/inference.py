@@ -1,0 +1,85 @@
+"""Inference requests end to end: parse, resolve the model, admit, generate, meter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from coderapi.errors import CoderapiError, InternalError
+from coderapi.protocol.chat import ChatCompletionRequest
+from coderapi.protocol.completions import CompletionRequest
+from coderapi.protocol.validation import invalid_request_from
+from coderapi.services.accounts import Principal
+from coderapi.services.admission import Admission
+from coderapi.services.metering import MeterScope, Metering
+from coderapi.services.registry import ModelRegistry
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+
+
+@dataclass
+class InferenceOutcome:
+    answer: BaseModel | AsyncIterator[BaseModel]
+    headers: dict[str, str]
+
+    @property
+    def streaming(self) -> bool:
+        return not isinstance(self.answer, BaseModel)
+
+
+def parse_body(model: type[RequestT], body: bytes) -> RequestT:
+    try:
+        return model.model_validate_json(body or b"null")
+    except ValidationError as exc:
+        raise invalid_request_from(exc.errors()) from None
+
+
+async def _prepend(first: BaseModel, rest: AsyncIterator[BaseModel]) -> AsyncIterator[BaseModel]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+class InferenceService:
+    def __init__(self, registry: ModelRegistry, metering: Metering, admission: Admission) -> None:
+        self._registry = registry
+        self._metering = metering
+        self._admission = admission
+
+    async def chat(self, body: bytes, principal: Principal, request_id: str) -> InferenceOutcome:
+        return await self._run(body, principal, request_id, "chat.completions", ChatCompletionRequest, "chat")
+
+    async def complete(self, body: bytes, principal: Principal, request_id: str) -> InferenceOutcome:
+        return await self._run(body, principal, request_id, "completions", CompletionRequest, "complete")
+
+    async def _run(
+        self, body: bytes, principal: Principal, request_id: str, endpoint: str, model: type[BaseModel], method: str
+    ) -> InferenceOutcome:
+        scope = self._metering.open(principal, endpoint, request_id)
+        try:
+            request = parse_body(model, body)
+            scope.model = request.model
+            served = self._registry.resolve(request.model)
+            scope.spec = served.spec
+            headers = await self._admission.admit(principal, served.spec)
+            call: Callable[..., Awaitable] = getattr(served.backend, method)
+            answer = await call(request, scope.tally)
+            if isinstance(answer, BaseModel):
+                scope.finish("success", 200)
+                return InferenceOutcome(answer, headers)
+            return InferenceOutcome(await self._started(scope, answer), headers)
+        except CoderapiError as exc:
+            scope.fail(exc)
+            raise
+        except Exception as exc:
+            scope.fail(exc)
+            raise InternalError("The server had an error while processing your request.") from exc
+
+    @staticmethod
+    async def _started(scope: MeterScope, stream: AsyncIterator[BaseModel]) -> AsyncIterator[BaseModel]:
+        """Waits for the first chunk, so a refusal before any output is still a plain HTTP error."""
+        metered = scope.wrap_stream(stream)
+        first = await anext(metered)
+        return _prepend(first, metered)

@@ -1,0 +1,230 @@
+"""Blocking API-key operations behind `AccountService` (run them in a worker thread).
+
+Tenant isolation: every lookup by prefix that takes a `user_id` finds only that user's keys, and
+another user's prefix is answered exactly like one that does not exist (NotFound).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from coderapi import crud
+from coderapi.errors import AuthenticationFailed, InternalError, InvalidRequest, NotFound, PermissionDenied
+from coderapi.services import keygen
+from coderapi.services.account_types import (
+    DEFAULT_SCOPES,
+    KEY_KINDS,
+    KNOWN_SCOPES,
+    RETENTIONS,
+    KeyInfo,
+    Principal,
+)
+from coderapi.services import passwords, user_ops
+from coderapi.services.user_ops import money_amount
+from coderapi.store.database import Database
+from coderapi.store.tables import ApiKey
+
+UPDATABLE_FIELDS = frozenset({"name", "disabled", "scopes", "limit_threshold", "limit_retention"})
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+_MAX_NAME_LENGTH = 128
+_CREATE_ATTEMPTS = 5
+
+
+def check_name(name: str | None) -> str | None:
+    if name is not None and len(name) > _MAX_NAME_LENGTH:
+        raise InvalidRequest(f"The key name is longer than {_MAX_NAME_LENGTH} characters", param="name")
+    return name
+
+
+def check_scopes(scopes, kind: str) -> list[str]:
+    """The scopes to store; None means the kind's defaults."""
+    if scopes is None:
+        return list(DEFAULT_SCOPES[kind])
+    if isinstance(scopes, str) or not all(isinstance(s, str) for s in scopes):
+        raise InvalidRequest("scopes must be a list of strings", param="scopes")
+    unknown = sorted(set(scopes) - KNOWN_SCOPES)
+    if unknown:
+        raise InvalidRequest(f"Unknown scope(s): {', '.join(unknown)}", param="scopes")
+    return list(dict.fromkeys(scopes))  # order kept, duplicates dropped
+
+
+def check_limit(threshold, retention: str) -> Decimal | None:
+    if retention not in RETENTIONS:
+        raise InvalidRequest(f"retention must be one of {', '.join(RETENTIONS)}", param="limit.retention")
+    if threshold is None:
+        return None
+    amount = money_amount(threshold, "limit.threshold")
+    if amount < 0:
+        raise InvalidRequest("The spending limit must not be negative", param="limit.threshold")
+    return amount
+
+
+def insert_key(
+    session: Session,
+    user_id: int,
+    secret: str,
+    *,
+    now: datetime,
+    name: str | None = None,
+    kind: str = "inference",
+    scopes: list[str] | None = None,
+    limit_threshold=None,
+    limit_retention: str = "no_reset",
+) -> ApiKey:
+    """Validate and insert a key for `secret` (stored as its prefix and sha256 only)."""
+    if kind not in KEY_KINDS:
+        raise InvalidRequest(f"kind must be one of {', '.join(KEY_KINDS)}", param="kind")
+    return crud.keys.insert(
+        session,
+        user_id=user_id,
+        name=check_name(name),
+        prefix=keygen.prefix_of(secret),
+        secret_sha256=keygen.hash_secret(secret),
+        kind=kind,
+        scopes=check_scopes(scopes, kind),
+        limit_threshold=check_limit(limit_threshold, limit_retention),
+        limit_retention=limit_retention,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def create_key(db: Database, user_id: int, now: datetime, **fields) -> tuple[KeyInfo, str]:
+    """A new key and its secret; a prefix (or hash) collision draws a new secret."""
+    for _ in range(_CREATE_ATTEMPTS):
+        secret = keygen.generate_secret()
+        try:
+            with db.session() as session:
+                if crud.users.get(session, user_id) is None:
+                    raise NotFound(f"No user with id {user_id}")
+                info = KeyInfo.from_row(insert_key(session, user_id, secret, now=now, **fields))
+            return info, secret
+        except IntegrityError:
+            continue
+    raise InternalError("Could not allocate a unique API key prefix")
+
+
+def authenticate(db: Database, secret: str, now: datetime) -> Principal:
+    invalid = AuthenticationFailed("Invalid API key")
+    if not isinstance(secret, str) or not keygen.is_well_formed(secret):
+        raise invalid
+    digest = keygen.hash_secret(secret)
+    with db.session() as session:
+        found = crud.keys.with_owner_by_sha256(session, digest)
+        if found is None or not keygen.hashes_match(found[0].secret_sha256, digest):
+            raise invalid
+        key, user = found
+        if key.disabled:
+            raise PermissionDenied("This API key is disabled", code="key_disabled")
+        if user.disabled:
+            raise PermissionDenied("This account is disabled", code="user_disabled")
+        if key.last_used_at is None or now - key.last_used_at >= LAST_USED_GRANULARITY:
+            crud.keys.touch(session, key.id, now)
+        return Principal(
+            user_id=user.id,
+            email=user.email,
+            role=user.role,
+            key_id=key.id,
+            key_prefix=key.prefix,
+            key_kind=key.kind,
+            scopes=tuple(key.scopes or ()),
+            rpm_limit=user.rpm_limit,
+            tpm_limit=user.tpm_limit,
+            limit_threshold=key.limit_threshold,
+            limit_retention=key.limit_retention,
+        )
+
+
+def _month_start(now: datetime) -> datetime:
+    return crud.usage.period_start("month", now)
+
+
+def _info(session: Session, key: ApiKey, now: datetime) -> KeyInfo:
+    return KeyInfo.from_row(key, crud.usage.spend_since(session, key.id, _month_start(now)))
+
+
+def _owned_or_404(session: Session, user_id: int, prefix: str) -> ApiKey:
+    key = crud.keys.by_prefix(session, prefix, user_id) if isinstance(prefix, str) else None
+    if key is None:
+        raise NotFound(f"No API key with prefix {prefix!r}", param="prefix")
+    return key
+
+
+def list_keys(db: Database, user_id: int, now: datetime) -> list[KeyInfo]:
+    with db.session() as session:
+        keys = crud.keys.list_for_user(session, user_id)
+        spent = crud.usage.spend_by_key_since(session, (k.id for k in keys), _month_start(now))
+        return [KeyInfo.from_row(k, spent.get(k.id, Decimal(0))) for k in keys]
+
+
+def get_key(db: Database, user_id: int, prefix: str, now: datetime) -> KeyInfo:
+    with db.session() as session:
+        return _info(session, _owned_or_404(session, user_id, prefix), now)
+
+
+def update_key(db: Database, user_id: int, prefix: str, fields: dict, now: datetime) -> KeyInfo:
+    """Change any of UPDATABLE_FIELDS; `limit_threshold=None` removes the spending limit."""
+    unknown = sorted(set(fields) - UPDATABLE_FIELDS)
+    if unknown:
+        raise InvalidRequest(f"Cannot update key field(s): {', '.join(unknown)}", param=unknown[0])
+    with db.session() as session:
+        key = _owned_or_404(session, user_id, prefix)
+        retention = fields.get("limit_retention", key.limit_retention)
+        threshold = fields.get("limit_threshold", key.limit_threshold)
+        key.limit_threshold = check_limit(threshold, retention)
+        key.limit_retention = retention
+        if "name" in fields:
+            key.name = check_name(fields["name"])
+        if "scopes" in fields:
+            key.scopes = check_scopes(fields["scopes"], key.kind)
+        if "disabled" in fields:
+            key.disabled = bool(fields["disabled"])
+        key.updated_at = now
+        session.flush()
+        return _info(session, key, now)
+
+
+def delete_key(db: Database, user_id: int, prefix: str) -> None:
+    with db.session() as session:
+        crud.keys.delete(session, _owned_or_404(session, user_id, prefix))
+
+
+def resolve_key(db: Database, prefix_or_secret: str, now: datetime) -> KeyInfo:
+    """Operator lookup (no tenant check) by the 8-character prefix or the whole secret."""
+    value = (prefix_or_secret or "").strip()
+    with db.session() as session:
+        if keygen.is_well_formed(value):
+            key = crud.keys.by_sha256(session, keygen.hash_secret(value))
+        elif keygen.is_prefix(value):
+            key = crud.keys.by_prefix(session, value)
+        else:
+            raise InvalidRequest("Expected an 8-character key prefix or a whole key", param="key")
+        if key is None:
+            raise NotFound("No such API key", param="key")
+        return _info(session, key, now)
+
+
+def bootstrap_admin(db: Database, email: str, credit: Decimal, now: datetime) -> str | None:
+    """On an empty users table, an admin with a random password plus one inference key, whose
+    secret is returned. Processes racing here both see the table empty; the unique email lets
+    one win."""
+    email = user_ops.normalize_email(email)
+    with db.session() as session:
+        if crud.users.count(session):
+            return None
+    password_hash = passwords.hash_password(secrets.token_urlsafe(32))
+    secret = keygen.generate_secret()
+    try:
+        with db.session() as session:
+            if crud.users.count(session):
+                return None
+            user = user_ops.insert_user(session, email, password_hash, "admin", credit)
+            insert_key(session, user.id, secret, name="bootstrap", now=now)
+    except IntegrityError:
+        return None
+    return secret

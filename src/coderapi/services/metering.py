@@ -1,0 +1,123 @@
+"""Usage is counted once, where a request ends, and recorded once: success, error, refusal or hang-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable
+
+from coderapi.backends.base import RequestTally
+from coderapi.config import ModelSpec
+from coderapi.errors import CoderapiError
+from coderapi.services.accounts import AccountService, Principal, UsageRecord
+from coderapi.services.metrics import ServingMetrics
+
+log = logging.getLogger("coderapi.metering")
+
+
+def request_cost(spec: ModelSpec | None, tally: RequestTally) -> float:
+    if spec is None:
+        return 0.0
+    return (
+        tally.prompt_tokens * spec.price_input_per_million + tally.completion_tokens * spec.price_output_per_million
+    ) / 1_000_000
+
+
+@dataclass
+class MeterScope:
+    """One inference request's accounting; `finish` takes effect once, whatever calls it."""
+
+    principal: Principal
+    endpoint: str
+    request_id: str
+    _record: Callable[["MeterScope", str, int, str | None], None]
+    model: str = ""
+    spec: ModelSpec | None = None
+    tally: RequestTally = field(default_factory=RequestTally)
+    finished: bool = False
+
+    def finish(self, status: str, status_code: int, error_code: str | None = None) -> None:
+        if not self.finished:
+            self.finished = True
+            self._record(self, status, status_code, error_code)
+
+    def fail(self, error: BaseException) -> None:
+        if isinstance(error, CoderapiError):
+            status = "refused" if error.status_code in (403, 429, 503) else "error"
+            self.finish(status, error.status_code, error.code)
+        else:
+            self.finish("error", 500, "internal_error")
+
+    async def wrap_stream(self, stream: AsyncIterator) -> AsyncIterator:
+        try:
+            async for chunk in stream:
+                yield chunk
+        except BaseException as exc:
+            if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+                self.finish("cancelled", 499, "client_disconnected")
+            else:
+                self.fail(exc)
+            raise
+        finally:
+            await stream.aclose()
+            self.finish("success", 200)
+
+
+class Metering:
+    def __init__(self, accounts: AccountService, metrics: ServingMetrics) -> None:
+        self._accounts = accounts
+        self._metrics = metrics
+        self._pending: set[asyncio.Task] = set()
+
+    def open(self, principal: Principal, endpoint: str, request_id: str) -> MeterScope:
+        return MeterScope(principal, endpoint, request_id, self._record)
+
+    def _record(self, scope: MeterScope, status: str, status_code: int, error_code: str | None) -> None:
+        tally = scope.tally
+        now = time.monotonic()
+        self._observe(scope, status, now)
+        record = UsageRecord(
+            request_id=scope.request_id,
+            user_id=scope.principal.user_id,
+            key_id=scope.principal.key_id,
+            key_prefix=scope.principal.key_prefix,
+            model=scope.model,
+            endpoint=scope.endpoint,
+            prompt_tokens=tally.prompt_tokens,
+            completion_tokens=tally.completion_tokens,
+            cached_tokens=tally.cached_tokens,
+            cost=request_cost(scope.spec, tally),
+            status=status,
+            status_code=status_code,
+            error_code=error_code,
+            finish_reason=tally.finish_reason,
+            latency_ms=int((now - tally.started_at) * 1000),
+            ttft_ms=None if tally.ttft_seconds is None else int(tally.ttft_seconds * 1000),
+        )
+        # A task of its own: the request's task may be cancelled (client gone) while this is written.
+        task = asyncio.get_running_loop().create_task(self._write(record))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _write(self, record: UsageRecord) -> None:
+        try:
+            await self._accounts.record_usage(record)
+        except Exception:
+            log.exception("could not record usage for %s", record.request_id)
+
+    def _observe(self, scope: MeterScope, status: str, now: float) -> None:
+        model = scope.spec.id if scope.spec else (scope.model or "unknown")
+        tally = scope.tally
+        self._metrics.requests.labels(model, tally.finish_reason or status).inc()
+        self._metrics.e2e.labels(model).observe(now - tally.started_at)
+        if tally.ttft_seconds is not None:
+            self._metrics.ttft.labels(model).observe(tally.ttft_seconds)
+        self._metrics.prompt_tokens.labels(model).inc(tally.prompt_tokens)
+        self._metrics.generation_tokens.labels(model).inc(tally.completion_tokens)
+
+    async def drain(self) -> None:
+        """Waits for usage rows still being written (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)

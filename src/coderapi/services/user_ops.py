@@ -1,0 +1,173 @@
+"""Blocking user and money operations behind `AccountService` (run them in a worker thread).
+
+Each function opens its own transaction on the `Database`; argon2 work is done outside it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from coderapi import crud
+from coderapi.errors import Conflict, InvalidRequest, NotFound
+from coderapi.services import passwords
+from coderapi.services.account_types import RETENTIONS, ROLES, UsageRecord, UserInfo
+from coderapi.store.database import Database
+from coderapi.store.tables import User, to_money
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+_MAX_EMAIL_LENGTH = 254
+
+
+def normalize_email(email: str) -> str:
+    email = (email or "").strip().lower()
+    if len(email) > _MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(email):
+        raise InvalidRequest(f"Not a valid email address: {email!r}", param="email")
+    return email
+
+
+def check_password(password: str) -> None:
+    if len(password or "") < passwords.MIN_PASSWORD_LENGTH:
+        raise InvalidRequest(
+            f"The password must be at least {passwords.MIN_PASSWORD_LENGTH} characters long",
+            param="password",
+        )
+    if len(password) > passwords.MAX_PASSWORD_LENGTH:
+        raise InvalidRequest("The password is too long", param="password")
+
+
+def money_amount(value, param: str) -> Decimal:
+    try:
+        amount = to_money(value)
+    except (InvalidOperation, ValueError, TypeError):
+        raise InvalidRequest(f"Not a valid USD amount: {value!r}", param=param) from None
+    if not amount.is_finite():
+        raise InvalidRequest(f"Not a valid USD amount: {value!r}", param=param)
+    return amount
+
+
+def _user_or_404(session: Session, user_id: int) -> User:
+    user = crud.users.get(session, user_id)
+    if user is None:
+        raise NotFound(f"No user with id {user_id}")
+    return user
+
+
+def insert_user(session: Session, email: str, password_hash: str, role: str, credit: Decimal) -> User:
+    """Insert a user holding `credit`, with the matching ledger row when it is not zero."""
+    user = crud.users.insert(session, email=email, password_hash=password_hash, role=role, balance=credit)
+    if credit:
+        crud.users.insert_grant(
+            session, user_id=user.id, amount=credit, reason="starting credit", granted_by="system"
+        )
+    return user
+
+
+def create_user(db: Database, email: str, password: str, role: str, credit: Decimal) -> UserInfo:
+    email = normalize_email(email)
+    check_password(password)
+    if role not in ROLES:
+        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}", param="role")
+    password_hash = passwords.hash_password(password)
+    duplicate = Conflict(f"A user with email {email} already exists", param="email")
+    try:
+        with db.session() as session:
+            if crud.users.get_by_email(session, email) is not None:
+                raise duplicate
+            user = insert_user(session, email, password_hash, role, credit)
+            info = UserInfo.from_row(user)
+    except IntegrityError:
+        raise duplicate from None
+    return info
+
+
+def verify_password(db: Database, email: str, password: str) -> UserInfo | None:
+    """The user when the password matches and the account is enabled, else None.
+
+    An unknown email still costs one argon2 verification (against a dummy hash), so the answer
+    time does not tell which emails have accounts.
+    """
+    try:
+        email = normalize_email(email)
+    except InvalidRequest:
+        email = None
+    with db.session() as session:
+        user = crud.users.get_by_email(session, email) if email else None
+        stored = user.password_hash if user else None
+        info = UserInfo.from_row(user) if user else None
+    if not passwords.verify_password(stored, password or "") or info is None or info.disabled:
+        return None
+    if passwords.needs_rehash(stored):
+        with db.session() as session:
+            _user_or_404(session, info.id).password_hash = passwords.hash_password(password)
+    return info
+
+
+def get_user(db: Database, user_id: int) -> UserInfo:
+    with db.session() as session:
+        return UserInfo.from_row(_user_or_404(session, user_id))
+
+
+def get_user_by_email(db: Database, email: str) -> UserInfo:
+    email = normalize_email(email)
+    with db.session() as session:
+        user = crud.users.get_by_email(session, email)
+        if user is None:
+            raise NotFound(f"No user with email {email}")
+        return UserInfo.from_row(user)
+
+
+def list_users(db: Database) -> list[UserInfo]:
+    with db.session() as session:
+        return [UserInfo.from_row(u) for u in crud.users.list_all(session)]
+
+
+def set_user_disabled(db: Database, user_id: int, disabled: bool) -> UserInfo:
+    with db.session() as session:
+        user = _user_or_404(session, user_id)
+        user.disabled = disabled
+        session.flush()
+        return UserInfo.from_row(user)
+
+
+def record_usage(db: Database, record: UsageRecord, now: datetime) -> int:
+    """Insert the event and debit its cost from the user's balance, in one transaction."""
+    cost = to_money(record.cost)
+    with db.session() as session:
+        event = crud.usage.insert(session, **{**vars(record), "cost": cost, "created_at": now})
+        if cost:
+            crud.users.adjust_balance(session, record.user_id, -cost)
+        return event.id
+
+
+def balance(db: Database, user_id: int) -> Decimal:
+    with db.session() as session:
+        amount = crud.users.balance(session, user_id)
+    if amount is None:
+        raise NotFound(f"No user with id {user_id}")
+    return to_money(amount)
+
+
+def grant_credit(db: Database, user_id: int, amount, reason: str, granted_by: str) -> Decimal:
+    """Add `amount` USD (negative to take some back) with a ledger row; returns the new balance."""
+    amount = money_amount(amount, "amount")
+    if not amount:
+        raise InvalidRequest("The amount must not be zero", param="amount")
+    with db.session() as session:
+        _user_or_404(session, user_id)
+        crud.users.insert_grant(
+            session, user_id=user_id, amount=amount, reason=reason, granted_by=granted_by
+        )
+        crud.users.adjust_balance(session, user_id, amount)
+        return to_money(crud.users.balance(session, user_id))
+
+
+def spend_in_period(db: Database, key_id: int, retention: str, now: datetime) -> Decimal:
+    if retention not in RETENTIONS:
+        raise InvalidRequest(f"retention must be one of {', '.join(RETENTIONS)}", param="retention")
+    with db.session() as session:
+        return crud.usage.spend_since(session, key_id, crud.usage.period_start(retention, now))

@@ -1,0 +1,173 @@
+"""The ORM model of what the platform keeps (users, API keys, usage events, credit grants).
+
+The Alembic migrations under `migrations/versions/` create these tables; this module describes
+them to the ORM (and to `alembic revision --autogenerate`). `tests/unit/test_store.py` checks
+that the two agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Money is kept in USD with six decimals (a millionth of a dollar is below any per-token price).
+MONEY = Numeric(18, 6)
+# Integer on SQLite so the id is the rowid alias (autoincrement); 64-bit elsewhere.
+EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+_MICRO = Decimal("0.000001")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_money(value: Decimal | float | int | str | None) -> Decimal:
+    """A USD amount as a Decimal rounded to the column's six places (floats via their repr)."""
+    if value is None:
+        return Decimal(0).quantize(_MICRO)
+    return Decimal(value if isinstance(value, (Decimal, int)) else str(value)).quantize(_MICRO)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL stores `timestamptz`; SQLite has no time zones, so values are stored as naive UTC
+    and given `tzinfo=UTC` again when read. Naive datetimes are refused on the way in.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where a timezone-aware one is required")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    # The same names as the migrations give their constraints and indexes.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s",
+        }
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('user', 'admin')", name="ck_users_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # always lower-case
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, PHC string
+    role: Mapped[str] = mapped_column(String(16), default="user")
+    disabled: Mapped[bool] = mapped_column(default=False)
+    balance: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))  # USD
+    rpm_limit: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
+    tpm_limit: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("kind IN ('inference', 'management')", name="ck_api_keys_kind"),
+        CheckConstraint(
+            "limit_retention IN ('no_reset', 'day', 'week', 'month')",
+            name="ck_api_keys_limit_retention",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(8), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))  # hex; unique index below
+    kind: Mapped[str] = mapped_column(String(16), default="inference")
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    limit_threshold: Mapped[Decimal | None] = mapped_column(MONEY)  # USD per period
+    limit_retention: Mapped[str] = mapped_column(String(16), default="no_reset")
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+Index("ix_api_keys_secret_sha256", ApiKey.secret_sha256, unique=True)
+
+
+class UsageEvent(Base):
+    """One request's outcome, recorded once where the request ends (success, error or cancel)."""
+
+    __tablename__ = "usage_events"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('success', 'error', 'refused', 'cancelled')", name="ck_usage_events_status"
+        ),
+        Index("ix_usage_events_key_id_created_at", "key_id", "created_at"),
+        Index("ix_usage_events_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(EVENT_ID, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    key_prefix: Mapped[str | None] = mapped_column(String(8))  # kept after the key is deleted
+    model: Mapped[str] = mapped_column(String(255))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost: Mapped[Decimal] = mapped_column(MONEY, default=Decimal(0))  # USD
+    status: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    origin: Mapped[str] = mapped_column(String(16), default="api")  # api | playground (logs)
+    client_request_id: Mapped[str | None] = mapped_column(String(128))  # X-Client-Request-Id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CreditGrant(Base):
+    """Money added to (or, when negative, taken from) a user's balance by an operator."""
+
+    __tablename__ = "credit_grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    amount: Mapped[Decimal] = mapped_column(MONEY)  # USD
+    reason: Mapped[str] = mapped_column(String(255))
+    granted_by: Mapped[str] = mapped_column(String(255))  # an email, "cli" or "system"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

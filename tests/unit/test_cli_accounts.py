@@ -1,0 +1,138 @@
+"""The operator CLI (users, keys, credits), driven through typer's CliRunner on a temp SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from typer.testing import CliRunner
+
+from coderapi.cli_accounts import credits_app, keys_app, users_app
+from coderapi.services import keygen
+from coderapi.services.accounts import AccountService
+from coderapi.store.database import Database
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def url(tmp_path):
+    return f"sqlite:///{tmp_path / 'data' / 'cli.db'}"
+
+
+def invoke(app, *args, url=None, input=None, env=None):
+    extra = ["--database-url", url] if url else []
+    return runner.invoke(app, [*args, *extra], input=input, env=env)
+
+
+def make_user(url, email="dev@example.com", *flags):
+    result = invoke(users_app, "create", email, "--password", "long enough", *flags, url=url)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def make_key(url, email="dev@example.com", *flags) -> str:
+    result = invoke(keys_app, "create", email, *flags, url=url)
+    assert result.exit_code == 0, result.output
+    return result.stdout.rstrip("\n").splitlines()[-1]
+
+
+def service(url) -> AccountService:
+    db = Database(url)
+    return AccountService(db, starting_credit=0)
+
+
+def test_users_create_with_password_option(url):
+    result = make_user(url, "Dev@Example.com", "--admin")
+    assert "admin dev@example.com" in result.stdout
+    user = asyncio.run(service(url).verify_password("dev@example.com", "long enough"))
+    assert user is not None and user.role == "admin"
+
+
+def test_users_create_reads_the_password_from_stdin(url):
+    result = invoke(users_app, "create", "dev@example.com", url=url, input="from stdin!\n")
+    assert result.exit_code == 0, result.output
+    assert asyncio.run(service(url).verify_password("dev@example.com", "from stdin!")) is not None
+
+
+def test_users_create_errors_exit_1_without_a_traceback(url):
+    make_user(url)
+    result = invoke(users_app, "create", "dev@example.com", "--password", "long enough", url=url)
+    assert result.exit_code == 1
+    assert "already exists" in result.output and "Traceback" not in result.output
+    short = invoke(users_app, "create", "new@example.com", "--password", "short", url=url)
+    assert short.exit_code == 1 and "at least 8" in short.output
+
+
+def test_database_url_defaults_to_the_environment(tmp_path, url):
+    result = invoke(users_app, "create", "env@example.com", "--password", "long enough",
+                    env={"CODERAPI_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "cli.db").exists()
+
+
+def test_users_list(url):
+    make_user(url)
+    result = invoke(users_app, "list", url=url)
+    assert result.exit_code == 0 and "dev@example.com" in result.stdout
+
+
+def test_keys_create_prints_the_secret_alone_on_the_last_line(url):
+    make_user(url)
+    secret = make_key(url, "dev@example.com", "--name", "laptop")
+    assert keygen.is_well_formed(secret)
+    principal = asyncio.run(service(url).authenticate_key(secret))
+    assert principal.key_kind == "inference" and principal.email == "dev@example.com"
+    management = make_key(url, "dev@example.com", "--management")
+    assert asyncio.run(service(url).authenticate_key(management)).key_kind == "management"
+
+
+def test_keys_create_for_an_unknown_user(url):
+    result = invoke(keys_app, "create", "nobody@example.com", url=url)
+    assert result.exit_code == 1 and "No user" in result.output
+
+
+def test_keys_list_shows_a_table(url):
+    make_user(url)
+    secret = make_key(url, "dev@example.com", "--name", "laptop")
+    result = invoke(keys_app, "list", "dev@example.com", url=url)
+    assert result.exit_code == 0, result.output
+    for text in (keygen.prefix_of(secret), "laptop", "inference", "active", "never"):
+        assert text in result.stdout
+    assert secret not in result.stdout
+
+
+@pytest.mark.parametrize("by_secret", [False, True])
+def test_keys_disable_enable_delete(url, by_secret):
+    make_user(url)
+    secret = make_key(url)
+    ref = secret if by_secret else keygen.prefix_of(secret)
+    assert invoke(keys_app, "disable", ref, url=url).exit_code == 0
+    assert "disabled" in invoke(keys_app, "list", "dev@example.com", url=url).stdout
+    assert invoke(keys_app, "enable", ref, url=url).exit_code == 0
+    assert "active" in invoke(keys_app, "list", "dev@example.com", url=url).stdout
+    deleted = invoke(keys_app, "delete", ref, url=url)
+    assert deleted.exit_code == 0 and "deleted" in deleted.stdout
+    again = invoke(keys_app, "delete", ref, url=url)
+    assert again.exit_code == 1 and "No such API key" in again.output
+
+
+def test_keys_commands_reject_garbage(url):
+    result = invoke(keys_app, "disable", "not-a-key!", url=url)
+    assert result.exit_code == 1 and "prefix" in result.output
+
+
+def test_credits_grant(url):
+    make_user(url)
+    result = invoke(credits_app, "grant", "dev@example.com", "12.5", "--reason", "welcome", url=url)
+    assert result.exit_code == 0, result.output
+    assert "17.500000" in result.stdout  # 5 USD starting credit + 12.5
+    back = invoke(credits_app, "grant", "dev@example.com", "--database-url", url, "--", "-7.5")
+    assert back.exit_code == 0 and "10.000000" in back.stdout, back.output
+    bad = invoke(credits_app, "grant", "dev@example.com", "lots", url=url)
+    assert bad.exit_code == 1 and "Not a valid USD amount" in bad.output
+
+
+def test_bad_database_url_is_a_clear_error():
+    result = invoke(users_app, "list", url="nosuchdb://x")
+    assert result.exit_code == 1 and "database URL" in result.output and "Traceback" not in result.output
