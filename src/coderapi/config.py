@@ -44,6 +44,7 @@ class ModelSpec(BaseModel):
     gguf: str = Field(EMBEDDED_MODEL, description="GGUF path, or the embedded PyPI-packaged model.")
     upstream_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible base URLs.")
     upstream_model: str | None = Field(None, description="Model name the upstream servers expect.")
+    upstream_api_key: str | None = Field(None, description="Bearer key sent to the upstream servers.")
     context_length: int = Field(8192, description="Tokens per sequence (prompt + completion).")
     n_parallel: int = Field(8, description="Sequences decoded together (continuous batching).")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")

@@ -1,0 +1,3 @@
+from coderapi.backends.upstream.backend import UpstreamBackend
+
+__all__ = ["UpstreamBackend"]
