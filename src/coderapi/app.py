@@ -11,10 +11,11 @@ from fastapi import FastAPI
 
 from coderapi.api.errors import install_error_handlers
 from coderapi.api.request_id import RequestIdMiddleware
-from coderapi.api.routes import health, inference, models, tokenizer
+from coderapi.api.routes import billing, health, inference, keys, logs, models, tokenizer, usage
 from coderapi.backends.factory import EngineFactory, build_served_models
 from coderapi.config import Settings
 from coderapi.services.container import Services
+from coderapi.web.install import install_dashboard
 from coderapi.weights.packaged import Progress
 
 log = logging.getLogger("coderapi")
@@ -51,10 +52,13 @@ def create_app(
         version="0.1.0",
         description="Self-hosted OpenAI-compatible API for code models.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's Swagger UI needs a CDN; the dashboard serves /docs itself
+        redoc_url=None,
     )
     app.state.services = services
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-    for module in (inference, models, tokenizer, health):
+    for module in (inference, models, tokenizer, health, keys, usage, logs, billing):
         app.include_router(module.router)
+    install_dashboard(app, services)
     return app

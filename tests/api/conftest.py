@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
+import httpx
 import openai
 import pytest
 
@@ -35,11 +40,51 @@ class Platform:
         """Run a service coroutine from the test thread (the server has its own loop)."""
         return asyncio.run(coro)
 
-    def usage_rows(self):
+    def usage_rows(self, user_id: int | None = None):
         from coderapi.store.tables import UsageEvent
 
         with self.services.db.session() as session:
-            return session.query(UsageEvent).order_by(UsageEvent.id).all()
+            query = session.query(UsageEvent)
+            if user_id is not None:
+                query = query.filter(UsageEvent.user_id == user_id)
+            return query.order_by(UsageEvent.id).all()
+
+    def wait_rows(self, user_id: int, count: int, timeout: float = 5.0):
+        """The user's usage rows once there are `count` (they are written just after the answer)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.usage_rows(user_id)
+            if len(rows) >= count or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.02)
+
+    def http(self, key: str) -> httpx.Client:
+        """Raw HTTP to the platform API with a Bearer key."""
+        return httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+@dataclass
+class Account:
+    """A user of their own with an inference key and a management key (tests share one app)."""
+
+    user_id: int
+    email: str
+    key: str
+    prefix: str
+    management_key: str
+
+
+def make_account(platform: Platform, **key_fields) -> Account:
+    accounts = platform.services.accounts
+
+    async def seed():
+        email = f"user-{uuid.uuid4().hex[:12]}@example.com"
+        user = await accounts.create_user(email, "correct horse battery")
+        info, key = await accounts.create_key(user.id, name="inference", **key_fields)
+        _, management = await accounts.create_key(user.id, name="management", kind="management")
+        return Account(user.id, email, key, info.prefix, management)
+
+    return platform.run(seed())
 
 
 def make_settings(tmp_path, **overrides) -> Settings:
@@ -52,9 +97,10 @@ def make_settings(tmp_path, **overrides) -> Settings:
     return Settings(data_dir=tmp_path, models=models, bootstrap_admin=False, **overrides)
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory) -> Platform:
-    settings = make_settings(tmp_path_factory.mktemp("platform"))
+@contextmanager
+def launch(data_dir, **overrides) -> Iterator[Platform]:
+    """The app on a loopback port with a fresh database in `data_dir`, seeded with one user."""
+    settings = make_settings(data_dir, **overrides)
     app = create_app(settings, engine_factory=lambda spec: FakeEngine(context_length=spec.context_length, token_delay=0.001))
     services = app.state.services
     services.db.upgrade()
@@ -68,3 +114,9 @@ def platform(tmp_path_factory) -> Platform:
     key, management = asyncio.run(seed())
     with serve_in_thread(app, wait_healthy=10) as base:
         yield Platform(base, app, key, management)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory) -> Iterator[Platform]:
+    with launch(tmp_path_factory.mktemp("platform")) as running:
+        yield running

@@ -1,0 +1,16 @@
+"""Rate limits: token buckets in-process by default, in Redis when several replicas share them."""
+
+from __future__ import annotations
+
+from coderapi.limits.memory import MemoryLimiter
+from coderapi.limits.rate import Limiter, Quota, RateLimits, Reservation
+
+__all__ = ["Limiter", "MemoryLimiter", "Quota", "RateLimits", "Reservation", "build_limiter"]
+
+
+def build_limiter(redis_url: str | None) -> Limiter:
+    if not redis_url:
+        return MemoryLimiter()
+    from coderapi.limits.redis_limiter import RedisLimiter
+
+    return RedisLimiter(redis_url)

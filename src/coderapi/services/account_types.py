@@ -49,6 +49,7 @@ class Principal:
     tpm_limit: int | None
     limit_threshold: Decimal | None = None  # the key's spending limit (USD per period)
     limit_retention: str = "no_reset"
+    balance: Decimal | None = None  # the user's USD balance when the key was authenticated
 
     @property
     def is_admin(self) -> bool:

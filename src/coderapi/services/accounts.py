@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-from coderapi.services import key_ops, user_ops
+from coderapi.services import key_ops, user_limits, user_ops
 from coderapi.services.account_types import (
     DEFAULT_SCOPES,
     KNOWN_SCOPES,
@@ -72,6 +72,10 @@ class AccountService:
 
     async def set_user_disabled(self, user_id: int, disabled: bool) -> UserInfo:
         return await asyncio.to_thread(user_ops.set_user_disabled, self._db, user_id, disabled)
+
+    async def set_user_limits(self, user_id: int, *, rpm_limit: int | None, tpm_limit: int | None) -> UserInfo:
+        """Per-user requests/tokens per minute for each of the user's keys; None: the default."""
+        return await asyncio.to_thread(user_limits.set_user_limits, self._db, user_id, rpm_limit, tpm_limit)
 
     async def bootstrap_admin(self, email: str = "admin@localhost") -> str | None:
         """Only on an empty users table: an admin with a random password and one inference key,

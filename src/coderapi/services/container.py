@@ -7,12 +7,16 @@ import logging
 from dataclasses import dataclass
 
 from coderapi.config import Settings
+from coderapi.limits import RateLimits, build_limiter
 from coderapi.services.accounts import AccountService
 from coderapi.services.admission import Admission
+from coderapi.services.billing import Billing
 from coderapi.services.inference import InferenceService
 from coderapi.services.metering import Metering
 from coderapi.services.metrics import ServingMetrics
 from coderapi.services.registry import ModelRegistry, ServedModel
+from coderapi.services.spending import PeriodSpend
+from coderapi.services.usage_reports import UsageReports
 from coderapi.store.database import Database
 
 log = logging.getLogger("coderapi")
@@ -27,6 +31,9 @@ class Services:
     metrics: ServingMetrics
     metering: Metering
     inference: InferenceService
+    limits: RateLimits
+    reports: UsageReports  # usage totals and series, logs, charges (API and dashboard)
+    billing: Billing
 
     @classmethod
     def build(cls, settings: Settings, served: list[ServedModel]) -> "Services":
@@ -35,8 +42,14 @@ class Services:
         registry = ModelRegistry(served)
         metrics = ServingMetrics(lambda: services.engine_stats())
         metering = Metering(accounts, metrics)
-        inference = InferenceService(registry, metering, Admission())
-        services = cls(settings, db, accounts, registry, metrics, metering, inference)
+        limits = RateLimits(
+            build_limiter(settings.redis_url), default_rpm=settings.default_rpm, default_tpm=settings.default_tpm
+        )
+        inference = InferenceService(registry, metering, Admission(limits, PeriodSpend(db)))
+        services = cls(
+            settings, db, accounts, registry, metrics, metering, inference,
+            limits=limits, reports=UsageReports(db), billing=Billing(accounts, settings.models),
+        )
         return services
 
     async def start_models(self) -> None:
@@ -49,6 +62,7 @@ class Services:
 
     async def close(self) -> None:
         await self.metering.drain()
+        await self.limits.close()
         await asyncio.gather(*(m.backend.close() for m in self.registry.models), return_exceptions=True)
         self.db.dispose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -48,34 +49,52 @@ class InferenceService:
         self._metering = metering
         self._admission = admission
 
-    async def chat(self, body: bytes, principal: Principal, request_id: str) -> InferenceOutcome:
-        return await self._run(body, principal, request_id, "chat.completions", ChatCompletionRequest, "chat")
+    async def chat(
+        self, body: bytes, principal: Principal, request_id: str, *,
+        origin: str = "api", client_request_id: str | None = None,
+    ) -> InferenceOutcome:
+        """`origin` ("api" or "playground") and `client_request_id` are kept on the usage row."""
+        scope = self._metering.open(
+            principal, "chat.completions", request_id, origin=origin, client_request_id=client_request_id
+        )
+        return await self._run(body, principal, scope, ChatCompletionRequest, "chat")
 
-    async def complete(self, body: bytes, principal: Principal, request_id: str) -> InferenceOutcome:
-        return await self._run(body, principal, request_id, "completions", CompletionRequest, "complete")
+    async def complete(
+        self, body: bytes, principal: Principal, request_id: str, *,
+        origin: str = "api", client_request_id: str | None = None,
+    ) -> InferenceOutcome:
+        scope = self._metering.open(
+            principal, "completions", request_id, origin=origin, client_request_id=client_request_id
+        )
+        return await self._run(body, principal, scope, CompletionRequest, "complete")
 
     async def _run(
-        self, body: bytes, principal: Principal, request_id: str, endpoint: str, model: type[BaseModel], method: str
+        self, body: bytes, principal: Principal, scope: MeterScope, model: type[BaseModel], method: str
     ) -> InferenceOutcome:
-        scope = self._metering.open(principal, endpoint, request_id)
         try:
             request = parse_body(model, body)
             scope.model = request.model
             served = self._registry.resolve(request.model)
             scope.spec = served.spec
-            headers = await self._admission.admit(principal, served.spec)
+            await self._admission.admit(principal, served.spec, request, len(body), scope)
             call: Callable[..., Awaitable] = getattr(served.backend, method)
             answer = await call(request, scope.tally)
             if isinstance(answer, BaseModel):
                 scope.finish("success", 200)
-                return InferenceOutcome(answer, headers)
-            return InferenceOutcome(await self._started(scope, answer), headers)
+                return InferenceOutcome(answer, scope.headers)
+            return InferenceOutcome(await self._started(scope, answer), scope.headers)
+        except asyncio.CancelledError:
+            scope.finish("cancelled", 499, "client_disconnected")
+            raise
         except CoderapiError as exc:
             scope.fail(exc)
+            await self._admission.label(exc, principal, scope)
             raise
         except Exception as exc:
             scope.fail(exc)
-            raise InternalError("The server had an error while processing your request.") from exc
+            error = InternalError("The server had an error while processing your request.")
+            await self._admission.label(error, principal, scope)
+            raise error from exc
 
     @staticmethod
     async def _started(scope: MeterScope, stream: AsyncIterator[BaseModel]) -> AsyncIterator[BaseModel]:

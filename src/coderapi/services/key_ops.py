@@ -20,6 +20,8 @@ from coderapi.services.account_types import (
     DEFAULT_SCOPES,
     KEY_KINDS,
     KNOWN_SCOPES,
+    MANAGEMENT_SCOPES,
+    MODEL_SCOPES,
     RETENTIONS,
     KeyInfo,
     Principal,
@@ -50,6 +52,9 @@ def check_scopes(scopes, kind: str) -> list[str]:
     unknown = sorted(set(scopes) - KNOWN_SCOPES)
     if unknown:
         raise InvalidRequest(f"Unknown scope(s): {', '.join(unknown)}", param="scopes")
+    foreign = sorted(set(scopes) - set(MODEL_SCOPES if kind == "inference" else MANAGEMENT_SCOPES))
+    if foreign:
+        raise InvalidRequest(f"Scope(s) {', '.join(foreign)} do not apply to {kind} keys", param="scopes")
     return list(dict.fromkeys(scopes))  # order kept, duplicates dropped
 
 
@@ -137,6 +142,7 @@ def authenticate(db: Database, secret: str, now: datetime) -> Principal:
             tpm_limit=user.tpm_limit,
             limit_threshold=key.limit_threshold,
             limit_retention=key.limit_retention,
+            balance=user.balance,
         )
 
 

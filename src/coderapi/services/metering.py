@@ -1,4 +1,10 @@
-"""Usage is counted once, where a request ends, and recorded once: success, error, refusal or hang-up."""
+"""Usage is counted once, where a request ends, and recorded once: success, error, refusal or hang-up.
+
+Money: a request's cost is its tokens at the model's prices per million (`ModelSpec`), computed in
+`Decimal` and rounded to the store's six places; it is written on the usage row and debited from
+the user's balance in the same transaction. Successful requests and requests whose client hung
+up (the tokens were generated) are charged; failed and refused ones cost nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,31 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable
+from decimal import Decimal
+from typing import AsyncIterator, Awaitable, Callable
 
 from coderapi.backends.base import RequestTally
 from coderapi.config import ModelSpec
 from coderapi.errors import CoderapiError
 from coderapi.services.accounts import AccountService, Principal, UsageRecord
 from coderapi.services.metrics import ServingMetrics
+from coderapi.store.tables import to_money
 
 log = logging.getLogger("coderapi.metering")
 
+CHARGED_STATUSES = ("success", "cancelled")
+_MILLION = Decimal(1_000_000)
 
-def request_cost(spec: ModelSpec | None, tally: RequestTally) -> float:
+
+def request_cost(spec: ModelSpec | None, tally: RequestTally) -> Decimal:
+    """USD for the request's tokens at the model's prices (floats read through their repr)."""
     if spec is None:
-        return 0.0
-    return (
-        tally.prompt_tokens * spec.price_input_per_million + tally.completion_tokens * spec.price_output_per_million
-    ) / 1_000_000
+        return to_money(0)
+    cost = (
+        tally.prompt_tokens * Decimal(str(spec.price_input_per_million))
+        + tally.completion_tokens * Decimal(str(spec.price_output_per_million))
+    ) / _MILLION
+    return to_money(cost)
 
 
 @dataclass
@@ -37,6 +51,10 @@ class MeterScope:
     spec: ModelSpec | None = None
     tally: RequestTally = field(default_factory=RequestTally)
     finished: bool = False
+    origin: str = "api"  # api | playground
+    client_request_id: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # for the answer (x-ratelimit-*)
+    settle: Callable[[int], Awaitable[None]] | None = None  # given the tokens used, at the end
 
     def finish(self, status: str, status_code: int, error_code: str | None = None) -> None:
         if not self.finished:
@@ -71,8 +89,13 @@ class Metering:
         self._metrics = metrics
         self._pending: set[asyncio.Task] = set()
 
-    def open(self, principal: Principal, endpoint: str, request_id: str) -> MeterScope:
-        return MeterScope(principal, endpoint, request_id, self._record)
+    def open(
+        self, principal: Principal, endpoint: str, request_id: str, *, origin: str = "api",
+        client_request_id: str | None = None,
+    ) -> MeterScope:
+        return MeterScope(
+            principal, endpoint, request_id, self._record, origin=origin, client_request_id=client_request_id
+        )
 
     def _record(self, scope: MeterScope, status: str, status_code: int, error_code: str | None) -> None:
         tally = scope.tally
@@ -88,20 +111,28 @@ class Metering:
             prompt_tokens=tally.prompt_tokens,
             completion_tokens=tally.completion_tokens,
             cached_tokens=tally.cached_tokens,
-            cost=request_cost(scope.spec, tally),
+            cost=request_cost(scope.spec, tally) if status in CHARGED_STATUSES else to_money(0),
             status=status,
             status_code=status_code,
             error_code=error_code,
             finish_reason=tally.finish_reason,
             latency_ms=int((now - tally.started_at) * 1000),
             ttft_ms=None if tally.ttft_seconds is None else int(tally.ttft_seconds * 1000),
+            origin=scope.origin,
+            client_request_id=scope.client_request_id,
         )
+        used = tally.prompt_tokens + tally.completion_tokens
         # A task of its own: the request's task may be cancelled (client gone) while this is written.
-        task = asyncio.get_running_loop().create_task(self._write(record))
+        task = asyncio.get_running_loop().create_task(self._write(record, scope.settle, used))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _write(self, record: UsageRecord) -> None:
+    async def _write(self, record: UsageRecord, settle: Callable[[int], Awaitable[None]] | None, used: int) -> None:
+        try:
+            if settle is not None:
+                await settle(used)
+        except Exception:
+            log.exception("could not settle the rate limit of %s", record.request_id)
         try:
             await self._accounts.record_usage(record)
         except Exception:

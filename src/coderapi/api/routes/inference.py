@@ -18,6 +18,11 @@ def _body_schema(model) -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
+def _client_request_id(request: Request) -> str | None:
+    """The caller's own id for the call (X-Client-Request-Id), kept on the usage row and in the logs."""
+    return request.headers.get("x-client-request-id") or None
+
+
 def _respond(outcome: InferenceOutcome) -> Response:
     if outcome.streaming:
         return sse_response(outcome.answer, outcome.headers)
@@ -35,7 +40,9 @@ async def create_chat_completion(
     request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
 ) -> Response:
     # The body is parsed by the service, so a malformed request is metered like any other.
-    return _respond(await services.inference.chat(await request.body(), principal, request_id))
+    client_id = _client_request_id(request)
+    outcome = await services.inference.chat(await request.body(), principal, request_id, client_request_id=client_id)
+    return _respond(outcome)
 
 
 @router.post(
@@ -48,4 +55,6 @@ async def create_chat_completion(
 async def create_completion(
     request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
 ) -> Response:
-    return _respond(await services.inference.complete(await request.body(), principal, request_id))
+    client_id = _client_request_id(request)
+    body = await request.body()
+    return _respond(await services.inference.complete(body, principal, request_id, client_request_id=client_id))

@@ -1,0 +1,61 @@
+"""install_dashboard(app, services): the server-rendered dashboard on an app built by create_app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.responses import Response
+
+from coderapi.services.container import Services
+from coderapi.web import filters
+from coderapi.web.context import (
+    Dashboard,
+    LoginRequired,
+    PageError,
+    login_url,
+    optional_viewer,
+    redirect,
+    render,
+)
+from coderapi.web.flash import Flash
+from coderapi.web.routes import admin, auth, billing, docs, home, keys, logs, playground, usage
+from coderapi.web.secret import load_session_secret
+from coderapi.web.session_store import SessionStore
+from coderapi.web.throttle import LoginThrottle
+
+WEB_DIR = Path(__file__).resolve().parent
+ROUTERS = (home, auth, keys, usage, logs, playground, billing, docs, admin)
+
+
+def make_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
+    filters.install(templates.env)
+    return templates
+
+
+def install_dashboard(app: FastAPI, services: Services) -> None:
+    secret = load_session_secret(services.settings)
+    app.state.dashboard = Dashboard(
+        services=services,
+        templates=make_templates(),
+        sessions=SessionStore(services.db),
+        throttle=LoginThrottle(services.db),
+        flash=Flash(secret),
+        secret=secret,
+    )
+    app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
+    for module in ROUTERS:
+        app.include_router(module.router)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        return redirect(request, login_url(exc.next_path))
+
+    @app.exception_handler(PageError)
+    async def _page_error(request: Request, exc: PageError) -> Response:
+        context = dict(title=exc.title, message=exc.message, code=exc.status)
+        viewer = await optional_viewer(request, request.app.state.dashboard)
+        return render(request, "error.html", viewer, status=exc.status, **context)

@@ -1,0 +1,1 @@
+"""Dashboard pages, one small router per page group."""

@@ -1,0 +1,82 @@
+"""/admin (role admin): users, disable/enable, grant credit, per-user rate limits."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from coderapi.errors import InvalidRequest, NotFound
+from coderapi.web.context import AdminDep, DashboardDep, PageError, checked_form, redirect, render
+
+router = APIRouter(include_in_schema=False)
+
+
+def _text(form, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _optional_int(form, name: str) -> int | None:
+    raw = _text(form, name).replace(",", "").replace("_", "")
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise InvalidRequest(f"{name} must be a whole number, or empty for the default", param=name)
+    return int(raw)
+
+
+async def _user_or_404(dash, user_id: int):
+    try:
+        return await dash.services.accounts.get_user(user_id)
+    except NotFound:
+        raise PageError(404, "No such user", f"There is no user with id {user_id}.") from None
+
+
+@router.get("/admin")
+async def users_page(request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+    users = await dash.services.accounts.list_users()
+    settings = dash.services.settings
+    return render(
+        request, "admin.html", viewer, users=users,
+        default_rpm=settings.default_rpm, default_tpm=settings.default_tpm,
+    )
+
+
+@router.post("/admin/users/{user_id}/state")
+async def set_state(user_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+    form = await checked_form(request, viewer)
+    user = await _user_or_404(dash, user_id)
+    disabled = _text(form, "disabled") == "true"
+    if user.id == viewer.user.id and disabled:
+        return redirect(request, "/admin", "You cannot disable your own account.", "error")
+    await dash.services.accounts.set_user_disabled(user.id, disabled)
+    if disabled:
+        await dash.sessions.revoke_user(user.id)
+    verb = "disabled: their keys and sessions stop working" if disabled else "enabled"
+    return redirect(request, "/admin", f"{user.email} is {verb}.")
+
+
+@router.post("/admin/users/{user_id}/credit")
+async def grant(user_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+    form = await checked_form(request, viewer)
+    user = await _user_or_404(dash, user_id)
+    reason = _text(form, "reason") or "granted in the dashboard"
+    try:
+        balance = await dash.services.accounts.grant_credit(
+            user.id, _text(form, "amount").lstrip("$"), reason[:255], viewer.user.email
+        )
+    except InvalidRequest as exc:
+        return redirect(request, "/admin", exc.message, "error")
+    return redirect(request, "/admin", f"{user.email} now holds {balance:.2f} USD.")
+
+
+@router.post("/admin/users/{user_id}/limits")
+async def set_limits(user_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+    form = await checked_form(request, viewer)
+    user = await _user_or_404(dash, user_id)
+    try:
+        rpm, tpm = _optional_int(form, "rpm_limit"), _optional_int(form, "tpm_limit")
+        await dash.services.accounts.set_user_limits(user.id, rpm_limit=rpm, tpm_limit=tpm)
+    except InvalidRequest as exc:
+        return redirect(request, "/admin", exc.message, "error")
+    return redirect(request, "/admin", f"Rate limits of {user.email} saved.")

@@ -1,0 +1,37 @@
+"""/billing: balance, prices per million tokens, recent charges."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from coderapi.web.context import DashboardDep, ViewerDep, render
+
+router = APIRouter(include_in_schema=False)
+
+
+def price_rows(dash) -> list[dict]:
+    rows = []
+    for served in dash.services.registry.models:
+        spec = served.spec
+        for model_id in [spec.id, *spec.aliases]:
+            rows.append({
+                "id": model_id,
+                "alias_of": spec.id if model_id != spec.id else None,
+                "input": spec.price_input_per_million,
+                "output": spec.price_output_per_million,
+                "weights": served.weights,
+            })
+    return rows
+
+
+@router.get("/billing")
+async def billing(request: Request, viewer: ViewerDep, dash: DashboardDep) -> Response:
+    services, user_id = dash.services, viewer.user.id
+    return render(
+        request, "billing.html", viewer,
+        balance=await services.billing.balance(user_id),
+        prices=price_rows(dash),
+        charges=await services.reports.recent_charges(user_id, limit=20),
+        credits=await services.reports.credit_history(user_id, limit=10),
+    )

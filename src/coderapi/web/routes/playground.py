@@ -1,0 +1,42 @@
+"""/playground: chat with a served model from the browser, with one of the user's keys.
+
+The page never receives a secret from the server (none is kept). The browser calls
+/v1/chat/completions itself with a key the user pastes, or one created earlier in this tab
+(kept in the tab's sessionStorage by the keys page, on request)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from coderapi.web.context import DashboardDep, ViewerDep, render
+
+router = APIRouter(include_in_schema=False)
+
+
+def model_options(dash) -> list[dict]:
+    """Every public id (aliases included) with its sampling defaults and limits."""
+    options = []
+    for served in dash.services.registry.models:
+        spec = served.spec
+        for model_id in [spec.id, *spec.aliases]:
+            options.append({
+                "id": model_id,
+                "served_by": spec.id,
+                "context_length": spec.context_length,
+                "defaults": spec.generation.model_dump(),
+            })
+    return options
+
+
+@router.get("/playground")
+async def playground(request: Request, viewer: ViewerDep, dash: DashboardDep) -> Response:
+    keys = await dash.services.accounts.list_keys(viewer.user.id)
+    usable = [
+        {"prefix": k.prefix, "name": k.name or ""}
+        for k in keys if k.kind == "inference" and not k.disabled
+    ]
+    return render(
+        request, "playground.html", viewer, models=model_options(dash), usable_keys=usable,
+        config={"models": model_options(dash), "keys": usable},
+    )
