@@ -1,0 +1,205 @@
+"""`LlamaCppEngine`: the asyncio face of the llama.cpp worker thread.
+
+The event loop never calls into the llama context: `generate` puts a `Request` on the worker's
+inbox and awaits the request's own asyncio queue, which the worker fills with
+`loop.call_soon_threadsafe`. Closing the generator (``aclose()``, GeneratorExit, or the
+consuming task being cancelled) flags the request; the worker frees its sequence before the
+next decode step. Tokenization only reads the vocabulary and runs inline.
+
+Finishing: an end-of-generation token (``llama_vocab_is_eog``, unless ``ignore_eos``) or one of
+``stop_token_ids`` (always) ends the sequence with finish_reason "stop"; that token is reported
+in a last TokenEvent with text "" and counts as a completion token (as in llama-server).
+``max_tokens`` or a full context (prompt + completion = ``n_ctx_per_seq``) ends it with "length".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+from typing import AsyncIterator
+
+from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
+from coderapi.errors import ContextLengthExceeded, InvalidRequest, ModelNotReady, Overloaded
+
+from .scheduler import Request
+from .worker import STOP, Worker
+
+
+class LlamaCppEngine:
+    """Continuous batching over one llama context holding `n_parallel` sequences."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx_per_seq: int = 8192,
+        n_parallel: int = 8,
+        n_threads: int | None = None,
+        max_waiting: int = 64,
+        n_batch: int = 512,
+    ) -> None:
+        if n_ctx_per_seq < 16 or n_parallel < 1 or max_waiting < 0:
+            raise ValueError("n_ctx_per_seq >= 16, n_parallel >= 1 and max_waiting >= 0 required")
+        if n_batch <= n_parallel:
+            raise ValueError("n_batch must exceed n_parallel, or prompts could never be evaluated")
+        self.model_path = Path(model_path)
+        self._n_ctx_per_seq = n_ctx_per_seq
+        self._n_parallel = n_parallel
+        self._n_threads = n_threads or os.cpu_count() or 1
+        self._max_waiting = max_waiting
+        self._n_batch = n_batch
+        self.info = EngineInfo(
+            model_path=str(self.model_path),
+            context_length=n_ctx_per_seq,
+            vocab_size=0,
+            chat_template=None,
+            bos_token="",
+            eos_token="",
+        )
+        self._worker: Worker | None = None
+        self._ready = False
+        self._inflight = 0  # generators started and not finished
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        """Load the model and create the context on the worker thread; the loop stays free."""
+        if self._worker is not None:
+            return
+        worker = Worker(
+            self.model_path,
+            n_ctx_per_seq=self._n_ctx_per_seq,
+            n_parallel=self._n_parallel,
+            n_threads=self._n_threads,
+            n_batch=self._n_batch,
+        )
+        self._worker = worker
+        worker.start()
+        try:
+            await asyncio.wrap_future(worker.ready)
+        except BaseException:
+            self._worker = None
+            raise
+        model = worker.model
+        meta = worker.metadata
+        self.info = EngineInfo(
+            model_path=str(self.model_path),
+            context_length=self._n_ctx_per_seq,
+            vocab_size=model.n_vocab,
+            chat_template=meta.get("tokenizer.chat_template"),
+            bos_token=model.token_text(model.bos_id) if model.bos_id >= 0 else "",
+            eos_token=model.token_text(model.eos_id) if model.eos_id >= 0 else "",
+            metadata=meta,
+        )
+        self._ready = True
+
+    async def close(self) -> None:
+        """Stop the worker (pending requests get ModelNotReady) and free the model."""
+        self._ready = False
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        worker.inbox.put(STOP)
+        await asyncio.to_thread(worker.join)
+
+    # -- vocabulary -----------------------------------------------------------------------------
+
+    def _model(self):
+        if not self._ready or self._worker is None:
+            raise ModelNotReady("The model is still loading.")
+        return self._worker.model
+
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        return self._model().tokenize(text, add_special=add_special, parse_special=True)
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        """Text of the tokens, special tokens rendered (the inverse of `tokenize`)."""
+        return self._model().detokenize(list(token_ids), render_special=True)
+
+    def token_text(self, token_id: int) -> str:
+        return self._model().token_text(token_id)
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        """Validate now (errors raise here, before any iteration) and return the stream."""
+        self._validate(prompt_ids, params)
+        self._check_capacity()
+        return self._stream(list(prompt_ids), params)
+
+    def _validate(self, prompt: list[int], params: SamplingParams) -> None:
+        n_vocab = self._model().n_vocab
+        if not prompt:
+            raise InvalidRequest("The prompt must contain at least one token.", param="prompt")
+        if min(prompt) < 0 or max(prompt) >= n_vocab:
+            raise InvalidRequest("The prompt contains an unknown token id.", param="prompt")
+        if len(prompt) >= self._n_ctx_per_seq:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self._n_ctx_per_seq} tokens, "
+                f"but the prompt has {len(prompt)} tokens.",
+                param="messages",
+            )
+        if params.max_tokens < 1:
+            raise InvalidRequest("max_tokens must be at least 1.", param="max_tokens")
+        if params.logprobs is not None and params.logprobs < 0:
+            raise InvalidRequest("top_logprobs must be >= 0.", param="top_logprobs")
+        if any(not 0 <= int(t) < n_vocab for t in params.logit_bias):
+            raise InvalidRequest("logit_bias names an unknown token id.", param="logit_bias")
+
+    def _check_capacity(self) -> None:
+        # Every in-flight request beyond the slots waits; refuse once max_waiting already wait.
+        if self._inflight >= self._n_parallel + self._max_waiting:
+            raise Overloaded(
+                f"The model is busy ({self._n_parallel} running, {self._max_waiting} waiting); "
+                "retry shortly.",
+                retry_after=1.0,
+            )
+
+    async def _stream(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        worker = self._worker
+        if worker is None or not self._ready or not worker.is_alive():
+            raise ModelNotReady("The model is not loaded.")
+        with self._lock:
+            self._check_capacity()  # re-checked: several generators may have been created at once
+            self._inflight += 1
+        counted = True
+        req = Request(prompt, params, asyncio.get_running_loop())
+        try:
+            worker.inbox.put(req)
+            while True:
+                item = await req.queue.get()
+                if isinstance(item, BaseException):
+                    req.finished = True
+                    raise item
+                if item.finish_reason is not None:
+                    req.finished = True
+                    with self._lock:  # release capacity now, even if the consumer never closes us
+                        self._inflight -= 1
+                    counted = False
+                    yield item
+                    return
+                yield item
+        finally:
+            if not req.finished:
+                req.cancelled = True  # the worker frees the sequence before its next step
+            if counted:
+                with self._lock:
+                    self._inflight -= 1
+
+    def stats(self) -> EngineStats:
+        worker = self._worker
+        if worker is None or not self._ready:
+            return EngineStats()
+        n_ctx = worker.ctx.n_ctx if worker.ctx is not None else 1
+        return EngineStats(
+            running=len(worker.running),
+            waiting=len(worker.waiting) + worker.inbox.qsize(),
+            kv_cache_usage=min(1.0, worker.pool.tokens_held() / n_ctx),
+            prefix_cache_queries=worker.prefix_queries,
+            prefix_cache_hits=worker.prefix_hits,
+        )

@@ -1,0 +1,115 @@
+"""Request and sequence state, and the plan of one decode step (continuous batching).
+
+A `Request` crosses threads: the event loop creates it and reads its queue; the worker fills
+the queue (through `loop.call_soon_threadsafe`) and watches `cancelled`, a plain attribute the
+generator sets when it is closed. A `Sequence` is the worker's private state for an admitted
+request.
+
+Each step feeds one token for every decoding sequence, then spends what is left of `n_batch`
+on chunks of prompts still being evaluated, oldest admission first (chunked prefill). A long
+prompt therefore delays the running streams by at most one chunk per step.
+
+Reproducible requests (greedy, or sampled with a seed) evaluate their last prompt token in a
+step of its own. llama.cpp's CPU kernels are not batch-invariant (flash attention switches to
+a tiled kernel at 8 query rows, quantized matmuls use different kernels for different row
+counts), so the first token's logits would otherwise depend on whether the prompt came from
+the prefix cache (last token evaluated alone) or was evaluated cold (last token inside the
+whole prompt's batch). Splitting makes both paths identical for a request served alone, at the
+cost of one extra step before its first token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass
+
+from coderapi.engines.base import SamplingParams
+
+from .detok import Utf8Stream
+from .prefix_cache import Slot
+from .sampling import SamplerChain
+
+_ids = itertools.count(1)
+
+
+class Request:
+    __slots__ = ("id", "prompt", "params", "loop", "queue", "cancelled", "finished")
+
+    def __init__(
+        self, prompt: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.id = next(_ids)
+        self.prompt = prompt
+        self.params = params
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.cancelled = False  # set by the consumer side; read by the worker
+        self.finished = False  # set by the consumer side once the final event arrived
+
+
+class Sequence:
+    """An admitted request bound to a slot."""
+
+    __slots__ = (
+        "req",
+        "slot",
+        "sampler",
+        "stream",
+        "n_prompt_done",
+        "cached",
+        "next_token",
+        "n_generated",
+        "split_last",
+    )
+
+    def __init__(self, req: Request, slot: Slot, sampler: SamplerChain, cached: int) -> None:
+        self.req = req
+        self.slot = slot
+        self.sampler = sampler
+        self.stream = Utf8Stream()
+        self.n_prompt_done = cached  # prompt tokens already in the KV cache
+        self.cached = cached  # of those, served from the prefix cache
+        self.next_token: int | None = None  # sampled, not yet fed to the model
+        self.n_generated = 0
+        params = req.params
+        self.split_last = params.temperature <= 0.0 or params.seed is not None
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_prompt_done < len(self.req.prompt)
+
+
+@dataclass(eq=False)
+class BatchPart:
+    """The tokens one sequence contributes to a step, at positions start_pos, start_pos+1, ..."""
+
+    seq: Sequence
+    tokens: list[int]
+    start_pos: int
+    wants_logits: bool  # True when the last token's logits are sampled after the step
+    logits_index: int = -1  # its row in the batch, set when the batch is filled
+
+
+def plan_step(running: list[Sequence], n_batch: int) -> list[BatchPart]:
+    """Decode tokens first (one per decoding sequence), then prompt chunks in admission order."""
+    parts: list[BatchPart] = []
+    budget = n_batch
+    for seq in running:
+        if seq.next_token is not None:
+            parts.append(BatchPart(seq, [seq.next_token], len(seq.slot.tokens), True))
+            budget -= 1
+    for seq in running:
+        if budget <= 0:
+            break
+        if seq.next_token is None and seq.prefilling:
+            prompt = seq.req.prompt
+            start = seq.n_prompt_done
+            end = len(prompt)
+            if seq.split_last and start < end - 1:
+                end -= 1  # the last prompt token gets a step of its own (see above)
+            take = min(budget, end - start)
+            done = start + take == len(prompt)
+            parts.append(BatchPart(seq, prompt[start : start + take], len(seq.slot.tokens), done))
+            budget -= take
+    return parts

@@ -1,0 +1,288 @@
+"""The worker thread: owns the llama context and runs the continuous-batching decode loop.
+
+One loop iteration: take new requests from the inbox (blocking only when idle), drop cancelled
+ones, admit waiting requests into free slots (FIFO, prefix-cache aware), plan one step
+(scheduler.plan_step), run llama_decode, sample every sequence that produced logits, and hand
+the step's events to their event loops in one `call_soon_threadsafe` per loop.
+
+Failures stay local: a request whose sampler cannot be built, whose sampling raises, or whose
+tokens make llama_decode fail gets the exception in its generator; the others keep going.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections import deque
+from pathlib import Path
+
+import llama_cpp as lc
+
+from coderapi.engines.base import TokenEvent
+from coderapi.errors import InternalError, ModelNotReady
+
+from .model import LlamaContext, LlamaModel
+from .prefix_cache import SlotPool
+from .sampling import SamplerChain, compute_logprobs
+from .scheduler import BatchPart, Request, Sequence, plan_step
+
+log = logging.getLogger("coderapi.engines.llama_cpp")
+
+STOP = object()  # inbox sentinel: finish and free everything
+
+
+def _deliver(items: list) -> None:
+    """Runs on the event loop: put each event (or exception) on its request's queue."""
+    for req, item in items:
+        req.queue.put_nowait(item)
+
+
+class Worker(threading.Thread):
+    def __init__(
+        self, model_path: Path, *, n_ctx_per_seq: int, n_parallel: int, n_threads: int, n_batch: int
+    ) -> None:
+        super().__init__(name="llama-cpp-worker", daemon=True)
+        self.model_path = model_path
+        self.n_ctx_per_seq = n_ctx_per_seq
+        self.n_parallel = n_parallel
+        self.n_threads = n_threads
+        self.n_batch = n_batch
+        self.ready: concurrent.futures.Future = concurrent.futures.Future()
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.model: LlamaModel | None = None
+        self.metadata: dict[str, str] = {}
+        self.ctx: LlamaContext | None = None
+        self.pool = SlotPool(n_parallel)
+        self.waiting: deque[Request] = deque()
+        self.running: list[Sequence] = []
+        self.prefix_queries = 0  # prompt tokens looked up in the prefix cache
+        self.prefix_hits = 0  # of those, tokens kept from the cache
+        self._outbox: dict = {}
+        self._batch = None
+        self._stopping = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._load()
+        except BaseException as exc:
+            self._free()
+            self.ready.set_exception(exc)
+            return
+        self.ready.set_result(None)
+        try:
+            while not self._stopping:
+                try:
+                    self._pull(block=not self.running and not self.waiting)
+                    self._step()
+                except Exception:  # a bug, not a request's fault: fail the running ones, go on
+                    log.exception("llama.cpp worker step failed")
+                    self._fail_running()
+                self._flush()
+        finally:
+            self._shutdown()
+
+    def _fail_running(self) -> None:
+        for seq in list(self.running):
+            try:
+                self._fail(seq, InternalError("The inference engine failed."))
+            except Exception:
+                log.exception("could not free a failed sequence")
+                if seq in self.running:
+                    self.running.remove(seq)
+
+    def _load(self) -> None:
+        self.model = LlamaModel(self.model_path)
+        self.metadata = self.model.metadata()
+        self.ctx = LlamaContext(
+            self.model,
+            n_ctx=self.n_ctx_per_seq * self.n_parallel,
+            n_seq_max=self.n_parallel,
+            n_batch=self.n_batch,
+            n_threads=self.n_threads,
+        )
+        self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
+        for i in range(self.n_batch):
+            self._batch.n_seq_id[i] = 1
+
+    def _shutdown(self) -> None:
+        closed = ModelNotReady("The inference engine is shutting down.")
+        for seq in list(self.running):
+            self._send(seq.req, closed)
+            self._release(seq)
+        self._pull(block=False)
+        for req in self.waiting:
+            self._send(req, closed)
+        self.waiting.clear()
+        self._flush()
+        self._free()
+
+    def _free(self) -> None:
+        if self._batch is not None:
+            lc.llama_batch_free(self._batch)
+            self._batch = None
+        if self.ctx is not None:
+            self.ctx.free()
+        if self.model is not None:
+            self.model.free()
+
+    # -- requests in ----------------------------------------------------------------------------
+
+    def _pull(self, block: bool) -> None:
+        if block:
+            self._accept(self.inbox.get())
+        while not self.inbox.empty():
+            self._accept(self.inbox.get_nowait())
+
+    def _accept(self, item) -> None:
+        if item is STOP:
+            self._stopping = True
+        else:
+            self.waiting.append(item)
+
+    def _step(self) -> None:
+        if any(req.cancelled for req in self.waiting):
+            self.waiting = deque(req for req in self.waiting if not req.cancelled)
+        for seq in [s for s in self.running if s.req.cancelled]:
+            self._release(seq)  # its KV stays valid: kept as prefix cache
+        while self.waiting and self.pool.has_free():
+            req = self.waiting.popleft()
+            try:
+                self._admit(req)
+            except Exception as exc:
+                self._send(req, exc)
+        if self.running:
+            self._run_parts(plan_step(self.running, self.n_batch), isolate=True)
+
+    def _admit(self, req: Request) -> None:
+        sampler = SamplerChain(self.model, req.params, req.prompt)
+        try:
+            slot, keep = self.pool.acquire(req.prompt)
+        except BaseException:
+            sampler.free()
+            raise
+        if not self.ctx.seq_rm(slot.seq_id, keep, -1):
+            self.ctx.seq_rm(slot.seq_id, -1, -1)
+            keep = 0
+        del slot.tokens[keep:]
+        self.prefix_queries += len(req.prompt)
+        self.prefix_hits += keep
+        self.running.append(Sequence(req, slot, sampler, keep))
+
+    # -- one decode step ------------------------------------------------------------------------
+
+    def _run_parts(self, parts: list[BatchPart], isolate: bool) -> None:
+        rc = self._decode(parts)
+        if rc == 1 and self._evict_idle_caches():  # no room in the KV cache: drop idle prefixes
+            rc = self._decode(parts)
+        if rc == 0:
+            self._commit(parts)
+        elif isolate and len(parts) > 1:  # find the culprit: retry each sequence alone
+            for part in parts:
+                self._run_parts([part], isolate=False)
+        else:
+            for part in parts:
+                self._fail(part.seq, InternalError(f"llama_decode failed (code {rc})."))
+
+    def _decode(self, parts: list[BatchPart]) -> int:
+        batch = self._batch
+        i = 0
+        for part in parts:
+            seq_id = part.seq.slot.seq_id
+            pos = part.start_pos
+            for token in part.tokens:
+                batch.token[i] = token
+                batch.pos[i] = pos
+                batch.seq_id[i][0] = seq_id
+                batch.logits[i] = 0
+                i += 1
+                pos += 1
+            if part.wants_logits:
+                batch.logits[i - 1] = 1
+                part.logits_index = i - 1
+        batch.n_tokens = i
+        rc = lc.llama_decode(self.ctx.ptr, batch)
+        if rc != 0:  # put the KV cache back as it was before the step
+            for part in parts:
+                self.ctx.seq_rm(part.seq.slot.seq_id, part.start_pos, -1)
+        return rc
+
+    def _commit(self, parts: list[BatchPart]) -> None:
+        for part in parts:
+            seq = part.seq
+            seq.slot.tokens.extend(part.tokens)
+            if seq.next_token is not None:
+                seq.next_token = None
+            else:
+                seq.n_prompt_done += len(part.tokens)
+        for part in parts:
+            if part.wants_logits:
+                try:
+                    self._sample(part.seq, part.logits_index)
+                except Exception as exc:
+                    log.exception("sampling failed")
+                    self._fail(part.seq, exc)
+
+    def _sample(self, seq: Sequence, index: int) -> None:
+        req = seq.req
+        params = req.params
+        token = seq.sampler.sample(self.ctx.ptr, index)
+        seq.n_generated += 1
+        logprob = top = None
+        if params.logprobs is not None:
+            lp = compute_logprobs(
+                self.ctx.logits_row(index), self.model.n_vocab, token, params.logprobs, self.model
+            )
+            logprob, top = lp.logprob, lp.top
+        finish = None
+        if token in params.stop_token_ids or (not params.ignore_eos and self.model.is_eog(token)):
+            finish = "stop"  # the end token counts as a completion token but is not emitted as text
+            text = seq.stream.flush()
+        else:
+            text = seq.stream.push(self.model.piece(token))
+            total = len(req.prompt) + seq.n_generated
+            if seq.n_generated >= params.max_tokens or total >= self.n_ctx_per_seq:
+                finish = "length"
+                text += seq.stream.flush()
+        self._send(req, TokenEvent(token, text, logprob, top, finish, seq.cached))
+        if finish is None:
+            seq.next_token = token
+        else:
+            self._release(seq)
+
+    # -- sequences out --------------------------------------------------------------------------
+
+    def _release(self, seq: Sequence) -> None:
+        seq.sampler.free()
+        self.pool.release(seq.slot)
+        self.running.remove(seq)
+
+    def _fail(self, seq: Sequence, exc: BaseException) -> None:
+        self._send(seq.req, exc)
+        self.ctx.seq_rm(seq.slot.seq_id, -1, -1)
+        seq.slot.tokens.clear()
+        self._release(seq)
+
+    def _evict_idle_caches(self) -> bool:
+        slots = self.pool.idle_with_cache()
+        for slot in slots:
+            self.ctx.seq_rm(slot.seq_id, -1, -1)
+            slot.tokens.clear()
+        return bool(slots)
+
+    def _send(self, req: Request, item) -> None:
+        self._outbox.setdefault(req.loop, []).append((req, item))
+
+    def _flush(self) -> None:
+        if not self._outbox:
+            return
+        outbox, self._outbox = self._outbox, {}
+        for loop, items in outbox.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except Exception:  # that event loop is closed: nobody is listening any more
+                for req, _ in items:
+                    req.cancelled = True
