@@ -1,4 +1,4 @@
-"""Capture raw Qwen2.5-Coder outputs for tool prompts into tests/data/tool_corpus.jsonl.
+"""Capture raw Qwen2.5-Coder outputs for tool prompts into tests/fixtures/tool_corpus.jsonl.
 
 Each case of scripts/tool_corpus_cases.py is rendered exactly as the server renders it (the
 GGUF's own chat template, through coderapi's template code), then generated with llama_cpp.Llama
@@ -76,13 +76,15 @@ def capture_model(key: str, cache: Path, threads: int, max_tokens: int, existing
             started = time.monotonic()
             raw, finish = generate(llm, render(template, case), sampling, max_tokens)
             row_id = f"{key}/{case['id']}/{mode}"
-            old = existing.get(row_id)
-            expected = old["expected"] if old and old["raw"] == raw else None
-            rows.append({
+            row = {
                 "id": row_id, "model": f"qwen2.5-coder-{key}-instruct-q4_k_m", "case": case["id"],
                 "sampling": sampling, "tools": case["tools"], "messages": case["messages"],
-                "raw": raw, "finish_reason": finish, "expected": expected,
-            })
+                "raw": raw, "finish_reason": finish, "expected": None,
+            }
+            old = existing.get(row_id)
+            if old and old["raw"] == raw:  # the same output keeps its hand-written label
+                row.update({k: old[k] for k in ("expected", "note") if k in old})
+            rows.append(row)
             print(f"{row_id}: {time.monotonic() - started:.1f}s {raw[:70]!r}", flush=True)
     return rows
 
@@ -90,7 +92,7 @@ def capture_model(key: str, cache: Path, threads: int, max_tokens: int, existing
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "tool_corpus.jsonl")
+    parser.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "tool_corpus.jsonl")
     parser.add_argument("--cache", type=Path, default=ROOT / "data" / "models")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-tokens", type=int, default=200)

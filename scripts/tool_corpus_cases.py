@@ -1,4 +1,4 @@
-"""The prompts behind tests/data/tool_corpus.jsonl: tool sets and conversations, plain data.
+"""The prompts behind tests/fixtures/tool_corpus.jsonl: tool sets and conversations, plain data.
 
 Each case names the tools it offers (keys of TOOLS) and the conversation; the capture script
 renders them with the GGUF's own chat template and records what the model writes.

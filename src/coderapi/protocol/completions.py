@@ -15,9 +15,14 @@ class RepoFile(BaseModel):
 
 
 class RepoContext(BaseModel):
-    """Extension: repository-level context for FIM, rendered with <|repo_name|> / <|file_sep|>."""
+    """Extension: repository-level context, rendered with <|repo_name|> / <|file_sep|>.
 
-    name: str = "repo"
+    `files` are other files of the repository (path + content); `path` names the file being
+    completed, whose text is the prompt (and, with `suffix`, the fill-in-the-middle).
+    """
+
+    name: str = Field("repo", max_length=256)
+    path: str | None = Field(None, max_length=1024)
     files: list[RepoFile] = Field(default_factory=list)
 
 
@@ -51,6 +56,8 @@ class CompletionRequest(BaseModel):
     def _consistent(self) -> "CompletionRequest":
         from coderapi.errors import InvalidRequest
 
+        if self.best_of is not None and self.best_of < self.n:
+            raise InvalidRequest("best_of must be at least n", param="best_of")
         if self.echo and self.suffix is not None:
             raise InvalidRequest("echo is not supported together with suffix", param="echo")
         if self.stream_options is not None and not self.stream:

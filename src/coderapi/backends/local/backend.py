@@ -6,7 +6,7 @@ import asyncio
 import uuid
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
-from coderapi.backends.local import chat_flow, completion_flow
+from coderapi.backends.local import chat_flow, chat_stream, completion_flow
 from coderapi.backends.local.messages import template_messages
 from coderapi.backends.local.template import ChatTemplate
 from coderapi.config import ModelSpec
@@ -86,7 +86,7 @@ class LocalBackend:
         prepared = await chat_flow.prepare_chat(self, request, "chatcmpl-" + uuid.uuid4().hex)
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return chat_flow.stream_chat(self, prepared, tally, include_usage)
+            return chat_stream.stream_chat(self, prepared, tally, include_usage)
         return await chat_flow.complete_chat(self, prepared, tally)
 
     async def complete(self, request: CompletionRequest, tally: RequestTally) -> CompletionAnswer:

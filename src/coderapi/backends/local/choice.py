@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
@@ -65,9 +66,14 @@ async def run_choice(
     want_logprobs = params.logprobs is not None
     events = engine.generate(prompt_ids, params)
     finish_reason = "length"
+    last_token_at: float | None = None
     try:
         async for event in events:
             tally.mark_first_token()
+            now = time.monotonic()
+            if last_token_at is not None:
+                tally.token_gaps.append(now - last_token_at)
+            last_token_at = now
             tally.completion_tokens += 1
             if index == 0:
                 tally.cached_tokens = event.cached_prompt_tokens

@@ -37,13 +37,21 @@ class PreparedCompletion:
     echo: bool
 
 
-def fim_prompt(request: CompletionRequest, prefix: str) -> str:
-    body = f"<|fim_prefix|>{prefix}<|fim_suffix|>{request.suffix}<|fim_middle|>"
+def completion_prompt(request: CompletionRequest, prompt: str) -> str:
+    """The text the model continues: the prompt, in FIM form with a suffix, after any repo context.
+
+    Qwen2.5-Coder's repository-level format: `<|repo_name|>name`, then `<|file_sep|>path` and the
+    content of each other file, then `<|file_sep|>path` of the current file and its text.
+    """
+    body = prompt
+    if request.suffix is not None:
+        body = f"<|fim_prefix|>{prompt}<|fim_suffix|>{request.suffix}<|fim_middle|>"
     context = request.repo_context
-    if context is None or not context.files:
+    if context is None:
         return body
     files = "".join(f"<|file_sep|>{f.path}\n{f.content}\n" for f in context.files)
-    return f"<|repo_name|>{context.name}\n{files}<|file_sep|>{body}"
+    current = f"<|file_sep|>{context.path}\n" if context.path else "<|file_sep|>"
+    return f"<|repo_name|>{context.name}\n{files}{current}{body}"
 
 
 async def _prompts(backend, request: CompletionRequest) -> list[PreparedPrompt]:
@@ -60,8 +68,7 @@ async def _prompts(backend, request: CompletionRequest) -> list[PreparedPrompt]:
         if isinstance(item, list):
             prompts.append(await _from_ids(backend, item, vocab))
             continue
-        text = fim_prompt(request, item) if request.suffix is not None else item
-        prompts.append(PreparedPrompt(await backend.tokenize(text), item))
+        prompts.append(PreparedPrompt(await backend.tokenize(completion_prompt(request, item)), item))
     if request.suffix is not None and len(prompts) != 1:
         raise InvalidRequest("fill-in-the-middle takes a single prompt", param="prompt")
     return prompts
@@ -81,7 +88,7 @@ async def prepare_completion(backend, request: CompletionRequest, request_id: st
     )
     backend.check_logit_bias(request.logit_bias)
     stop_ids = frozenset()
-    if request.suffix is not None:
+    if request.suffix is not None or request.repo_context is not None:
         stop_ids = frozenset(t for name in FIM_END_TOKENS for t in backend.engine.tokenize(name)[:1])
     base = SamplingRequest(
         max_tokens=request.max_tokens,

@@ -1,30 +1,68 @@
-"""GBNF grammars that make llama.cpp's sampler produce valid JSON, schema-valid JSON or tool calls."""
+"""GBNF grammars that make llama.cpp's sampler produce valid JSON, schema-valid JSON or tool calls.
+
+Schemas are checked against the JSON Schema meta-schema first (jsonschema), then converted by
+llama-cpp-python's converter. The converter enforces types, properties, `required`, `enum`,
+`const`, `anyOf`/`oneOf`, `items`/`prefixItems`, `minItems`/`maxItems`,
+`minLength`/`maxLength`, `pattern`, local `$ref`s and the date/time/uuid formats; properties
+not listed are never generated unless `additionalProperties` allows them. Numeric bounds
+(`minimum`, `maximum`, `multipleOf`) and `uniqueItems` are not enforced.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.chat import NamedToolChoice, ResponseFormat, Tool
 
+_ROOT = re.compile(r"^root ::=", re.MULTILINE)
 
-def _schema_to_gbnf(schema: dict[str, Any], param: str) -> str:
-    from llama_cpp.llama_grammar import json_schema_to_gbnf  # lazy: only the local engine needs it
 
+def check_schema(schema: Any, param: str, what: str) -> None:
+    """Refuses a schema that is not a valid JSON Schema (400 naming `param`)."""
+    from jsonschema import SchemaError
+    from jsonschema.validators import validator_for
+
+    if not isinstance(schema, dict):
+        raise InvalidRequest(f"{what} must be a JSON object", param=param)
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        raise InvalidRequest(f"{what} is not a valid JSON Schema: {exc.message}", param=param) from None
+
+
+def schema_to_gbnf(schema: dict[str, Any], param: str) -> str | None:
+    try:  # lazy: only the llama.cpp engine uses grammars; without it (the scripted engine) none is built
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+    except ImportError:
+        return None
     try:
         return json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises assorted errors on schemas it cannot express
-        raise InvalidRequest(f"Unsupported or invalid JSON schema: {exc}", param=param) from exc
+        raise InvalidRequest(f"Unsupported JSON schema: {exc}", param=param) from exc
 
 
 def response_format_grammar(response_format: ResponseFormat | None) -> str | None:
     if response_format is None or response_format.type == "text":
         return None
     if response_format.type == "json_object":
-        return _schema_to_gbnf({"type": "object"}, "response_format")
+        return schema_to_gbnf({"type": "object"}, "response_format")
     schema = response_format.json_schema.schema_ if response_format.json_schema else None
-    return _schema_to_gbnf(schema or {"type": "object"}, "response_format.json_schema.schema")
+    if schema is None:
+        return schema_to_gbnf({"type": "object"}, "response_format")
+    check_schema(schema, "response_format", "response_format.json_schema.schema")
+    return schema_to_gbnf(schema, "response_format")
+
+
+def check_tools(tools: list[Tool] | None) -> None:
+    names = set()
+    for index, tool in enumerate(tools or []):
+        if tool.function.name in names:
+            raise InvalidRequest(f"tools[{index}]: function {tool.function.name!r} is defined twice", param="tools")
+        names.add(tool.function.name)
+        check_schema(tool.function.parameters, "tools", f"tools[{index}].function.parameters")
 
 
 def _call_schema(tool: Tool) -> dict[str, Any]:
@@ -40,7 +78,7 @@ def _call_schema(tool: Tool) -> dict[str, Any]:
 
 
 def tool_call_grammar(tools: list[Tool], tool_choice: object, parallel: bool) -> str | None:
-    """For `required` or a named function: the output is always a valid call in Qwen's markup."""
+    """For `required` or a named function: the output is one or more valid calls in Qwen's markup."""
     if isinstance(tool_choice, NamedToolChoice):
         chosen = [t for t in tools if t.function.name == tool_choice.function.name]
     elif tool_choice == "required":
@@ -48,6 +86,9 @@ def tool_call_grammar(tools: list[Tool], tool_choice: object, parallel: bool) ->
     else:
         return None
     schema = _call_schema(chosen[0]) if len(chosen) == 1 else {"anyOf": [_call_schema(t) for t in chosen]}
-    rules = _schema_to_gbnf(schema, "tools").replace("root ::=", "call ::=", 1)
+    rules = schema_to_gbnf(schema, "tools")
+    if rules is None:
+        return None
+    rules = _ROOT.sub("call ::=", rules, count=1)
     repeat = ' ("\\n" call-block)*' if parallel and not isinstance(tool_choice, NamedToolChoice) else ""
     return rules + f'\ncall-block ::= "<tool_call>\\n" call "\\n</tool_call>"\nroot ::= call-block{repeat}\n'
