@@ -21,6 +21,7 @@ class RequestTally:
     cached_tokens: int = 0
     first_token_at: float | None = None
     finish_reason: str | None = None
+    token_gaps: list[float] = field(default_factory=list)  # seconds between a choice's tokens (ITL)
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:

@@ -145,6 +145,10 @@ class Metering:
         self._metrics.e2e.labels(model).observe(now - tally.started_at)
         if tally.ttft_seconds is not None:
             self._metrics.ttft.labels(model).observe(tally.ttft_seconds)
+        if tally.token_gaps:
+            itl = self._metrics.itl.labels(model)
+            for gap in tally.token_gaps:
+                itl.observe(gap)
         self._metrics.prompt_tokens.labels(model).inc(tally.prompt_tokens)
         self._metrics.generation_tokens.labels(model).inc(tally.completion_tokens)
 

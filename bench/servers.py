@@ -1,0 +1,117 @@
+"""Start and stop the servers under test, one at a time, on 127.0.0.1 and the same GGUF."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_CACHE = ROOT / "data" / "models"
+
+
+@dataclass
+class Server:
+    name: str
+    base_url: str
+    pid: int
+    headers: dict = field(default_factory=dict)
+    model: str = "default"
+    extra: dict = field(default_factory=dict)  # request fields the server needs
+
+    def rss_kib(self) -> int:
+        for line in open(f"/proc/{self.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(proc: subprocess.Popen, url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready in {timeout}s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def coderapi(gguf: Path) -> Iterator[Server]:
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix="coderapi-bench-")
+    env = {**os.environ, "CODERAPI_DATA_DIR": data_dir, "CODERAPI_MODEL_CACHE_DIR": str(MODEL_CACHE)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+    )
+    try:
+        key = proc.stdout.readline().strip()  # the bootstrap key is the first line on stdout
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(proc, f"{base}/health")
+        yield Server("coderapi", base, proc.pid, {"Authorization": f"Bearer {key}"}, "Qwen/Qwen2.5-Coder-0.5B-Instruct")
+    finally:
+        _stop(proc)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def llama_cpp_python(gguf: Path, threads: int, n_ctx: int) -> Iterator[Server]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--n_threads", str(threads),
+         "--n_ctx", str(n_ctx), "--interrupt_requests", "False", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(proc, f"{base}/v1/models")
+        yield Server("llama-cpp-python server", base, proc.pid, model=str(gguf))
+    finally:
+        _stop(proc)
+
+
+@contextmanager
+def llama_server(binary: Path, gguf: Path, threads: int, parallel: int, ctx_per_seq: int) -> Iterator[Server]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(binary), "-m", str(gguf), "-np", str(parallel), "-c", str(ctx_per_seq * parallel), "-t", str(threads),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(proc, f"{base}/health")
+        yield Server("llama-server", base, proc.pid, model="default")
+    finally:
+        _stop(proc)
