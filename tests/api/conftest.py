@@ -34,7 +34,7 @@ class Platform:
         return self.app.state.services
 
     def client(self, key: str | None = None) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base + "/v1", api_key=key or self.key, max_retries=0, timeout=30)
+        return openai.OpenAI(base_url=self.base + "/v1", api_key=key or self.key, max_retries=0, timeout=120)
 
     def run(self, coro):
         """Run a service coroutine from the test thread (the server has its own loop)."""
