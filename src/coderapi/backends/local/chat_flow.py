@@ -40,18 +40,8 @@ class PreparedChat:
 
 def _sampling_request(request: ChatCompletionRequest) -> SamplingRequest:
     logprobs = (request.top_logprobs or 0) if request.logprobs else None
-    return SamplingRequest(
-        max_tokens=request.max_completion_tokens or request.max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        top_k=request.top_k,
-        min_p=request.min_p,
-        repetition_penalty=request.repetition_penalty,
-        presence_penalty=request.presence_penalty,
-        frequency_penalty=request.frequency_penalty,
-        logit_bias=request.logit_bias,
-        seed=request.seed,
-        logprobs=logprobs,
+    return SamplingRequest.of(
+        request, max_tokens=request.max_completion_tokens or request.max_tokens, logprobs=logprobs
     )
 
 

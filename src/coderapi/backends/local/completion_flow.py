@@ -90,19 +90,7 @@ async def prepare_completion(backend, request: CompletionRequest, request_id: st
     stop_ids = frozenset()
     if request.suffix is not None or request.repo_context is not None:
         stop_ids = frozenset(t for name in FIM_END_TOKENS for t in backend.engine.tokenize(name)[:1])
-    base = SamplingRequest(
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        top_p=request.top_p,
-        top_k=request.top_k,
-        min_p=request.min_p,
-        repetition_penalty=request.repetition_penalty,
-        presence_penalty=request.presence_penalty,
-        frequency_penalty=request.frequency_penalty,
-        logit_bias=request.logit_bias,
-        seed=request.seed,
-        logprobs=request.logprobs,
-    )
+    base = SamplingRequest.of(request, max_tokens=request.max_tokens, logprobs=request.logprobs)
     params = sampling_params(base, backend.spec.generation, max_tokens=budget)
     params = SamplingParams(**{**params.__dict__, "stop_token_ids": stop_ids})
     return PreparedCompletion(

@@ -25,6 +25,14 @@ class SamplingRequest:
     seed: int | None
     logprobs: int | None
 
+    _SHARED = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty",
+               "frequency_penalty", "logit_bias", "seed")
+
+    @classmethod
+    def of(cls, request, *, max_tokens: int | None, logprobs: int | None) -> "SamplingRequest":
+        """The sampling fields of a chat or legacy completions request (same names in both)."""
+        return cls(max_tokens=max_tokens, logprobs=logprobs, **{f: getattr(request, f) for f in cls._SHARED})
+
 
 def completion_budget(requested: int | None, prompt_tokens: int, context_length: int, default: int) -> int:
     """How many tokens may be generated; refuses a prompt that cannot fit before any work is done."""
