@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from coderapi.backends.local.schema_support import check_strict
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.chat import NamedToolChoice, ResponseFormat, Tool
 
@@ -34,12 +35,18 @@ def check_schema(schema: Any, param: str, what: str) -> None:
 
 
 def schema_to_gbnf(schema: dict[str, Any], param: str) -> str | None:
+    """The grammar of `schema` (as json_schema_to_gbnf builds it, with our converter), None without llama_cpp."""
     try:  # lazy: only the llama.cpp engine uses grammars; without it (the scripted engine) none is built
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
+        from coderapi.backends.local.schema_converter import BoundedSchemaConverter, SchemaTooHard
     except ImportError:
         return None
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
+        converter = BoundedSchemaConverter()
+        copy = converter.resolve_refs(json.loads(json.dumps(schema)), "stdin")
+        converter.visit(copy, "")
+        return converter.format_grammar()
+    except SchemaTooHard as exc:
+        raise InvalidRequest(f"Unsupported JSON schema: {exc}", param=param) from None
     except Exception as exc:  # the converter raises assorted errors on schemas it cannot express
         raise InvalidRequest(f"Unsupported JSON schema: {exc}", param=param) from exc
 
@@ -53,6 +60,8 @@ def response_format_grammar(response_format: ResponseFormat | None) -> str | Non
     if schema is None:
         return schema_to_gbnf({"type": "object"}, "response_format")
     check_schema(schema, "response_format", "response_format.json_schema.schema")
+    if response_format.json_schema.strict:
+        check_strict(schema, "response_format")
     return schema_to_gbnf(schema, "response_format")
 
 

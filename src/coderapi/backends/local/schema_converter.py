@@ -1,0 +1,105 @@
+"""llama-cpp-python's SchemaConverter, taught numeric bounds, multipleOf and uniqueItems.
+
+Imported only where llama_cpp is installed. `visit` handles, before delegating to the base class
+(which recurses back through `visit`):
+- `integer`/`number` with minimum/maximum/exclusive*/multipleOf: the automaton of numeric_grammar;
+- arrays with `uniqueItems: true` over a finite item domain (enum/const/boolean/null, at most 8
+  values): one rule per set of values already used;
+- `type` lists: each type keeps the schema's other keywords (the base class drops them);
+- arrays with minItems/maxItems and no `items`: any JSON values (the base class ignores the counts).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from llama_cpp.llama_grammar import RESERVED_NAMES, SchemaConverter
+
+from coderapi.backends.local.automaton import render_gbnf
+from coderapi.backends.local.numeric_grammar import NUMERIC_KEYWORDS, NumericSchemaError, number_automaton
+from coderapi.backends.local.schema_support import finite_domain
+
+_ANY = {"type": ["object", "array", "string", "number", "boolean", "null"]}
+_LEADS = ("$ref", "anyOf", "oneOf")
+
+
+class SchemaTooHard(ValueError):
+    pass
+
+
+class BoundedSchemaConverter(SchemaConverter):
+    def __init__(self) -> None:
+        super().__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+        self._numbers: dict[str, str] = {}
+        self._fresh = 0
+
+    def visit(self, schema: Any, name: str) -> str:
+        if not isinstance(schema, dict) or any(k in schema for k in _LEADS):
+            return super().visit(schema, name)
+        rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            if "const" in schema or "enum" in schema:
+                return super().visit({k: v for k, v in schema.items() if k != "type"}, name)
+            return self._add_rule(rule_name, self._generate_union_rule(name, [{**schema, "type": t} for t in kind]))
+        if "const" in schema or "enum" in schema:
+            return super().visit(schema, name)
+        if kind in ("integer", "number") and any(k in schema for k in NUMERIC_KEYWORDS):
+            return self._add_rule(rule_name, self._number_rule(schema, rule_name) + " space")
+        if kind in (None, "array") and "prefixItems" not in schema and not isinstance(schema.get("items"), list):
+            if schema.get("uniqueItems") is True and schema.get("maxItems", 2) > 1:
+                values = finite_domain(schema.get("items"), self._refs)
+                if values is not None:
+                    return self._add_rule(rule_name, self._unique_array(values, schema, rule_name))
+            if kind == "array" and "items" not in schema and ("minItems" in schema or "maxItems" in schema):
+                return super().visit({**schema, "items": _ANY}, name)
+        return super().visit(schema, name)
+
+    def _base(self, stem: str) -> str:
+        """A rule-name prefix no rule uses yet (later rules of the same name get renamed, not these)."""
+        while True:
+            base = f"{stem}{self._fresh}-"
+            self._fresh += 1
+            if not any(rule.startswith(base) for rule in self._rules):
+                return base
+
+    def _number_rule(self, schema: dict[str, Any], rule_name: str) -> str:
+        key = json.dumps({k: schema.get(k) for k in ("type", *NUMERIC_KEYWORDS)}, sort_keys=True)
+        if key not in self._numbers:
+            try:
+                automaton = number_automaton(schema)
+            except NumericSchemaError as exc:
+                raise SchemaTooHard(f"{_where(rule_name)}: {exc}") from None
+            base = self._base("num")
+            self._rules.update(render_gbnf(automaton, lambda i: f"{base}{i}"))
+            self._numbers[key] = f"{base}0"
+        return self._numbers[key]
+
+    def _unique_array(self, values: list[Any], schema: dict[str, Any], rule_name: str) -> str:
+        low = schema.get("minItems", 0)
+        high = min(schema.get("maxItems", len(values)), len(values))
+        if low > high:
+            raise SchemaTooHard(
+                f"{_where(rule_name)}: no array of {low} or more distinct items out of {len(values)} values "
+                f"(maxItems {schema.get('maxItems')})"
+            )
+        literals = [self._generate_constant_rule(v) for v in values]
+        base = self._base(f"{rule_name}-uniq")
+
+        def alternatives(used: int) -> str:
+            count = bin(used).count("1")
+            alts = ['"]" space'] if count >= low else []
+            if count < high:
+                sep = '"," space ' if used else ""
+                alts += [f"{sep}{lit} {base}{used | 1 << i}" for i, lit in enumerate(literals) if not used >> i & 1]
+            return " | ".join(alts)
+
+        for used in range(1, 1 << len(values)):
+            if bin(used).count("1") <= high:
+                self._rules[f"{base}{used}"] = alternatives(used)
+        return f'"[" space ( {alternatives(0)} )'
+
+
+def _where(rule_name: str) -> str:
+    return "the schema" if rule_name == "root" else f"'{rule_name}'"
