@@ -1,11 +1,20 @@
 """GBNF grammars that make llama.cpp's sampler produce valid JSON, schema-valid JSON or tool calls.
 
 Schemas are checked against the JSON Schema meta-schema first (jsonschema), then converted by
-llama-cpp-python's converter. The converter enforces types, properties, `required`, `enum`,
-`const`, `anyOf`/`oneOf`, `items`/`prefixItems`, `minItems`/`maxItems`,
-`minLength`/`maxLength`, `pattern`, local `$ref`s and the date/time/uuid formats; properties
-not listed are never generated unless `additionalProperties` allows them. Numeric bounds
-(`minimum`, `maximum`, `multipleOf`) and `uniqueItems` are not enforced.
+llama-cpp-python's converter, subclassed in schema_converter.py. Enforced: `type` (a list of types
+keeps the other keywords), `properties`, `required`, `additionalProperties` (properties not listed
+are never generated unless it allows them), `enum`, `const`, `anyOf`, `items`/`prefixItems`,
+`minItems`/`maxItems`, `minLength`/`maxLength`, `pattern`, local `$ref`s, the
+date/time/date-time/uuid formats; `minimum`/`maximum`/`exclusiveMinimum`/`exclusiveMaximum`/
+`multipleOf` on integer and number (an automaton, numeric_grammar.py: no exponent, a number with a
+"." has at most 15 digits, `multipleOf` decided in decimal); `uniqueItems` over enum/const/boolean/
+null items with at most 8 values. Unsatisfiable bounds, `multipleOf` over 1000 units of its last
+digit and too few distinct values for `minItems` are 400s.
+
+With `strict: true` on a response_format, every other validation keyword (`not`, `allOf`, `oneOf`,
+`if`, `patternProperties`, `minProperties`, unknown formats, `uniqueItems` over other items, ...)
+is a 400 naming it and its place (schema_support.py). Otherwise, and for tool parameters, those
+keywords are not enforced: the answer parses but may not validate (`oneOf` is treated as `anyOf`).
 """
 
 from __future__ import annotations
