@@ -8,6 +8,9 @@ top_p 1, min_p 0, no penalties, no bias) are left out: each one walks the whole 
 Like llama-server, the penalties also see the last 64 prompt tokens, so a repetition penalty
 discourages repeating the prompt's tail, not only the completion.
 
+Greedy requests without a grammar skip the chain: `greedy.GreedyPicker` picks the same token
+with numpy, without copying the vocabulary into a candidate array every step.
+
 Logprobs are computed only when asked for, with numpy over the model's *raw* logits row, so
 they describe the model's own distribution, before bias, penalties, grammar or temperature.
 """
@@ -24,6 +27,7 @@ import numpy as np
 from coderapi.engines.base import SamplingParams, TopLogprob
 from coderapi.errors import InvalidRequest
 
+from .greedy import GreedyPicker
 from .model import LlamaModel
 
 PENALTY_LAST_N = 64
@@ -35,6 +39,15 @@ _sysrand = random.SystemRandom()
 class LogprobResult:
     logprob: float
     top: list[TopLogprob]
+
+
+def make_sampler(
+    model: LlamaModel, params: SamplingParams, prompt: list[int]
+) -> "SamplerChain | GreedyPicker":
+    """The cheapest sampler that picks exactly what the full llama.cpp chain would."""
+    if params.temperature <= 0.0 and not params.grammar:
+        return GreedyPicker(model.n_vocab, params, prompt, PENALTY_LAST_N)
+    return SamplerChain(model, params, prompt)
 
 
 class SamplerChain:
