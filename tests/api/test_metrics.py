@@ -32,3 +32,18 @@ def test_streamed_request_observes_inter_token_latency(platform):
     assert _itl_count(platform.base) == before + tokens - 1
     text = httpx.get(platform.base + "/metrics").text
     assert "coderapi:inter_token_latency_seconds_bucket" in text
+
+
+_QUEUE_COUNT = re.compile(r'^coderapi:request_queue_time_seconds_count\{model_name="[^"]+"\} (\S+)$', re.M)
+
+
+def test_each_request_observes_its_queue_time(platform):
+    def count() -> float:
+        return sum(float(v) for v in _QUEUE_COUNT.findall(httpx.get(platform.base + "/metrics").text))
+
+    before = count()
+    platform.client().chat.completions.create(model=ALIAS_ID, messages=[{"role": "user", "content": "Hi"}])
+    deadline = time.monotonic() + 5
+    while count() < before + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert count() == before + 1

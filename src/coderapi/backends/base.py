@@ -20,6 +20,7 @@ class RequestTally:
     completion_tokens: int = 0
     cached_tokens: int = 0
     first_token_at: float | None = None
+    queue_seconds: float | None = None  # waiting for an engine slot (local engine only)
     finish_reason: str | None = None
     token_gaps: list[float] = field(default_factory=list)  # seconds between a choice's tokens (ITL)
 

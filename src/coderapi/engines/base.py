@@ -43,6 +43,7 @@ class TokenEvent:
     top_logprobs: list[TopLogprob] | None = None
     finish_reason: str | None = None  # set on the last event: "stop" or "length"
     cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache
+    queue_seconds: float | None = None  # first event only: time spent waiting for a sequence slot
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import AsyncIterator, Callable
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent, TopLogprob
@@ -107,13 +108,16 @@ class FakeEngine:
         if self._waiting >= self._max_waiting and self._slots.locked():
             raise Overloaded("The fake engine's queue is full", retry_after=1)
         self._waiting += 1
+        queued_at = time.monotonic()
         try:
             await self._slots.acquire()
         finally:
             self._waiting -= 1
         self._running += 1
+        queue_seconds: float | None = time.monotonic() - queued_at
         try:
             async for event in self._events(prompt_ids, params):
+                event.queue_seconds, queue_seconds = queue_seconds, None
                 yield event
         finally:
             self._running -= 1

@@ -145,6 +145,8 @@ class Metering:
         self._metrics.e2e.labels(model).observe(now - tally.started_at)
         if tally.ttft_seconds is not None:
             self._metrics.ttft.labels(model).observe(tally.ttft_seconds)
+        if tally.queue_seconds is not None:
+            self._metrics.queue_time.labels(model).observe(tally.queue_seconds)
         if tally.token_gaps:
             itl = self._metrics.itl.labels(model)
             for gap in tally.token_gaps:

@@ -77,6 +77,8 @@ async def run_choice(
             tally.completion_tokens += 1
             if index == 0:
                 tally.cached_tokens = event.cached_prompt_tokens
+                if event.queue_seconds is not None:
+                    tally.queue_seconds = event.queue_seconds
             aligner.add(event.text, _entry(engine, event) if want_logprobs and event.finish_reason != "stop" else None)
             emitted = matcher.feed(event.text)
             if matcher.stopped:
