@@ -10,31 +10,35 @@ on chunks of prompts still being evaluated, oldest admission first (chunked pref
 prompt therefore delays the running streams by at most one chunk per step.
 
 Reproducible requests (greedy, or sampled with a seed) evaluate their last prompt token in a
-step of its own. llama.cpp's CPU kernels are not batch-invariant (flash attention switches to
-a tiled kernel at 8 query rows, quantized matmuls use different kernels for different row
-counts), so the first token's logits would otherwise depend on whether the prompt came from
-the prefix cache (last token evaluated alone) or was evaluated cold (last token inside the
-whole prompt's batch). Splitting makes both paths identical for a request served alone, at the
-cost of one extra step before its first token.
+step of its own when they are the only running sequence. llama.cpp's CPU kernels are not
+batch-invariant (flash attention switches to a tiled kernel at 8 query rows, quantized and
+repacked matmuls use different kernels for different row counts), so the first token's logits
+would otherwise depend on whether the prompt came from the prefix cache (last token evaluated
+alone) or was evaluated cold (last token inside the whole prompt's batch). Splitting makes both
+paths identical for a request served alone, at the cost of one short step. Beside other
+sequences the batch's rows differ from run to run anyway, so the split would buy nothing and
+cost a whole batched step of time to first token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from dataclasses import dataclass
 
 from coderapi.engines.base import SamplingParams
 
 from .detok import Utf8Stream
 from .prefix_cache import Slot
+from .greedy import GreedyPicker
 from .sampling import SamplerChain
 
 _ids = itertools.count(1)
 
 
 class Request:
-    __slots__ = ("id", "prompt", "params", "loop", "queue", "cancelled", "finished")
+    __slots__ = ("id", "prompt", "params", "loop", "queue", "cancelled", "finished", "created_at")
 
     def __init__(
         self, prompt: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop
@@ -46,6 +50,7 @@ class Request:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.cancelled = False  # set by the consumer side; read by the worker
         self.finished = False  # set by the consumer side once the final event arrived
+        self.created_at = time.monotonic()
 
 
 class Sequence:
@@ -61,9 +66,10 @@ class Sequence:
         "next_token",
         "n_generated",
         "split_last",
+        "queue_seconds",
     )
 
-    def __init__(self, req: Request, slot: Slot, sampler: SamplerChain, cached: int) -> None:
+    def __init__(self, req: Request, slot: Slot, sampler: SamplerChain | GreedyPicker, cached: int) -> None:
         self.req = req
         self.slot = slot
         self.sampler = sampler
@@ -72,6 +78,7 @@ class Sequence:
         self.cached = cached  # of those, served from the prefix cache
         self.next_token: int | None = None  # sampled, not yet fed to the model
         self.n_generated = 0
+        self.queue_seconds = time.monotonic() - req.created_at  # inbox + waiting queue
         params = req.params
         self.split_last = params.temperature <= 0.0 or params.seed is not None
 
@@ -95,6 +102,7 @@ def plan_step(running: list[Sequence], n_batch: int) -> list[BatchPart]:
     """Decode tokens first (one per decoding sequence), then prompt chunks in admission order."""
     parts: list[BatchPart] = []
     budget = n_batch
+    alone = len(running) == 1
     for seq in running:
         if seq.next_token is not None:
             parts.append(BatchPart(seq, [seq.next_token], len(seq.slot.tokens), True))
@@ -106,7 +114,7 @@ def plan_step(running: list[Sequence], n_batch: int) -> list[BatchPart]:
             prompt = seq.req.prompt
             start = seq.n_prompt_done
             end = len(prompt)
-            if seq.split_last and start < end - 1:
+            if seq.split_last and alone and start < end - 1:
                 end -= 1  # the last prompt token gets a step of its own (see above)
             take = min(budget, end - start)
             done = start + take == len(prompt)
