@@ -30,7 +30,8 @@ def complete(platform, prompt="def add(a, b):\n", **extra):
 
 
 def test_fim_fills_the_middle_and_the_file_parses(real_platform):
-    done = complete(real_platform, PREFIX, suffix=SUFFIX, max_tokens=48)
+    # 96: the 0.5B sometimes adds an example-usage line before its end token
+    done = complete(real_platform, PREFIX, suffix=SUFFIX, max_tokens=96)
     middle = done.choices[0].text
     assert done.object == "text_completion" and done.choices[0].finish_reason == "stop", middle
     assert not any(s in middle for s in SPECIALS)

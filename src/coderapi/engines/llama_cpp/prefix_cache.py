@@ -6,6 +6,15 @@ takes the free slot whose tokens share the longest common prefix with its prompt
 "no match" go to the least recently used free slot), keeps that prefix and only the rest of
 the prompt is evaluated — as llama-server does. At least the last prompt token is always
 re-evaluated, because its logits are needed to sample the first completion token.
+
+When another slot — busy or idle — holds a longer prefix of the prompt (a shared system prompt
+or file context used by concurrent requests), its KV is copied into the chosen slot first:
+llama.cpp copies a whole per-sequence stream (about 10 ms for 8,192 cells of the 0.5B model,
+measured here) where recomputing 150 prompt tokens takes 600 ms.
+
+A slot next to a busy one counts as if it matched `ADJACENT_BONUS` more tokens: llama.cpp runs
+consecutive sequence ids in one forward pass and every gap costs another pass per decode step,
+which over a whole answer outweighs re-reading a short shared prefix (a system prompt).
 """
 
 from __future__ import annotations
@@ -13,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 _CHUNK = 256
+ADJACENT_BONUS = 128
+COPY_MIN_GAIN = 32  # prompt tokens a copy must save to be worth a stream copy
 
 
 @dataclass(eq=False)
@@ -35,6 +46,15 @@ def common_prefix_len(a: list[int], b: list[int]) -> int:
     return start
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a new prompt goes: its slot, how many prompt tokens it keeps, and where they come from."""
+
+    slot: Slot
+    keep: int
+    source: Slot | None = None  # copy this slot's KV into `slot` first; None: `slot` holds them
+
+
 class SlotPool:
     def __init__(self, n_slots: int) -> None:
         self.slots = [Slot(seq_id=i) for i in range(n_slots)]
@@ -49,25 +69,44 @@ class SlotPool:
     def tokens_held(self) -> int:
         return sum(len(s.tokens) for s in self.slots)
 
-    def acquire(self, prompt: list[int]) -> tuple[Slot, int]:
-        """Take the best free slot for `prompt`; returns it and how many prompt tokens to keep.
+    def acquire(self, prompt: list[int]) -> Placement:
+        """Take the best free slot for `prompt` and say how many prompt tokens it keeps.
 
-        The caller must drop the slot's KV from the returned position on (`seq_rm`) and
-        truncate `slot.tokens` to it (see `truncate`).
+        The caller copies `source`'s KV into the slot when there is one, then drops the slot's
+        KV from `keep` on and makes `slot.tokens` the kept prompt prefix.
         """
         best: Slot | None = None
-        best_len = -1
+        best_score = best_len = -1
         for slot in self.slots:
             if slot.busy:
                 continue
             n = common_prefix_len(slot.tokens, prompt) if slot.tokens else 0
-            if n > best_len or (n == best_len and best is not None and slot.last_used < best.last_used):
-                best, best_len = slot, n
+            score = n + (ADJACENT_BONUS if self._next_to_busy(slot) else 0)
+            if score > best_score or (
+                score == best_score and best is not None and slot.last_used < best.last_used
+            ):
+                best, best_score, best_len = slot, score, n
         if best is None:
             raise RuntimeError("no free slot")
         best.busy = True
-        keep = min(best_len, len(prompt) - 1)
-        return best, max(keep, 0)
+        source, source_len = self._longest_prefix(prompt, exclude=best)
+        limit = max(len(prompt) - 1, 0)
+        if source is not None and min(source_len, limit) - min(best_len, limit) >= COPY_MIN_GAIN:
+            return Placement(best, min(source_len, limit), source)
+        return Placement(best, min(best_len, limit))
+
+    def _longest_prefix(self, prompt: list[int], exclude: Slot) -> tuple[Slot | None, int]:
+        found, found_len = None, 0
+        for slot in self.slots:
+            if slot is not exclude and slot.tokens:
+                n = common_prefix_len(slot.tokens, prompt)
+                if n > found_len:
+                    found, found_len = slot, n
+        return found, found_len
+
+    def _next_to_busy(self, slot: Slot) -> bool:
+        i = slot.seq_id
+        return (i > 0 and self.slots[i - 1].busy) or (i + 1 < len(self.slots) and self.slots[i + 1].busy)
 
     def release(self, slot: Slot) -> None:
         self._clock += 1

@@ -25,7 +25,7 @@ from coderapi.errors import InternalError, ModelNotReady
 
 from .model import LlamaContext, LlamaModel
 from .prefix_cache import SlotPool
-from .sampling import SamplerChain, compute_logprobs
+from .sampling import compute_logprobs, make_sampler
 from .scheduler import BatchPart, Request, Sequence, plan_step
 
 log = logging.getLogger("coderapi.engines.llama_cpp")
@@ -158,12 +158,16 @@ class Worker(threading.Thread):
             self._run_parts(plan_step(self.running, self.n_batch), isolate=True)
 
     def _admit(self, req: Request) -> None:
-        sampler = SamplerChain(self.model, req.params, req.prompt)
+        sampler = make_sampler(self.model, req.params, req.prompt)
         try:
-            slot, keep = self.pool.acquire(req.prompt)
+            placement = self.pool.acquire(req.prompt)
         except BaseException:
             sampler.free()
             raise
+        slot, keep = placement.slot, placement.keep
+        if placement.source is not None:  # llama.cpp copies the stream at the next decode
+            self.ctx.seq_cp(placement.source.seq_id, slot.seq_id)
+            slot.tokens = placement.source.tokens[:keep]
         if not self.ctx.seq_rm(slot.seq_id, keep, -1):
             self.ctx.seq_rm(slot.seq_id, -1, -1)
             keep = 0
@@ -190,7 +194,8 @@ class Worker(threading.Thread):
     def _decode(self, parts: list[BatchPart]) -> int:
         batch = self._batch
         i = 0
-        for part in parts:
+        # Ascending seq ids: llama.cpp batches per-sequence KV streams together only in that order.
+        for part in sorted(parts, key=lambda p: p.seq.slot.seq_id):
             seq_id = part.seq.slot.seq_id
             pos = part.start_pos
             for token in part.tokens:
@@ -247,7 +252,8 @@ class Worker(threading.Thread):
             if seq.n_generated >= params.max_tokens or total >= self.n_ctx_per_seq:
                 finish = "length"
                 text += seq.stream.flush()
-        self._send(req, TokenEvent(token, text, logprob, top, finish, seq.cached))
+        queued = seq.queue_seconds if seq.n_generated == 1 else None
+        self._send(req, TokenEvent(token, text, logprob, top, finish, seq.cached, queued))
         if finish is None:
             seq.next_token = token
         else:
