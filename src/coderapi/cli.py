@@ -24,16 +24,16 @@ def serve(
     config: Annotated[Optional[Path], typer.Option(help="JSON config file (see README).", exists=True)] = None,
 ) -> None:
     """Serve the API and dashboard (default: 127.0.0.1:8000, the embedded model)."""
-    import uvicorn
-
     from coderapi.app import create_app
     from coderapi.console import announce, weights_progress
+    from coderapi.server import run
 
     settings = Settings.load(config, host=host, port=port)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with weights_progress() as progress:
         application = create_app(settings, weights_progress=progress, announce=announce)
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=30)
+    run(application, host=settings.host, port=settings.port, log_level=settings.log_level,
+        grace_seconds=settings.shutdown_grace_seconds)
 
 
 def main() -> None:

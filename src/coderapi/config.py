@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     session_secret: str | None = Field(None, description="Dashboard cookie signing secret (default: generated and kept in data_dir).")
     bootstrap_admin: bool = Field(True, description="On an empty database, create a local admin and print a key.")
     log_level: str = Field("info", description="Log level.")
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0,
+        description="After SIGTERM, how long in-flight requests may run on; then streams end with an error event and [DONE].",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -60,6 +60,10 @@ class Services:
                 log.exception("model %s failed to start", model.spec.id)
                 raise
 
+    async def end_inflight(self) -> None:
+        """Stop the models: requests still generating end with ModelNotReady (shutting down)."""
+        await asyncio.gather(*(m.backend.close() for m in self.registry.models), return_exceptions=True)
+
     async def close(self) -> None:
         await self.metering.drain()
         await self.limits.close()

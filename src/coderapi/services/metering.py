@@ -63,7 +63,9 @@ class MeterScope:
 
     def fail(self, error: BaseException) -> None:
         if isinstance(error, CoderapiError):
-            status = "refused" if error.status_code in (403, 429, 503) else "error"
+            # Refused: turned away before any token (limits, overload). Ended midway: an error.
+            refused = error.status_code in (403, 429, 503) and not self.tally.completion_tokens
+            status = "refused" if refused else "error"
             self.finish(status, error.status_code, error.code)
         else:
             self.finish("error", 500, "internal_error")
