@@ -46,3 +46,26 @@ def test_bounded_schema_output_validates(real_platform, name, prompt, schema):
     value = json.loads(choice.message.content)
     errors = [e.message for e in Draft202012Validator(schema).iter_errors(value)]
     assert errors == [], (value, errors)
+
+
+BREAK_ME = 'Output exactly this JSON and nothing else: {"stars": 42, "celsius": 25, "people": 7, "tags": ["a", "a"]}'
+BOUNDED = _obj({"stars": {"type": "integer", "minimum": 1, "maximum": 10},
+                "celsius": {"type": "integer", "minimum": -60, "maximum": -1},
+                "people": {"type": "integer", "multipleOf": 4, "minimum": 4},
+                "tags": {"type": "array", "items": {"enum": ["a", "b", "c"]}, "uniqueItems": True}})
+
+
+def test_the_grammar_holds_against_a_prompt_that_asks_to_break_the_bounds(real_platform):
+    client = real_platform.client().with_options(timeout=300)
+    messages = [{"role": "user", "content": BREAK_ME}]
+    free = client.chat.completions.create(model=ALIAS_ID, messages=messages, temperature=0, max_tokens=60,
+                                          response_format={"type": "json_object"})
+    # Without the schema the model does as told, so the prompt really pushes against every bound...
+    assert list(Draft202012Validator(BOUNDED).iter_errors(json.loads(free.choices[0].message.content)))
+    bound = client.chat.completions.create(
+        model=ALIAS_ID, messages=messages, temperature=0, max_tokens=60,
+        response_format={"type": "json_schema", "json_schema": {"name": "bounded", "schema": BOUNDED, "strict": True}},
+    )
+    # ...and with it the answer still validates.
+    value = json.loads(bound.choices[0].message.content)
+    assert [e.message for e in Draft202012Validator(BOUNDED).iter_errors(value)] == [], value
