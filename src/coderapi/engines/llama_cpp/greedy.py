@@ -52,11 +52,10 @@ class GreedyPicker:
         row = np.ctypeslib.as_array(
             ctypes.cast(logits_ptr, ctypes.POINTER(ctypes.c_float)), (self.n_vocab,)
         )
-        touched = self._adjusted(row)
-        if touched:
-            ids = np.fromiter(touched.keys(), dtype=np.int64, count=len(touched))
-            raw = row[ids].copy()
-            row[ids] = np.fromiter(touched.values(), dtype=np.float32, count=len(touched))
+        ids, values = self._adjusted(row)
+        if ids is not None:
+            raw = row[ids]  # fancy indexing copies
+            row[ids] = values
             token = int(row.argmax())
             row[ids] = raw  # the raw row stays intact for logprobs
         else:
@@ -65,15 +64,21 @@ class GreedyPicker:
             self._accept(token)
         return token
 
-    def _adjusted(self, row: np.ndarray) -> dict[int, np.float32]:
-        """New logits of the tokens that bias or penalties change, in the chain's order."""
-        values = {t: row[t] + b for t, b in self.bias.items()}
-        if self.penalize:
-            for token, count in self.counts.items():
-                logit = values.get(token, row[token])
-                logit = logit * self.repeat if logit <= 0 else logit / self.repeat
-                values[token] = logit - (_F32(count) * self.freq + self.present)
-        return values
+    def _adjusted(self, row: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The tokens bias or penalties change and their new logits, in the chain's order."""
+        if not self.bias and not self.counts:
+            return None, None
+        ids = np.fromiter(self.bias.keys() | self.counts.keys(), dtype=np.int64)
+        values = row[ids]
+        if self.bias:
+            values += np.fromiter((self.bias.get(int(t), 0.0) for t in ids), dtype=np.float32, count=len(ids))
+        if self.counts:
+            counts = np.fromiter((self.counts.get(int(t), 0) for t in ids), dtype=np.float32, count=len(ids))
+            seen = counts > 0
+            penalized = np.where(values <= 0, values * self.repeat, values / self.repeat)
+            penalized -= counts * self.freq + self.present
+            values = np.where(seen, penalized, values)
+        return ids, values
 
     def _accept(self, token: int) -> None:
         if len(self.window) == self.window.maxlen:
