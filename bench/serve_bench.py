@@ -70,6 +70,26 @@ async def sweep(server: servers.Server, args, body: dict, scrape_at: int | None 
     return rows, during
 
 
+async def headline(server: servers.Server, args, top: int) -> dict:
+    """The three measures the targets are about, on a freshly started server."""
+    body = body_for(server, args.max_tokens)
+    await loadgen.run_level(server.base_url, server.headers, body, 1, 1)  # warm-up
+    lone = loadgen.summarize(*await loadgen.run_level(server.base_url, server.headers, body, 1, args.rounds), 1)
+    busy = loadgen.summarize(*await loadgen.run_level(server.base_url, server.headers, body, top, top * args.rounds), top)
+    out = {"agg_tok_s": busy["agg_tok_s"], "ttft_p50": busy["ttft_p50"], "decode_tok_s": lone["decode_tok_s"],
+           "errors": busy["errors"] + lone["errors"]}
+    print(f"  headline {server.name}: {out}", flush=True)
+    return out
+
+
+def start(name: str, args, gguf: Path):
+    if name == "coderapi":
+        return servers.coderapi(gguf)
+    if name == "llama-server":
+        return servers.llama_server(Path(args.llama_server), gguf, args.threads, args.parallel, args.ctx_per_seq)
+    return servers.llama_cpp_python(gguf, args.threads, 8192)
+
+
 def body_for(server: servers.Server, max_tokens: int) -> dict:
     return {"model": server.model, "stream": True, "stream_options": {"include_usage": True},
             "temperature": 0, "max_tokens": max_tokens, "messages": [{"role": "user", "content": PROMPT}],
@@ -80,9 +100,9 @@ async def main(args) -> None:
     from coderapi.weights.packaged import resolve_gguf
 
     gguf = Path(resolve_gguf(args.model, servers.MODEL_CACHE))
-    meta = {"info": machine_info(args, gguf), "concurrency": args.concurrency}
+    meta = {"info": machine_info(args, gguf), "concurrency": args.concurrency, "rounds": args.rounds}
     print(json.dumps(meta["info"], indent=1), flush=True)
-    sweeps, prefix, soak, metrics = {}, None, None, None
+    sweeps, prefix, soak, metrics, headlines = {}, None, None, None, {}
     top = max(args.concurrency)
     docs = servers.ROOT / "docs"
 
@@ -90,7 +110,7 @@ async def main(args) -> None:
         if args.json:
             (docs / "benchmarks.json").write_text(json.dumps(
                 {"meta": meta, "sweeps": sweeps, "prefix": prefix, "soak": soak}, indent=1, default=str))
-        report.write(docs / "benchmarks.md", meta, sweeps, prefix, soak, metrics)
+        report.write(docs / "benchmarks.md", meta, sweeps, prefix, soak, metrics, headlines)
         report.plot(sweeps, docs / "benchmarks-plot.png")
 
     with servers.coderapi(gguf) as s:
@@ -106,6 +126,15 @@ async def main(args) -> None:
     if not args.skip_llama_cpp_python:
         with servers.llama_cpp_python(gguf, args.threads, 8192) as s:
             sweeps[s.name], _ = await sweep(s, args, body_for(s, args.max_tokens))
+        write()
+    # Interleaved repeats (A, B, C, A, B, C, ...) of the measures with targets: a slow drift of
+    # the machine (other tenants of the host) then hits every server alike instead of one.
+    names = ["coderapi"] + (["llama-server"] if args.llama_server else []) + (
+        [] if args.skip_llama_cpp_python else ["llama-cpp-python server"])
+    for _ in range(args.headline_reps):
+        for name in names:
+            with start(name, args, gguf) as s:
+                headlines.setdefault(name, []).append(await headline(s, args, top))
         write()
     if args.soak:  # last: the longest phase, on a fresh coderapi
         with servers.coderapi(gguf) as s:
@@ -125,6 +154,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--parallel", type=int, default=8, help="llama-server -np")
     p.add_argument("--ctx-per-seq", type=int, default=8192, help="llama-server context per sequence (coderapi's default)")
+    p.add_argument("--headline-reps", type=int, default=3,
+                   help="interleaved repeats of the lone-client and top-concurrency measures (ratios use medians)")
     p.add_argument("--soak", type=int, default=500, help="soak requests against coderapi (0: skip)")
     p.add_argument("--soak-concurrency", type=int, default=8)
     p.add_argument("--skip-llama-cpp-python", action="store_true")
