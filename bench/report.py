@@ -62,7 +62,7 @@ def headline_table(headlines: dict[str, list[dict]], top: int) -> list[str]:
         cells = []
         for other in ("llama-server", "llama-cpp-python server"):
             theirs = med(other, key)
-            cells.append(f"{ours / theirs:.2f}× ({_f(theirs)})" if ours and theirs else "not run")
+            cells.append(f"{ours / theirs:.3f}× ({_f(theirs)})" if ours and theirs else "not run")
         out.append(f"| {label} | {_f(ours)} | {cells[0]} | {t1} | {cells[1]} | {t2} |")
     out += ["", "Each repeat (aggregate tok/s · TTFT p50 s · lone decode tok/s):", ""]
     for name, reps in headlines.items():

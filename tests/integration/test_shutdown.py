@@ -41,9 +41,10 @@ def server(tmp_path):
         "CODERAPI_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
         "CODERAPI_LOG_LEVEL": "warning",
     }
+    log = (tmp_path / "server.log").open("w")  # a file, not a pipe nobody reads (it could fill and block)
     proc = subprocess.Popen(
         [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
     )
     try:
         key = proc.stdout.readline().strip()  # the bootstrap key is printed alone on stdout
@@ -63,6 +64,7 @@ def server(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 END_TOKENS = {"151643": -100, "151645": -100}  # Qwen2.5's <|endoftext|> and <|im_end|>
