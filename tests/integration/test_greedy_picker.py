@@ -4,33 +4,24 @@ from __future__ import annotations
 
 import ctypes
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from coderapi.engines.base import SamplingParams
+from tests.integration.embedded import embedded_gguf
 
 pytestmark = pytest.mark.model
 
-SPEC = "embedded:qwen2.5-coder-0.5b-instruct-q4_k_m"
-MODELS_DIR = Path(
-    os.environ.get("CODERAPI_MODELS_DIR", Path(__file__).resolve().parents[2] / "data" / "models")
-)
 PROMPT = "<|im_start|>user\nWrite a Python function that merges two sorted lists.<|im_end|>\n<|im_start|>assistant\n"
 STEPS = 40
 
 
 @pytest.fixture(scope="module")
 def model_and_prompt():
-    pytest.importorskip("llama_cpp")
+    path = embedded_gguf()
     from coderapi.engines.llama_cpp.model import LlamaModel
-    from coderapi.weights.packaged import WeightsError, resolve_gguf
 
-    try:
-        path = resolve_gguf(SPEC, MODELS_DIR)
-    except WeightsError as exc:
-        pytest.skip(f"embedded model not available: {exc.message}")
     model = LlamaModel(path)
     yield model, model.tokenize(PROMPT, add_special=False)
     model.free()

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
 import pytest
 
 from coderapi.engines.base import Engine, SamplingParams, TokenEvent
 from coderapi.errors import ContextLengthExceeded, InvalidRequest, Overloaded
+from tests.integration.embedded import embedded_gguf
 
 pytestmark = pytest.mark.model
 
-SPEC = "embedded:qwen2.5-coder-0.5b-instruct-q4_k_m"
-MODELS_DIR = Path(
-    os.environ.get("CODERAPI_MODELS_DIR", Path(__file__).resolve().parents[2] / "data" / "models")
-)
 GREEDY = SamplingParams(max_tokens=32, temperature=0.0)
 N_PARALLEL = 4
 
@@ -28,14 +23,9 @@ def chat(user: str, system: str | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def engine():
-    pytest.importorskip("llama_cpp")
+    path = embedded_gguf()
     from coderapi.engines.llama_cpp import LlamaCppEngine
-    from coderapi.weights.packaged import WeightsError, resolve_gguf
 
-    try:
-        path = resolve_gguf(SPEC, MODELS_DIR)
-    except WeightsError as exc:
-        pytest.skip(f"embedded model not available: {exc.message}")
     eng = LlamaCppEngine(path, n_parallel=N_PARALLEL, n_ctx_per_seq=2048)
     # The engine binds to no event loop (each request uses the loop that iterates it), so one
     # engine serves every test's own loop.
