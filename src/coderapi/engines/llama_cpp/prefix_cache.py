@@ -112,6 +112,3 @@ class SlotPool:
         self._clock += 1
         slot.busy = False
         slot.last_used = self._clock
-
-    def idle_with_cache(self) -> list[Slot]:
-        return [s for s in self.slots if not s.busy and s.tokens]

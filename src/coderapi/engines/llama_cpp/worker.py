@@ -179,9 +179,10 @@ class Worker(threading.Thread):
     # -- one decode step ------------------------------------------------------------------------
 
     def _run_parts(self, parts: list[BatchPart], isolate: bool) -> None:
+        # Each sequence has its own KV stream of n_ctx_per_seq cells and never outgrows it (the
+        # engine refuses longer prompts, generation stops at the limit), so idle prefix caches
+        # never take room from a running sequence: a failure here is the batch's own.
         rc = self._decode(parts)
-        if rc == 1 and self._evict_idle_caches():  # no room in the KV cache: drop idle prefixes
-            rc = self._decode(parts)
         if rc == 0:
             self._commit(parts)
         elif isolate and len(parts) > 1:  # find the culprit: retry each sequence alone
@@ -271,13 +272,6 @@ class Worker(threading.Thread):
         self.ctx.seq_rm(seq.slot.seq_id, -1, -1)
         seq.slot.tokens.clear()
         self._release(seq)
-
-    def _evict_idle_caches(self) -> bool:
-        slots = self.pool.idle_with_cache()
-        for slot in slots:
-            self.ctx.seq_rm(slot.seq_id, -1, -1)
-            slot.tokens.clear()
-        return bool(slots)
 
     def _send(self, req: Request, item) -> None:
         self._outbox.setdefault(req.loop, []).append((req, item))
