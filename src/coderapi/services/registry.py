@@ -41,6 +41,10 @@ class ModelRegistry:
     def ids(self) -> list[str]:
         return list(self._by_id)
 
+    def public_models(self) -> list[tuple[str, ServedModel]]:
+        """Every id a request may name (each model's own id, then its aliases) and what serves it."""
+        return list(self._by_id.items())
+
     def catalogue_entry(self, model_id: str) -> dict:
         model = self.resolve(model_id)
         spec = model.spec

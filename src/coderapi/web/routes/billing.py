@@ -11,18 +11,16 @@ router = APIRouter(include_in_schema=False)
 
 
 def price_rows(dash) -> list[dict]:
-    rows = []
-    for served in dash.services.registry.models:
-        spec = served.spec
-        for model_id in [spec.id, *spec.aliases]:
-            rows.append({
-                "id": model_id,
-                "alias_of": spec.id if model_id != spec.id else None,
-                "input": spec.price_input_per_million,
-                "output": spec.price_output_per_million,
-                "weights": served.weights,
-            })
-    return rows
+    return [
+        {
+            "id": model_id,
+            "alias_of": served.spec.id if model_id != served.spec.id else None,
+            "input": served.spec.price_input_per_million,
+            "output": served.spec.price_output_per_million,
+            "weights": served.weights,
+        }
+        for model_id, served in dash.services.registry.public_models()
+    ]
 
 
 @router.get("/billing")

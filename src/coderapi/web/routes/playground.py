@@ -16,17 +16,15 @@ router = APIRouter(include_in_schema=False)
 
 def model_options(dash) -> list[dict]:
     """Every public id (aliases included) with its sampling defaults and limits."""
-    options = []
-    for served in dash.services.registry.models:
-        spec = served.spec
-        for model_id in [spec.id, *spec.aliases]:
-            options.append({
-                "id": model_id,
-                "served_by": spec.id,
-                "context_length": spec.context_length,
-                "defaults": spec.generation.model_dump(),
-            })
-    return options
+    return [
+        {
+            "id": model_id,
+            "served_by": served.spec.id,
+            "context_length": served.spec.context_length,
+            "defaults": served.spec.generation.model_dump(),
+        }
+        for model_id, served in dash.services.registry.public_models()
+    ]
 
 
 @router.get("/playground")
@@ -36,7 +34,8 @@ async def playground(request: Request, viewer: ViewerDep, dash: DashboardDep) ->
         {"prefix": k.prefix, "name": k.name or ""}
         for k in keys if k.kind == "inference" and not k.disabled
     ]
+    models = model_options(dash)
     return render(
-        request, "playground.html", viewer, models=model_options(dash), usable_keys=usable,
-        config={"models": model_options(dash), "keys": usable},
+        request, "playground.html", viewer, models=models, usable_keys=usable,
+        config={"models": models, "keys": usable},
     )
