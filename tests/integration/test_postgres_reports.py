@@ -13,6 +13,7 @@ from coderapi.services.spending import PeriodSpend
 from coderapi.services.usage_reports import UsageReports
 from coderapi.services.usage_window import Window
 from coderapi.store.database import Database
+from tests.clock import FixedClock
 from tests.integration.test_postgres_store import schema_url  # noqa: F401 - the per-test schema fixture
 
 pytestmark = pytest.mark.postgres
@@ -20,19 +21,11 @@ UTC = timezone.utc
 START = datetime(2026, 3, 28, 12, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def test_reports_on_postgres(schema_url):  # noqa: F811
     url, _ = schema_url
     db = Database(url)
     db.upgrade()
-    clock = Clock(START)
+    clock = FixedClock(START)
     accounts = AccountService(db, starting_credit=10, clock=clock)
     try:
         asyncio.run(_exercise(db, clock, accounts))

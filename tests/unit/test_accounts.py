@@ -16,16 +16,9 @@ from coderapi.services import accounts as accounts_module
 from coderapi.services import keygen, passwords
 from coderapi.services.accounts import AccountService, KeyInfo, UsageRecord, UserInfo
 from coderapi.store.database import Database
+from tests.clock import FixedClock
 
 UTC = timezone.utc
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -43,7 +36,7 @@ def db(db_path):
 
 @pytest.fixture
 def clock():
-    return Clock(datetime(2025, 7, 10, 12, 0, tzinfo=UTC))  # a Thursday
+    return FixedClock(datetime(2025, 7, 10, 12, 0, tzinfo=UTC))  # a Thursday
 
 
 @pytest.fixture

@@ -13,14 +13,7 @@ from coderapi.limits import MemoryLimiter, RateLimits
 from coderapi.limits.bucket import Take
 from coderapi.limits.headers import duration
 from coderapi.services.usage_window import Window
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FixedClock
 
 
 def run(coro):
@@ -28,7 +21,7 @@ def run(coro):
 
 
 def test_bucket_takes_refills_and_refuses_all_or_nothing():
-    clock = Clock()
+    clock = FixedClock(1000.0)
     limiter = MemoryLimiter(clock)
     a, b = Take("a", 3, 3, 1.0), Take("b", 1, 10, 1.0)
     assert run(limiter.take([a, b])).allowed
@@ -41,7 +34,7 @@ def test_bucket_takes_refills_and_refuses_all_or_nothing():
 
 
 def test_forced_takes_go_into_debt_and_refunds_stop_at_capacity():
-    clock = Clock()
+    clock = FixedClock(1000.0)
     limiter = MemoryLimiter(clock)
     assert run(limiter.take([Take("t", 25, 10, 1.0, force=True)])).levels[0].tokens == -15
     assert not run(limiter.take([Take("t", 1, 10, 1.0)])).allowed
@@ -51,7 +44,7 @@ def test_forced_takes_go_into_debt_and_refunds_stop_at_capacity():
 
 
 def test_reserve_settle_and_headers():
-    clock = Clock()
+    clock = FixedClock(1000.0)
     limits = RateLimits(MemoryLimiter(clock), default_rpm=60, default_tpm=600)
     quota = limits.quota(None, None)
     reservation = run(limits.reserve(7, quota, 500))
@@ -68,7 +61,7 @@ def test_reserve_settle_and_headers():
 
 
 def test_user_overrides_and_disabled_dimensions():
-    limits = RateLimits(MemoryLimiter(Clock()), default_rpm=60, default_tpm=600)
+    limits = RateLimits(MemoryLimiter(FixedClock(1000.0)), default_rpm=60, default_tpm=600)
     assert limits.quota(5, None).rpm == 5 and limits.quota(None, 9).tpm == 9
     quota = limits.quota(1, 0)  # TPM switched off
     headers = run(limits.reserve(1, quota, 10**9)).headers

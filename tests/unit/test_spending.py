@@ -11,23 +11,16 @@ import pytest
 from coderapi.services.accounts import AccountService, UsageRecord
 from coderapi.services.spending import PeriodSpend
 from coderapi.store.database import Database
+from tests.clock import FixedClock
 
 UTC = timezone.utc
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
 def setup(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'spend.db'}")
     db.upgrade()
-    clock = Clock(datetime(2025, 7, 10, 12, 0, tzinfo=UTC))  # a Thursday
+    clock = FixedClock(datetime(2025, 7, 10, 12, 0, tzinfo=UTC))  # a Thursday
     accounts = AccountService(db, starting_credit=100, clock=clock)
 
     async def seed():

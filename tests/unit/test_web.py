@@ -21,16 +21,9 @@ from coderapi.web.report_filters import ReportFilters
 from coderapi.web.secret import load_session_secret
 from coderapi.web.session_store import SessionStore
 from coderapi.web.throttle import LoginThrottle
+from tests.clock import FixedClock
 
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -46,7 +39,7 @@ def _user(db, email="u@example.com"):
 
 
 def test_sessions_resolve_rotate_expire_and_are_stored_hashed(db):
-    clock, user = Clock(), _user(db)
+    clock, user = FixedClock(T0), _user(db)
     store = SessionStore(db, lifetime=timedelta(hours=1), clock=clock)
     first = asyncio.run(store.create(user.id))
     assert asyncio.run(store.resolve(first)).email == "u@example.com"
@@ -71,7 +64,7 @@ def test_sessions_end_when_the_user_is_disabled_or_revoked(db):
 
 
 def test_login_throttle_counts_per_email_and_address_within_the_window(db):
-    clock = Clock()
+    clock = FixedClock(T0)
     throttle = LoginThrottle(db, max_failures=3, window=timedelta(minutes=10), clock=clock)
     for minute in range(3):
         clock.now = T0 + timedelta(minutes=minute)
