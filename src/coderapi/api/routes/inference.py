@@ -6,16 +6,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from coderapi.api.deps import PrincipalDep, RequestIdDep, ServicesDep
+from coderapi.api.openapi import openapi_body
 from coderapi.api.sse import sse_response
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionRequest
 from coderapi.protocol.completions import Completion, CompletionRequest
 from coderapi.services.inference import InferenceOutcome
 
 router = APIRouter(tags=["inference"])
-
-
-def _body_schema(model) -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 def _client_request_id(request: Request) -> str | None:
@@ -32,7 +29,7 @@ def _respond(outcome: InferenceOutcome) -> Response:
 @router.post(
     "/v1/chat/completions",
     response_model=ChatCompletion,
-    openapi_extra=_body_schema(ChatCompletionRequest),
+    openapi_extra=openapi_body(ChatCompletionRequest),
     summary="Create a chat completion (JSON or server-sent events)",
 )
 @router.post("/chat/completions", include_in_schema=False)
@@ -48,7 +45,7 @@ async def create_chat_completion(
 @router.post(
     "/v1/completions",
     response_model=Completion,
-    openapi_extra=_body_schema(CompletionRequest),
+    openapi_extra=openapi_body(CompletionRequest),
     summary="Create a completion; with `suffix`, fill-in-the-middle",
 )
 @router.post("/completions", include_in_schema=False)

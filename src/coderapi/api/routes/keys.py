@@ -7,17 +7,12 @@ from fastapi.responses import JSONResponse
 
 from coderapi.api.deps import PrincipalDep, ServicesDep
 from coderapi.api.framing import iso_z, usd
+from coderapi.api.openapi import openapi_body
 from coderapi.api.platform_deps import ManageKeys
 from coderapi.protocol.platform import KeyCreate, KeyLimit, KeyUpdate, parse_platform_body
 from coderapi.services.accounts import KeyInfo
 
 router = APIRouter(tags=["keys"])
-
-
-def _body(model, required: bool = True) -> dict:
-    """The body's schema for the OpenAPI document (the handlers parse the raw body themselves)."""
-    content = {"application/json": {"schema": model.model_json_schema()}}
-    return {"requestBody": {"required": required, "content": content}}
 
 
 def key_data(info: KeyInfo, *, limit_nullable: bool = True) -> dict:
@@ -65,7 +60,7 @@ def _put_fields(body: KeyUpdate) -> dict:
 
 @router.post(
     "/v1/keys", summary="Create an inference API key; its secret is in this answer only",
-    openapi_extra=_body(KeyCreate, required=False),
+    openapi_extra=openapi_body(KeyCreate, required=False),
 )
 async def create_key(request: Request, principal: ManageKeys, services: ServicesDep) -> JSONResponse:
     body = parse_platform_body(KeyCreate, await request.body(), empty_ok=True)
@@ -88,7 +83,7 @@ async def this_key(principal: PrincipalDep, services: ServicesDep) -> dict:
     return {"data": key_data(await services.accounts.get_key(principal.user_id, principal.key_prefix))}
 
 
-@router.patch("/v1/keys/{prefix}", summary="Change some of a key's properties", openapi_extra=_body(KeyUpdate))
+@router.patch("/v1/keys/{prefix}", summary="Change some of a key's properties", openapi_extra=openapi_body(KeyUpdate))
 async def patch_key(prefix: str, request: Request, principal: ManageKeys, services: ServicesDep) -> dict:
     body = parse_platform_body(KeyUpdate, await request.body())
     info = await services.accounts.update_key(principal.user_id, prefix, **_patch_fields(body))
@@ -97,7 +92,7 @@ async def patch_key(prefix: str, request: Request, principal: ManageKeys, servic
 
 @router.put(
     "/v1/keys/{prefix}", summary="Replace a key's properties (fields left out take their defaults)",
-    openapi_extra=_body(KeyUpdate),
+    openapi_extra=openapi_body(KeyUpdate),
 )
 async def put_key(prefix: str, request: Request, principal: ManageKeys, services: ServicesDep) -> dict:
     body = parse_platform_body(KeyUpdate, await request.body())
