@@ -119,3 +119,18 @@ class Overloaded(CoderapiError):
 
 class ModelNotReady(Overloaded):
     default_code = "model_not_ready"
+
+
+class ServiceUnavailable(CoderapiError):
+    """A dependency the request needs (the database, the shared rate limiter) cannot answer now.
+
+    503 with Retry-After: the `openai` SDK retries it, and retrying is right once it is back."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 2.0, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        self.headers.setdefault("retry-after", str(max(1, int(retry_after + 0.999))))
