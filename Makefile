@@ -5,18 +5,27 @@ BIN := $(VENV)/bin
 EXTRAS ?= embedded,postgres,redis,dev
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
 
-.PHONY: serve test install test-fast clean
+.PHONY: serve test install llama smoke test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
-# Reinstalls when pyproject.toml changes. llama-cpp-python compiles from source (a few minutes, once).
-$(STAMP): pyproject.toml | $(BIN)/python
+# llama-cpp-python is compiled for this CPU (AVX-512/AVX2, never AMX) and cached outside the clone;
+# the script is a no-op when the right build is already installed. See scripts/build_llama.sh.
+llama: | $(BIN)/python
+	scripts/build_llama.sh wheel $(BIN)/python
+
+# Reinstalls when pyproject.toml changes.
+$(STAMP): pyproject.toml | llama
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
-install: $(STAMP)
+# A real decode in a subprocess: a build that crashes on this CPU is named, with the override to use.
+smoke: $(STAMP)
+	$(BIN)/coderapi smoke
+
+install: $(STAMP) smoke
 
 serve: install
 	$(BIN)/coderapi serve
@@ -25,7 +34,7 @@ test: install
 	$(BIN)/python -m pytest -ra
 
 # The unit and api tiers only (no real model, no external servers).
-test-fast: install
+test-fast: $(STAMP)
 	$(BIN)/python -m pytest -ra tests/unit tests/api
 
 clean:

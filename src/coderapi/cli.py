@@ -36,6 +36,28 @@ def serve(
         grace_seconds=settings.shutdown_grace_seconds)
 
 
+@app.command()
+def smoke(
+    config: Annotated[Optional[Path], typer.Option(help="JSON config file (see README).", exists=True)] = None,
+) -> None:
+    """Decode a few tokens with llama.cpp in a child process: a build that crashes on this CPU is named."""
+    from coderapi.console import weights_progress
+    from coderapi.engines.llama_cpp.smoke import run_smoke
+    from coderapi.weights.packaged import resolve_gguf
+
+    settings = Settings.load(config)
+    spec = next((m for m in settings.models if m.backend == "llama_cpp"), None)
+    if spec is None:
+        typer.echo("no llama.cpp model configured: nothing to check")
+        return
+    with weights_progress() as progress:
+        gguf = resolve_gguf(spec.gguf, settings.resolved_model_cache_dir, progress)
+    result = run_smoke(gguf)
+    typer.echo(result.message, err=not result.ok)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 
