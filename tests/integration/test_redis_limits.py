@@ -9,7 +9,7 @@ import uuid
 import openai
 import pytest
 
-from coderapi.errors import RateLimited
+from coderapi.errors import RateLimited, ServiceUnavailable
 from coderapi.limits import RateLimits
 from coderapi.limits.bucket import Take
 from coderapi.limits.redis_limiter import RedisLimiter
@@ -89,11 +89,22 @@ async def test_rate_limits_policy_on_redis(limiter):
     assert int((await limits.peek(5, quota))["x-ratelimit-remaining-tokens"]) >= 500
 
 
-async def test_unreachable_redis_fails_open():
+async def test_unreachable_redis_fails_open_on_local_buckets():
     down = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0")
     try:
         outcome = await down.take([Take("{6}:requests", 1, 1, 1.0)])
-        assert outcome.allowed and outcome.levels[0].tokens == 1
+        assert outcome.allowed and outcome.levels[0].tokens == 0  # taken from this process's bucket
+        assert not (await down.take([Take("{6}:requests", 1, 1, 1.0)])).allowed
+    finally:
+        await down.close()
+
+
+async def test_unreachable_redis_fails_closed():
+    down = RedisLimiter(f"redis://127.0.0.1:{free_port()}/0", failure_mode="closed")
+    try:
+        with pytest.raises(ServiceUnavailable) as caught:
+            await down.take([Take("{7}:requests", 1, 1, 1.0)])
+        assert caught.value.status_code == 503 and caught.value.headers["retry-after"]
     finally:
         await down.close()
 

@@ -8,8 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from sqlalchemy.exc import OperationalError
 
-from coderapi.errors import CoderapiError, InternalError, NotFound
+from coderapi.errors import CoderapiError, InternalError, NotFound, ServiceUnavailable
 from coderapi.protocol.validation import invalid_request_from
 
 log = logging.getLogger("coderapi.errors")
@@ -38,6 +39,13 @@ def install_error_handlers(app: FastAPI) -> None:
         error.status_code = exc.status_code
         error.error_type = _HTTP_TYPES.get(exc.status_code, "invalid_request_error")
         return render(error)
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        # Last resort: Database.session() already maps these; this catches direct engine use.
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+        return render(ServiceUnavailable("The database is busy or unavailable; please retry shortly.",
+                                         code="database_unavailable"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

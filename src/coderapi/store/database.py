@@ -2,10 +2,18 @@
 
 Callers on the event loop run their database work through `asyncio.to_thread`; the engine is
 synchronous on purpose (SQLite and psycopg both block).
+
+A database that cannot answer (SQLite locked past the timeout, PostgreSQL down or unreachable, the
+connection pool exhausted) raises `ServiceUnavailable` (503, Retry-After) from `session()`: every
+service reaches the store through it, so no caller sees a raw driver error and no answer is a 500.
+The DB-API's OperationalError is exactly that class of failure ("not under the programmer's
+control": lost connections, locks, unreachable servers), so the mapping goes by type, not message.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,11 +23,18 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from coderapi.errors import ServiceUnavailable
+
+log = logging.getLogger("coderapi.store")
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_TIMEOUT_SECONDS = 30.0  # tools (CLI, tests); the server passes `database_timeout_seconds`
+UNAVAILABLE_RETRY_AFTER = 2.0  # seconds, in the 503's Retry-After
 # Any constant works; it keeps two gateway replicas from migrating PostgreSQL at the same time.
 _PG_MIGRATION_LOCK = 0x636F646572617069
 
@@ -35,7 +50,7 @@ def _is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
-def _sqlite_engine(url: URL, echo: bool) -> Engine:
+def _sqlite_engine(url: URL, echo: bool, timeout: float) -> Engine:
     if _is_memory_sqlite(url):
         # One shared connection, or every checkout would see a different empty database.
         engine = create_engine(
@@ -43,32 +58,41 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
         )
     else:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        connect_args = {"check_same_thread": False, "timeout": timeout}
         engine = create_engine(url, echo=echo, connect_args=connect_args)
-    event.listen(engine, "connect", _sqlite_pragmas)
+    busy_ms = int(timeout * 1000)
+
+    def pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    event.listen(engine, "connect", pragmas)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-    finally:
-        cursor.close()
+def _server_engine(url: URL, echo: bool, timeout: float) -> Engine:
+    connect_args = {}
+    if url.get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = max(2, math.ceil(timeout))  # libpq: whole seconds, at least 2
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_timeout=timeout, connect_args=connect_args)
 
 
 class Database:
     """Engine and session factory for one database URL (SQLite or `postgresql+psycopg://`)."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        """`timeout_seconds`: how long a session waits for a lock, a connection or the pool."""
         self.url = make_url(url)
         if self.url.get_backend_name() == "sqlite":
-            self.engine = _sqlite_engine(self.url, echo)
+            self.engine = _sqlite_engine(self.url, echo, timeout_seconds)
         else:
-            self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True)
+            self.engine = _server_engine(self.url, echo, timeout_seconds)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -77,9 +101,18 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session in one transaction: committed when the block ends, rolled back on error."""
-        with self._sessions.begin() as session:
-            yield session
+        """A session in one transaction: committed when the block ends, rolled back on error.
+        Raises ServiceUnavailable when the database cannot answer (see the module docstring)."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except (OperationalError, PoolTimeout) as exc:
+            log.warning("database unavailable: %s", str(getattr(exc, "orig", None) or exc).splitlines()[0][:200])
+            raise ServiceUnavailable(
+                "The database is busy or unavailable; please retry shortly.",
+                retry_after=UNAVAILABLE_RETRY_AFTER,
+                code="database_unavailable",
+            ) from exc
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations up to `revision` (the schema's only source of truth)."""
