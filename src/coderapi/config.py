@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Where the SQLite database and model cache live.")
     database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir).")
     redis_url: str | None = Field(None, description="Redis URL for shared rate limits (default: in-process).")
+    redis_failure_mode: Literal["open", "closed"] = Field(
+        "open",
+        description="When Redis cannot be reached: 'open' admits requests under this process's own "
+        "in-memory limits until Redis is back; 'closed' answers 503 with Retry-After.",
+    )
+    database_timeout_seconds: float = Field(
+        5.0, gt=0,
+        description="How long a request waits for a locked SQLite database, a PostgreSQL connection or "
+        "a pooled connection before it is answered 503 with Retry-After.",
+    )
     model_cache_dir: Path | None = Field(None, description="Where assembled GGUF files are kept.")
     models: list[ModelSpec] = Field(default_factory=default_models, description="The model registry.")
     starting_credit: float = Field(5.0, description="USD credited to each new user.")

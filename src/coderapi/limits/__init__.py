@@ -8,9 +8,10 @@ from coderapi.limits.rate import Limiter, Quota, RateLimits, Reservation
 __all__ = ["Limiter", "MemoryLimiter", "Quota", "RateLimits", "Reservation", "build_limiter"]
 
 
-def build_limiter(redis_url: str | None) -> Limiter:
+def build_limiter(redis_url: str | None, failure_mode: str = "open") -> Limiter:
+    """`failure_mode`: what the Redis limiter does while Redis is unreachable ("open" or "closed")."""
     if not redis_url:
         return MemoryLimiter()
     from coderapi.limits.redis_limiter import RedisLimiter
 
-    return RedisLimiter(redis_url)
+    return RedisLimiter(redis_url, failure_mode=failure_mode)

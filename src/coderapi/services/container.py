@@ -37,13 +37,13 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, served: list[ServedModel]) -> "Services":
-        db = Database(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url, timeout_seconds=settings.database_timeout_seconds)
         accounts = AccountService(db, starting_credit=settings.starting_credit)
         registry = ModelRegistry(served)
         metrics = ServingMetrics(lambda: services.engine_stats())
         metering = Metering(accounts, metrics)
         limits = RateLimits(
-            build_limiter(settings.redis_url), default_rpm=settings.default_rpm, default_tpm=settings.default_tpm
+            build_limiter(settings.redis_url, settings.redis_failure_mode), default_rpm=settings.default_rpm, default_tpm=settings.default_tpm
         )
         inference = InferenceService(registry, metering, Admission(limits, PeriodSpend(db)))
         services = cls(

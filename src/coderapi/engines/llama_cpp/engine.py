@@ -30,6 +30,8 @@ from .worker import STOP, Worker
 class LlamaCppEngine:
     """Continuous batching over one llama context holding `n_parallel` sequences."""
 
+    worker_class: type[Worker] = Worker  # the seam fault tests use: a Worker whose step raises
+
     def __init__(
         self,
         model_path: Path,
@@ -71,7 +73,7 @@ class LlamaCppEngine:
         """Load the model and create the context on the worker thread; the loop stays free."""
         if self._worker is not None:
             return
-        worker = Worker(
+        worker = self.worker_class(
             self.model_path,
             n_ctx_per_seq=self._n_ctx_per_seq,
             n_parallel=self._n_parallel,
