@@ -52,7 +52,7 @@ def test_invalid_or_unsupported_schemas_are_400_on_response_format(schema):
 def test_tool_parameters_must_be_valid_schemas_and_names_unique():
     with pytest.raises(InvalidRequest) as caught:
         grammars.check_tools([tool("f", {"type": "object", "properties": {"a": {"type": "whatever"}}})])
-    assert caught.value.param == "tools"
+    assert caught.value.param == "tools[0].function.parameters"
     with pytest.raises(InvalidRequest):
         grammars.check_tools([tool("f"), tool("f")])
     grammars.check_tools([tool("f"), tool("g", {"type": "object", "properties": {"x": {"type": "integer"}}})])
@@ -195,7 +195,7 @@ def test_unsatisfiable_numbers_and_unique_arrays_are_400(schema):
     assert caught.value.param == "response_format"
     with pytest.raises(InvalidRequest) as caught:
         grammars.tool_call_grammar([tool("f", {"type": "object", "properties": {"v": schema}})], "required", False)
-    assert caught.value.param == "tools"
+    assert caught.value.param == "tools[0].function.parameters"
 
 
 def test_unique_items_over_a_finite_domain_is_one_rule_per_used_set():

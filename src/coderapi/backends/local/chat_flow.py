@@ -51,19 +51,22 @@ def render_prompt(backend, request: ChatCompletionRequest) -> str:
     return backend.template.render(messages, tools=template_tools(request.tools) if tools_active else None)
 
 
-def _grammar(request: ChatCompletionRequest, tools_active: bool) -> str | None:
-    """The tool-call grammar for `required` / a named choice, else the response_format one (if any)."""
+def _grammar(request: ChatCompletionRequest, tools_active: bool, verify=None) -> str | None:
+    """The tool-call grammar for `required` / a named choice, else the response_format one (if any).
+
+    `verify`: the engine's sandboxed llama.cpp check of a grammar (grammars.GrammarVerifier), if any.
+    """
     grammars.check_tools(request.tools)
-    grammar = grammars.response_format_grammar(request.response_format)
+    grammar = grammars.response_format_grammar(request.response_format, verify)
     if tools_active:
         parallel = request.parallel_tool_calls is not False
-        grammar = grammars.tool_call_grammar(request.tools, request.tool_choice or "auto", parallel) or grammar
+        grammar = grammars.tool_call_grammar(request.tools, request.tool_choice or "auto", parallel, verify) or grammar
     return grammar
 
 
 async def prepare_chat(backend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
     tools_active = bool(request.tools) and request.tool_choice != "none"
-    grammar = _grammar(request, tools_active)
+    grammar = _grammar(request, tools_active, getattr(backend.engine, "verify_grammar", None))
     backend.check_logit_bias(request.logit_bias)
     prompt = render_prompt(backend, request)
     prompt_ids = await backend.tokenize(prompt)

@@ -15,19 +15,45 @@ With `strict: true` on a response_format, every other validation keyword (`not`,
 `if`, `patternProperties`, `minProperties`, unknown formats, `uniqueItems` over other items, ...)
 is a 400 naming it and its place (schema_support.py). Otherwise, and for tool parameters, those
 keywords are not enforced: the answer parses but may not validate (`oneOf` is treated as `anyOf`).
+
+Nothing here can take the process down: a schema is bounded (schema_limits.py) before jsonschema
+or the converter walk it, every grammar is bounded (grammar_limits.py) before llama.cpp sees it,
+and `verify`, when the engine has one, parses it with the real llama.cpp in a sandbox process
+(engines/llama_cpp/grammar_sandbox.py). Each refusal is a 400 naming `response_format` or
+`tools[i].function.parameters`. All of it is synchronous CPU work: call it off the event loop.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
+from coderapi.backends.local.grammar_limits import check_gbnf
+from coderapi.backends.local.schema_limits import check_schema_limits
 from coderapi.backends.local.schema_support import check_strict
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.chat import NamedToolChoice, ResponseFormat, Tool
 
 _ROOT = re.compile(r"^root ::=", re.MULTILINE)
+
+# Parses a grammar with the real llama.cpp, out of process: None when it is fine, else why not.
+GrammarVerifier = Callable[[str], "str | None"]
+
+
+def tool_param(index: int) -> str:
+    return f"tools[{index}].function.parameters"
+
+
+def checked(grammar: str | None, param: str, verify: GrammarVerifier | None) -> str | None:
+    """`grammar` once the static guard, then the sandbox (if any), accept it."""
+    if grammar is None:
+        return None
+    check_gbnf(grammar, param)
+    reason = verify(grammar) if verify is not None else None
+    if reason is not None:
+        raise InvalidRequest(f"The grammar built for {param} was refused by llama.cpp: {reason}", param=param)
+    return grammar
 
 
 def check_schema(schema: Any, param: str, what: str) -> None:
@@ -37,6 +63,7 @@ def check_schema(schema: Any, param: str, what: str) -> None:
 
     if not isinstance(schema, dict):
         raise InvalidRequest(f"{what} must be a JSON object", param=param)
+    check_schema_limits(schema, param)
     try:
         validator_for(schema).check_schema(schema)
     except SchemaError as exc:
@@ -60,18 +87,19 @@ def schema_to_gbnf(schema: dict[str, Any], param: str) -> str | None:
         raise InvalidRequest(f"Unsupported JSON schema: {exc}", param=param) from exc
 
 
-def response_format_grammar(response_format: ResponseFormat | None) -> str | None:
+def response_format_grammar(
+    response_format: ResponseFormat | None, verify: GrammarVerifier | None = None
+) -> str | None:
     if response_format is None or response_format.type == "text":
         return None
-    if response_format.type == "json_object":
-        return schema_to_gbnf({"type": "object"}, "response_format")
+    param = "response_format"
     schema = response_format.json_schema.schema_ if response_format.json_schema else None
-    if schema is None:
-        return schema_to_gbnf({"type": "object"}, "response_format")
-    check_schema(schema, "response_format", "response_format.json_schema.schema")
+    if response_format.type == "json_object" or schema is None:
+        return checked(schema_to_gbnf({"type": "object"}, param), param, verify)
+    check_schema(schema, param, "response_format.json_schema.schema")
     if response_format.json_schema.strict:
-        check_strict(schema, "response_format")
-    return schema_to_gbnf(schema, "response_format")
+        check_strict(schema, param)
+    return checked(schema_to_gbnf(schema, param), param, verify)
 
 
 def check_tools(tools: list[Tool] | None) -> None:
@@ -80,7 +108,7 @@ def check_tools(tools: list[Tool] | None) -> None:
         if tool.function.name in names:
             raise InvalidRequest(f"tools[{index}]: function {tool.function.name!r} is defined twice", param="tools")
         names.add(tool.function.name)
-        check_schema(tool.function.parameters, "tools", f"tools[{index}].function.parameters")
+        check_schema(tool.function.parameters, tool_param(index), tool_param(index))
 
 
 def _call_schema(tool: Tool) -> dict[str, Any]:
@@ -95,18 +123,43 @@ def _call_schema(tool: Tool) -> dict[str, Any]:
     }
 
 
-def tool_call_grammar(tools: list[Tool], tool_choice: object, parallel: bool) -> str | None:
-    """For `required` or a named function: the output is one or more valid calls in Qwen's markup."""
+def tool_call_grammar(
+    tools: list[Tool], tool_choice: object, parallel: bool, verify: GrammarVerifier | None = None
+) -> str | None:
+    """For `required` or a named function: the output is one or more valid calls in Qwen's markup.
+
+    Each chosen tool's grammar is bounded on its own first, so a refusal names its index; when
+    llama.cpp refuses the combined grammar, the tools' own grammars are tried to find the culprit.
+    """
     if isinstance(tool_choice, NamedToolChoice):
-        chosen = [t for t in tools if t.function.name == tool_choice.function.name]
+        chosen = [(i, t) for i, t in enumerate(tools) if t.function.name == tool_choice.function.name]
     elif tool_choice == "required":
-        chosen = tools
+        chosen = list(enumerate(tools))
     else:
         return None
-    schema = _call_schema(chosen[0]) if len(chosen) == 1 else {"anyOf": [_call_schema(t) for t in chosen]}
-    rules = schema_to_gbnf(schema, "tools")
+    if not chosen:
+        raise InvalidRequest("tool_choice names a function that is not in tools", param="tool_choice")
+    repeat = parallel and not isinstance(tool_choice, NamedToolChoice)
+    own = []
+    for index, tool in chosen:
+        check_schema_limits(tool.function.parameters or {}, tool_param(index))
+        grammar = _calls_grammar(schema_to_gbnf(_call_schema(tool), tool_param(index)), repeat)
+        own.append((index, checked(grammar, tool_param(index), None)))
+    if len(own) == 1 or own[0][1] is None:
+        index, grammar = own[0]
+        return checked(grammar, tool_param(index), verify)
+    combined = _calls_grammar(schema_to_gbnf({"anyOf": [_call_schema(t) for _, t in chosen]}, "tools"), repeat)
+    check_gbnf(combined, "tools")
+    if verify is None or verify(combined) is None:
+        return combined
+    for index, grammar in own:
+        checked(grammar, tool_param(index), verify)
+    return checked(combined, "tools", verify)
+
+
+def _calls_grammar(rules: str | None, repeat: bool) -> str | None:
     if rules is None:
         return None
     rules = _ROOT.sub("call ::=", rules, count=1)
-    repeat = ' ("\\n" call-block)*' if parallel and not isinstance(tool_choice, NamedToolChoice) else ""
-    return rules + f'\ncall-block ::= "<tool_call>\\n" call "\\n</tool_call>"\nroot ::= call-block{repeat}\n'
+    more = ' ("\\n" call-block)*' if repeat else ""
+    return rules + f'\ncall-block ::= "<tool_call>\\n" call "\\n</tool_call>"\nroot ::= call-block{more}\n'

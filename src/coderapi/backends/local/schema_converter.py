@@ -6,7 +6,11 @@ Imported only where llama_cpp is installed. `visit` handles, before delegating t
 - arrays with `uniqueItems: true` over a finite item domain (enum/const/boolean/null, at most 8
   values): one rule per set of values already used;
 - `type` lists: each type keeps the schema's other keywords (the base class drops them);
-- arrays with minItems/maxItems and no `items`: any JSON values (the base class ignores the counts).
+- arrays with minItems/maxItems and no `items`: any JSON values (the base class ignores the counts);
+- minLength/maxLength and minItems/maxItems as GBNF `{m,n}` repeats: the base class writes
+  `(x (x (x ...)?)?)?`, one nested group per optional repetition, which llama.cpp's recursive
+  parser cannot read past a few thousand (schema_limits.py keeps the bounds under 2,000, where
+  llama.cpp enforces a `{m,n}` exactly).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from llama_cpp.llama_grammar import RESERVED_NAMES, SchemaConverter
+from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
 
 from coderapi.backends.local.automaton import render_gbnf
 from coderapi.backends.local.numeric_grammar import NUMERIC_KEYWORDS, NumericSchemaError, number_automaton
@@ -53,8 +57,27 @@ class BoundedSchemaConverter(SchemaConverter):
                 if values is not None:
                     return self._add_rule(rule_name, self._unique_array(values, schema, rule_name))
             if kind == "array" and "items" not in schema and ("minItems" in schema or "maxItems" in schema):
-                return super().visit({**schema, "items": _ANY}, name)
+                return self.visit({**schema, "items": _ANY}, name)
+            if isinstance(schema.get("items"), dict) and ("minItems" in schema or "maxItems" in schema):
+                return self._add_rule(rule_name, self._counted_array(schema, name, rule_name))
+        if kind == "string" and ("minLength" in schema or "maxLength" in schema):
+            if "pattern" not in schema and "format" not in schema:
+                return self._add_rule(rule_name, self._counted_string(schema, rule_name))
         return super().visit(schema, name)
+
+    def _counted_string(self, schema: dict[str, Any], rule_name: str) -> str:
+        low, high = _counts(schema, "minLength", "maxLength", rule_name)
+        char = self._add_primitive("char", PRIMITIVE_RULES["char"])
+        return f'"\\"" {_repeat(char, low, high)} "\\"" space'
+
+    def _counted_array(self, schema: dict[str, Any], name: str, rule_name: str) -> str:
+        low, high = _counts(schema, "minItems", "maxItems", rule_name)
+        item = self.visit(schema["items"], f"{name}{'-' if name else ''}item")
+        if high == 0:
+            return '"[" space "]" space'
+        rest = _repeat('( "," space ' + item + " )", max(low - 1, 0), None if high is None else high - 1)
+        body = f"{item} {rest}" if low >= 1 else f"( {item} {rest} )?"
+        return f'"[" space {body} "]" space'
 
     def _base(self, stem: str) -> str:
         """A rule-name prefix no rule uses yet (later rules of the same name get renamed, not these)."""
@@ -99,6 +122,23 @@ class BoundedSchemaConverter(SchemaConverter):
             if bin(used).count("1") <= high:
                 self._rules[f"{base}{used}"] = alternatives(used)
         return f'"[" space ( {alternatives(0)} )'
+
+
+def _counts(schema: dict[str, Any], low_key: str, high_key: str, rule_name: str) -> tuple[int, int | None]:
+    low, high = int(schema.get(low_key, 0)), schema.get(high_key)
+    high = None if high is None else int(high)
+    if high is not None and low > high:
+        raise SchemaTooHard(f"{_where(rule_name)}: {low_key} {low} is over {high_key} {high}")
+    return low, high
+
+
+def _repeat(item: str, low: int, high: int | None) -> str:
+    """`item` repeated low..high times (high None: no upper bound) in GBNF; no nesting per repetition."""
+    if high is None:
+        return f"{item}*" if low == 0 else f"{item}{{{low},}}"
+    if high == 0:
+        return ""
+    return f"{item}{{{low}}}" if low == high else f"{item}{{{low},{high}}}"
 
 
 def _where(rule_name: str) -> str:
