@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request
 
 from coderapi.api.deps import ServicesDep
 from coderapi.api.framing import iso_z, usd
+from coderapi.api.openapi import MANAGEMENT_ERRORS, error_responses
 from coderapi.api.platform_deps import ReadUsage
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.platform import check_query
@@ -33,7 +34,10 @@ def _row(entry: LogEntry) -> dict:
     }
 
 
-@router.get("/v2/logs", summary="The request log: filters by key, model, status and window; paginated")
+@router.get(
+    "/v2/logs", summary="The request log: filters by key, model, status and window; paginated",
+    responses=error_responses(*MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
+)
 async def logs(
     request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,
     start: str | None = None, end: str | None = None, key_prefix: str | None = None,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from coderapi.api.deps import ServicesDep
 from coderapi.api.framing import iso_z, usd
+from coderapi.api.openapi import MANAGEMENT_ERRORS, error_responses
 from coderapi.api.platform_deps import ReadUsage
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.platform import check_query
@@ -47,7 +48,10 @@ def _group(group: UsageGroup) -> dict:
     return out
 
 
-@router.get("/v2/usage", summary="Total spend over a window, for one key or the whole account")
+@router.get(
+    "/v2/usage", summary="Total spend over a window, for one key or the whole account",
+    responses=error_responses(*MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
+)
 async def usage(
     request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,
     start: str | None = None, end: str | None = None, key_prefix: str | None = None,
@@ -58,7 +62,10 @@ async def usage(
     return _head(key_prefix, window, totals)
 
 
-@router.get("/v2/usage/detail", summary="Spend over a window with a per-model breakdown and optional groups")
+@router.get(
+    "/v2/usage/detail", summary="Spend over a window with a per-model breakdown and optional groups",
+    responses=error_responses(*MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
+)
 async def usage_detail(
     request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,
     start: str | None = None, end: str | None = None, key_prefix: str | None = None,
