@@ -98,6 +98,21 @@ class Settings(BaseSettings):
     starting_credit: float = Field(5.0, description="USD credited to each new user.")
     default_rpm: int = Field(600, description="Requests per minute per key, unless set per user.")
     default_tpm: int = Field(400_000, description="Tokens per minute per key, unless set per user.")
+    default_user_rpm: int = Field(
+        1200, description="Requests per minute of all of a user's keys together (0: no per-user ceiling); "
+        "raised to the user's per-key override where that is higher.",
+    )
+    default_user_tpm: int = Field(
+        1_000_000, description="Tokens per minute of all of a user's keys together (0: no per-user ceiling); "
+        "raised to the user's per-key override where that is higher.",
+    )
+    max_keys_per_user: int = Field(50, ge=1, description="API keys (inference and management) one user may hold.")
+    reservation_ttl_seconds: float = Field(
+        3600.0, gt=0,
+        description="How long a request's cost reservation holds money; a gateway that dies mid-request "
+        "leaves holds that lapse after this. Keep it above the longest request.",
+    )
+    max_waiting_requests: int = Field(64, description="Queued requests beyond which the API answers 503.")
     max_waiting_requests: int = Field(64, description="Queued requests beyond which the API answers 503.")
     session_secret: str | None = Field(None, description="Dashboard cookie signing secret (default: generated and kept in data_dir).")
     bootstrap_admin: bool = Field(True, description="On an empty database, create a local admin and print a key.")

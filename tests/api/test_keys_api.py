@@ -23,12 +23,15 @@ def shared_account(platform):
 
 def test_create_list_get_update_delete(platform, account):
     api = platform.http(account.management_key)
-    body = {"name": "20260202-key-for-llms", "limit": {"retention": "week", "threshold": 25}, "scopes": ["model:chat"]}
+    body = {
+        "name": "20260202-key-for-llms", "limit": {"retention": "week", "threshold": 25},
+        "scopes": ["model:chat", "model:responses", "model:embeddings"],
+    }
     created = api.post("/v1/keys", json=body)
     assert created.status_code == 200, created.text
     data = created.json()["data"]
     assert set(data) == KEY_FIELDS | {"key"}
-    assert data["name"] == body["name"] and data["disabled"] is False and data["scopes"] == ["model:chat"]
+    assert data["name"] == body["name"] and data["disabled"] is False and data["scopes"] == body["scopes"]
     assert data["limit"] == {"retention": "week", "threshold": 25.0} and data["monthly_usage"] == 0
     assert data["created_at"].endswith("Z") and len(data["prefix"]) == 8 and data["key"][4:12] == data["prefix"]
     secret, prefix = data["key"], data["prefix"]

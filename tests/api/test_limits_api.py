@@ -25,14 +25,16 @@ def _retrying_client(platform, key):
 
 
 def test_spending_limit_is_403_and_not_retried(platform):
-    account = make_account(platform, limit_threshold=Decimal("0.000001"), limit_retention="day")
+    # The worst case of a short chat with the default budget (1024 tokens at $2/M) fits in $0.003;
+    # one that may generate 2,000 tokens ($0.004) does not, whatever it would really cost.
+    account = make_account(platform, limit_threshold=Decimal("0.003"), limit_retention="day")
     client = _retrying_client(platform, account.key)
-    assert client.chat.completions.create(model=ALIAS_ID, messages=USER).choices  # spent 0 so far
-    assert platform.wait_rows(account.user_id, 1)[0].cost > Decimal("0.000001")
+    assert client.chat.completions.create(model=ALIAS_ID, messages=USER).choices
+    assert platform.wait_rows(account.user_id, 1)[0].cost > 0
     with pytest.raises(openai.PermissionDeniedError) as caught:
-        client.chat.completions.create(model=ALIAS_ID, messages=USER)
+        client.chat.completions.create(model=ALIAS_ID, messages=USER, max_tokens=2000)
     assert caught.value.status_code == 403 and caught.value.body["code"] == "spending_limit_exceeded"
-    assert "spending limit" in caught.value.body["message"]
+    assert "spending limit" in caught.value.body["message"] and "may cost up to $0.004" in caught.value.body["message"]
     assert _has_rate_headers(caught.value.response.headers)
     rows = platform.wait_rows(account.user_id, 2)
     assert len(rows) == 2  # one row for the refusal: the SDK did not retry it
@@ -40,7 +42,7 @@ def test_spending_limit_is_403_and_not_retried(platform):
         "refused", 403, "spending_limit_exceeded", Decimal(0))
     # raising the limit lets the key work again
     platform.http(account.management_key).patch(f"/v1/keys/{account.prefix}", json={"limit": {"threshold": 10}})
-    assert client.chat.completions.create(model=ALIAS_ID, messages=USER).choices
+    assert client.chat.completions.create(model=ALIAS_ID, messages=USER, max_tokens=2000).choices
 
 
 def test_zero_threshold_refuses_from_the_first_request(platform):

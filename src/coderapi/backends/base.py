@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol, Union
+from typing import AsyncIterator, Awaitable, Callable, Protocol, Union
 
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from coderapi.protocol.common import PromptTokensDetails, Usage
@@ -23,6 +23,9 @@ class RequestTally:
     queue_seconds: float | None = None  # waiting for an engine slot (local engine only)
     finish_reason: str | None = None
     token_gaps: list[float] = field(default_factory=list)  # seconds between a choice's tokens (ITL)
+    # Set by a backend whose counts need async work once the request ended (an upstream stream cut
+    # short: its text is tokenized here); metering awaits it before recording the usage.
+    count_later: Callable[[], Awaitable[None]] | None = None
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:

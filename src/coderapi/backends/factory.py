@@ -34,8 +34,11 @@ def build_served_models(
     for spec in settings.models:
         if spec.backend == "upstream":
             from coderapi.backends.upstream import UpstreamBackend
+            from coderapi.backends.upstream.token_count import TokenCounter
 
-            backend = UpstreamBackend(spec)
+            # `gguf` names the tokenizer that counts a stream the upstream reported no usage for.
+            tokenizer = TokenCounter(lambda spec=spec: resolve_gguf(spec.gguf, settings.resolved_model_cache_dir))
+            backend = UpstreamBackend(spec, tokenizer)
             served.append(ServedModel(spec, backend, "upstream: " + ", ".join(spec.upstream_urls)))
             continue
         if engine_factory is not None or spec.backend == "fake":

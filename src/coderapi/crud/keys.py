@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from coderapi.store.tables import ApiKey, User
@@ -42,6 +42,10 @@ def list_for_user(session: Session, user_id: int) -> list[ApiKey]:
     """Oldest first, as the key-management contract orders them."""
     query = select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.created_at, ApiKey.id)
     return list(session.scalars(query))
+
+
+def count_for_user(session: Session, user_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.user_id == user_id)) or 0
 
 
 def touch(session: Session, key_id: int, when: datetime) -> None:

@@ -49,6 +49,16 @@ def spend_since(session: Session, key_id: int, since: datetime | None) -> Decima
     return to_money(session.scalar(query))
 
 
+def spend_between(session: Session, key_id: int, since: datetime | None, until: datetime | None) -> Decimal:
+    """The key's spend in [since, until); None leaves that end open."""
+    query = select(func.coalesce(func.sum(UsageEvent.cost), 0)).where(UsageEvent.key_id == key_id)
+    if since is not None:
+        query = query.where(UsageEvent.created_at >= since)
+    if until is not None:
+        query = query.where(UsageEvent.created_at < until)
+    return to_money(session.scalar(query))
+
+
 def spend_by_key_since(session: Session, key_ids: Iterable[int], since: datetime) -> dict[int, Decimal]:
     """Spend per key since `since`, in one query; keys without usage are left out."""
     ids = list(key_ids)

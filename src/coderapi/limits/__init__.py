@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from coderapi.limits.memory import MemoryLimiter
-from coderapi.limits.rate import Limiter, Quota, RateLimits, Reservation
+from coderapi.limits.rate import Limiter, Owner, Quota, RateLimits, Reservation
 
-__all__ = ["Limiter", "MemoryLimiter", "Quota", "RateLimits", "Reservation", "build_limiter"]
+__all__ = ["Limiter", "MemoryLimiter", "Owner", "Quota", "RateLimits", "Reservation", "build_limiter"]
 
 
 def build_limiter(redis_url: str | None, failure_mode: str = "open") -> Limiter:

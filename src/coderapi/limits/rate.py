@@ -11,6 +11,10 @@ tokens go back, tokens beyond the estimate are taken anyway (the bucket may dip 
 the next requests wait for the refill). So concurrent requests cannot overshoot the limit by
 more than their estimates were wrong, and a request is never cut short for tokens.
 A limit of 0 (or less) switches that dimension off.
+
+On top of each key's buckets, a user's keys together share a per-user pair (RPM and TPM; the
+settings `default_user_rpm` / `default_user_tpm`), taken in the same all-or-nothing batch: more
+keys do not multiply a user's limits.
 """
 
 from __future__ import annotations
@@ -37,6 +41,14 @@ class Quota:
     tpm: int
 
 
+@dataclass(frozen=True)
+class Owner:
+    """The user behind a key, and the ceiling all of that user's keys share."""
+
+    user_id: int
+    quota: Quota
+
+
 @dataclass
 class Reservation:
     """What one admitted request holds: `settle` it once, with the tokens it really used."""
@@ -45,33 +57,49 @@ class Reservation:
     quota: Quota
     tokens: int
     headers: dict[str, str] = field(default_factory=dict)
+    owner: Owner | None = None
 
 
 class RateLimits:
-    def __init__(self, limiter: Limiter, *, default_rpm: int, default_tpm: int) -> None:
+    def __init__(
+        self, limiter: Limiter, *, default_rpm: int, default_tpm: int,
+        default_user_rpm: int = 0, default_user_tpm: int = 0,
+    ) -> None:
         self._limiter = limiter
         self._default = Quota(default_rpm, default_tpm)
+        self._user_default = Quota(default_user_rpm, default_user_tpm)
 
     def quota(self, rpm: int | None = None, tpm: int | None = None) -> Quota:
         """The key's limits: the user's overrides where set, else the configured defaults."""
         return Quota(self._default.rpm if rpm is None else rpm, self._default.tpm if tpm is None else tpm)
 
-    async def reserve(self, key_id: int, quota: Quota, tokens: int) -> Reservation:
-        """Take one request and `tokens` tokens, or raise RateLimited (429, Retry-After) taking none."""
-        tokens = max(0, min(tokens, quota.tpm)) if quota.tpm > 0 else 0
-        takes = _takes(key_id, quota, requests=1, tokens=tokens)
+    def owner(self, user_id: int, rpm: int | None = None, tpm: int | None = None) -> Owner:
+        """The user's ceiling over all their keys: the configured default (0: none), raised to the
+        user's per-key override where an administrator set a higher one."""
+        def ceiling(default: int, override: int | None) -> int:
+            return 0 if default <= 0 else max(default, override or 0)
+
+        return Owner(user_id, Quota(ceiling(self._user_default.rpm, rpm), ceiling(self._user_default.tpm, tpm)))
+
+    async def reserve(self, key_id: int, quota: Quota, tokens: int, owner: Owner | None = None) -> Reservation:
+        """Take one request and `tokens` tokens from the key's buckets and (given an owner) the
+        user's, all or none, or raise RateLimited (429, Retry-After)."""
+        tokens = max(0, min(tokens, quota.tpm)) if quota.tpm > 0 else max(0, tokens)
+        if owner is not None and owner.quota.tpm > 0:
+            tokens = min(tokens, owner.quota.tpm)
+        takes = _takes(key_id, quota, owner, requests=1, tokens=tokens)
         if not takes:
-            return Reservation(key_id, quota, tokens)
+            return Reservation(key_id, quota, tokens, owner=owner)
         outcome = await self._limiter.take(list(takes.values()))
         levels = dict(zip(takes, outcome.levels))
-        headers = ratelimit_headers(levels)
+        headers = ratelimit_headers({k: v for k, v in levels.items() if not k.startswith("user ")})
         if not outcome.allowed:
             raise _refusal(levels, headers)
-        return Reservation(key_id, quota, tokens, headers)
+        return Reservation(key_id, quota, tokens, headers, owner)
 
-    async def peek(self, key_id: int, quota: Quota) -> dict[str, str]:
+    async def peek(self, key_id: int, quota: Quota, owner: Owner | None = None) -> dict[str, str]:
         """The headers for a request that was not admitted (nothing is taken)."""
-        takes = _takes(key_id, quota, requests=0, tokens=0)
+        takes = {k: t for k, t in _takes(key_id, quota, owner, requests=0, tokens=0).items() if not k.startswith("user ")}
         if not takes:
             return {}
         outcome = await self._limiter.take(list(takes.values()))
@@ -79,30 +107,47 @@ class RateLimits:
 
     async def settle(self, reservation: Reservation, used_tokens: int) -> None:
         """Give back what was reserved and not used, or take what was used beyond it."""
-        if reservation.quota.tpm <= 0 or used_tokens == reservation.tokens:
+        if used_tokens == reservation.tokens:
             return
-        take = _takes(reservation.key_id, reservation.quota, requests=0, tokens=0)["tokens"]
         difference = used_tokens - reservation.tokens
-        await self._limiter.take([Take(take.key, difference, take.capacity, take.refill_per_second, force=True)])
+        takes = _takes(reservation.key_id, reservation.quota, reservation.owner, requests=0, tokens=0)
+        forced = [
+            Take(t.key, difference, t.capacity, t.refill_per_second, force=True)
+            for name, t in takes.items() if name.endswith("tokens")
+        ]
+        if forced:
+            await self._limiter.take(forced)
 
     async def close(self) -> None:
         await self._limiter.close()
 
 
-def _takes(key_id: int, quota: Quota, *, requests: int, tokens: int) -> dict[str, Take]:
+def _takes(key_id: int, quota: Quota, owner: Owner | None, *, requests: int, tokens: int) -> dict[str, Take]:
+    """Named takes: "requests"/"tokens" for the key, "user requests"/"user tokens" for its owner.
+    The bucket names of one batch share a hash tag (one Redis cluster slot)."""
+    key_bucket = f"{{{key_id}}}" if owner is None else f"{{u{owner.user_id}}}:k{key_id}"
     takes: dict[str, Take] = {}
     if quota.rpm > 0:
-        takes["requests"] = Take(f"{{{key_id}}}:requests", requests, quota.rpm, quota.rpm / 60.0)
+        takes["requests"] = Take(f"{key_bucket}:requests", requests, quota.rpm, quota.rpm / 60.0)
     if quota.tpm > 0:
-        takes["tokens"] = Take(f"{{{key_id}}}:tokens", tokens, quota.tpm, quota.tpm / 60.0)
+        takes["tokens"] = Take(f"{key_bucket}:tokens", tokens, quota.tpm, quota.tpm / 60.0)
+    if owner is not None and owner.quota.rpm > 0:
+        rpm = owner.quota.rpm
+        takes["user requests"] = Take(f"{{u{owner.user_id}}}:user:requests", requests, rpm, rpm / 60.0)
+    if owner is not None and owner.quota.tpm > 0:
+        tpm = owner.quota.tpm
+        takes["user tokens"] = Take(f"{{u{owner.user_id}}}:user:tokens", tokens, tpm, tpm / 60.0)
     return takes
 
 
 def _refusal(levels: dict[str, Level], headers: dict[str, str]) -> RateLimited:
     short = {name: level for name, level in levels.items() if level.short}
     wait = max(level.retry_after for level in short.values())
-    what = " and ".join(_WHAT[name] for name in short)
-    limits = ", ".join(f"{name} limit {int(level.take.capacity)}" for name, level in short.items())
-    message = f"Rate limit reached for {what} on this API key ({limits}). Please try again in {duration(wait)}."
+    parts = []
+    for name, level in short.items():
+        whose = "your account (all its keys together)" if name.startswith("user ") else "this API key"
+        what = _WHAT[name.removeprefix("user ")]
+        parts.append(f"{what} on {whose} (limit {int(level.take.capacity)})")
+    message = f"Rate limit reached for {' and '.join(parts)}. Please try again in {duration(wait)}."
     headers = {**headers, "retry-after-ms": str(max(1, round(wait * 1000)))}
     return RateLimited(message, retry_after=wait, headers=headers)

@@ -1,12 +1,14 @@
 """Wire models of the platform API's request bodies (key management), strict as the contract is:
-unknown fields, wrong types, values outside an enum and negative thresholds are 400, naming the
-field by its dotted path (`limit.threshold`)."""
+unknown fields, wrong types, values outside an enum, and thresholds that are negative, too large
+or finer than the money column's six decimals are 400, naming the field by its dotted path
+(`limit.threshold`)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.validation import invalid_request_from
@@ -17,6 +19,7 @@ ModelScope = Literal[
     "model:video", "model:embeddings", "model:speech", "model:ocr",
 ]
 MAX_THRESHOLD = 1_000_000_000  # USD; far above any real limit, well inside the money column
+MONEY_PLACES = 6  # decimals the money column keeps (Numeric(18, 6))
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
@@ -28,6 +31,17 @@ class _Strict(BaseModel):
 class KeyLimit(_Strict):
     retention: Retention = "no_reset"
     threshold: float | None = Field(None, ge=0, le=MAX_THRESHOLD, allow_inf_nan=False)  # USD per period
+
+    @field_validator("threshold")
+    @classmethod
+    def _storable(cls, value: float | None) -> float | None:
+        """The store keeps USD with six decimals: a finer limit would be kept as another one."""
+        if value is not None and Decimal(repr(value)).as_tuple().exponent < -MONEY_PLACES:
+            raise ValueError(
+                f"the spending limit {value!r} has more than {MONEY_PLACES} decimal places, "
+                "which cannot be stored exactly"
+            )
+        return value
 
 
 class KeyCreate(_Strict):

@@ -42,9 +42,11 @@ __all__ = [
 
 class AccountService:
     def __init__(
-        self, db: Database, *, starting_credit: float, clock: Callable[[], datetime] = utcnow
+        self, db: Database, *, starting_credit: float, clock: Callable[[], datetime] = utcnow,
+        max_keys_per_user: int | None = None,
     ) -> None:
         self._db = db
+        self._max_keys = max_keys_per_user  # None: no cap (tests, tools); the app sets the setting
         self._starting_credit = to_money(starting_credit)
         self._now = clock
 
@@ -99,7 +101,7 @@ class AccountService:
         """A new key and its secret. The secret is returned here once and kept nowhere."""
         fields = dict(
             name=name, kind=kind, scopes=scopes,
-            limit_threshold=limit_threshold, limit_retention=limit_retention,
+            limit_threshold=limit_threshold, limit_retention=limit_retention, max_keys=self._max_keys,
         )
         return await asyncio.to_thread(key_ops.create_key, self._db, user_id, self._now(), **fields)
 

@@ -15,6 +15,7 @@ from coderapi.services.inference import InferenceService
 from coderapi.services.metering import Metering
 from coderapi.services.metrics import ServingMetrics
 from coderapi.services.registry import ModelRegistry, ServedModel
+from coderapi.services.reservations import CostReservations
 from coderapi.services.spending import PeriodSpend
 from coderapi.services.usage_reports import UsageReports
 from coderapi.store.database import Database
@@ -38,14 +39,18 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, served: list[ServedModel]) -> "Services":
         db = Database(settings.resolved_database_url, timeout_seconds=settings.database_timeout_seconds)
-        accounts = AccountService(db, starting_credit=settings.starting_credit)
+        accounts = AccountService(
+            db, starting_credit=settings.starting_credit, max_keys_per_user=settings.max_keys_per_user
+        )
         registry = ModelRegistry(served)
         metrics = ServingMetrics(lambda: services.engine_stats())
-        metering = Metering(accounts, metrics)
+        reservations = CostReservations(db, PeriodSpend(db), ttl_seconds=settings.reservation_ttl_seconds)
+        metering = Metering(reservations, metrics)
         limits = RateLimits(
-            build_limiter(settings.redis_url, settings.redis_failure_mode), default_rpm=settings.default_rpm, default_tpm=settings.default_tpm
+            build_limiter(settings.redis_url, settings.redis_failure_mode), default_rpm=settings.default_rpm, default_tpm=settings.default_tpm,
+            default_user_rpm=settings.default_user_rpm, default_user_tpm=settings.default_user_tpm,
         )
-        inference = InferenceService(registry, metering, Admission(limits, PeriodSpend(db)))
+        inference = InferenceService(registry, metering, Admission(limits, reservations))
         services = cls(
             settings, db, accounts, registry, metrics, metering, inference,
             limits=limits, reports=UsageReports(db), billing=Billing(accounts, settings.models),

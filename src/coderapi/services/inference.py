@@ -1,4 +1,5 @@
-"""Inference requests end to end: parse, resolve the model, admit, generate, meter."""
+"""Inference requests end to end: check the key, parse, rate-limit, resolve the model, reserve
+its worst-case cost, generate, meter (and settle)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from coderapi.errors import CoderapiError, InternalError
+from coderapi.errors import CoderapiError, InternalError, ModelNotFound
 from coderapi.protocol.chat import ChatCompletionRequest
 from coderapi.protocol.completions import CompletionRequest
 from coderapi.protocol.validation import invalid_request_from
 from coderapi.services.accounts import Principal
-from coderapi.services.admission import Admission
+from coderapi.services.admission import Admission, check_key
 from coderapi.services.metering import MeterScope, Metering
-from coderapi.services.registry import ModelRegistry
+from coderapi.services.registry import ModelRegistry, ServedModel
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -72,11 +73,16 @@ class InferenceService:
         self, body: bytes, principal: Principal, scope: MeterScope, model: type[BaseModel], method: str
     ) -> InferenceOutcome:
         try:
+            check_key(principal)
             request = parse_body(model, body)
             scope.model = request.model
-            served = self._registry.resolve(request.model)
-            scope.spec = served.spec
-            await self._admission.admit(principal, served.spec, request, len(body), scope)
+            served, unknown = self._find(request.model)
+            scope.spec = served.spec if served else None
+            # The rate limits first: a request naming an unknown model is still counted.
+            await self._admission.limit_rate(principal, scope.spec, request, len(body), scope)
+            if unknown is not None:
+                raise unknown
+            await self._admission.reserve_cost(principal, served.spec, request, len(body), scope)
             call: Callable[..., Awaitable] = getattr(served.backend, method)
             answer = await call(request, scope.tally)
             if isinstance(answer, BaseModel):
@@ -95,6 +101,12 @@ class InferenceService:
             error = InternalError("The server had an error while processing your request.")
             await self._admission.label(error, principal, scope)
             raise error from exc
+
+    def _find(self, model_id: str) -> tuple[ServedModel | None, ModelNotFound | None]:
+        try:
+            return self._registry.resolve(model_id), None
+        except ModelNotFound as exc:
+            return None, exc
 
     @staticmethod
     async def _started(scope: MeterScope, stream: AsyncIterator[BaseModel]) -> AsyncIterator[BaseModel]:

@@ -27,7 +27,7 @@ from coderapi.services.account_types import (
     Principal,
 )
 from coderapi.services import passwords, user_ops
-from coderapi.services.user_ops import money_amount
+from coderapi.services.user_ops import exact_money
 from coderapi.store.database import Database
 from coderapi.store.tables import ApiKey
 
@@ -59,14 +59,40 @@ def check_scopes(scopes, kind: str) -> list[str]:
 
 
 def check_limit(threshold, retention: str) -> Decimal | None:
+    """The limit to store, exactly as given: a value the money column would round is refused."""
     if retention not in RETENTIONS:
         raise InvalidRequest(f"retention must be one of {', '.join(RETENTIONS)}", param="limit.retention")
     if threshold is None:
         return None
-    amount = money_amount(threshold, "limit.threshold")
+    amount = exact_money(threshold, "limit.threshold")
     if amount < 0:
         raise InvalidRequest("The spending limit must not be negative", param="limit.threshold")
     return amount
+
+
+def check_no_widening(current: list[str] | tuple[str, ...], wanted: list[str]) -> None:
+    """A key's scopes may only shrink: a management key that could widen them could turn any
+    narrowed key (or, with `scopes: null`, the kind's defaults) into a stronger one."""
+    added = sorted(set(wanted) - set(current))
+    if added:
+        raise PermissionDenied(
+            f"A key's scopes cannot be widened (this would add {', '.join(added)}); "
+            "create a new key with the scopes it needs.",
+            param="scopes", code="scopes_widened",
+        )
+
+
+def check_key_count(session: Session, user_id: int, max_keys: int | None) -> None:
+    """Refuses a key beyond the per-user cap; called with the user's row locked, so two
+    concurrent creations cannot both take the last slot."""
+    if max_keys is None:
+        return
+    if crud.keys.count_for_user(session, user_id) >= max_keys:
+        raise PermissionDenied(
+            f"This account already has {max_keys} API keys, the most one user may hold; "
+            "delete a key you no longer use to create another.",
+            param="keys", code="too_many_keys",
+        )
 
 
 def insert_key(
@@ -99,14 +125,16 @@ def insert_key(
     )
 
 
-def create_key(db: Database, user_id: int, now: datetime, **fields) -> tuple[KeyInfo, str]:
-    """A new key and its secret; a prefix (or hash) collision draws a new secret."""
+def create_key(db: Database, user_id: int, now: datetime, max_keys: int | None = None, **fields) -> tuple[KeyInfo, str]:
+    """A new key and its secret; a prefix (or hash) collision draws a new secret. `max_keys`:
+    the per-user cap (None: none)."""
     for _ in range(_CREATE_ATTEMPTS):
         secret = keygen.generate_secret()
         try:
             with db.session() as session:
-                if crud.users.get(session, user_id) is None:
+                if crud.reservations.lock_user(session, user_id) is None:
                     raise NotFound(f"No user with id {user_id}")
+                check_key_count(session, user_id, max_keys)
                 info = KeyInfo.from_row(insert_key(session, user_id, secret, now=now, **fields))
             return info, secret
         except IntegrityError:
@@ -187,7 +215,9 @@ def update_key(db: Database, user_id: int, prefix: str, fields: dict, now: datet
         if "name" in fields:
             key.name = check_name(fields["name"])
         if "scopes" in fields:
-            key.scopes = check_scopes(fields["scopes"], key.kind)
+            scopes = check_scopes(fields["scopes"], key.kind)
+            check_no_widening(key.scopes or [], scopes)
+            key.scopes = scopes
         if "disabled" in fields:
             key.disabled = bool(fields["disabled"])
         key.updated_at = now

@@ -1,8 +1,9 @@
 """Usage is counted once, where a request ends, and recorded once: success, error, refusal or hang-up.
 
 Money: a request's cost is its tokens at the model's prices per million (`ModelSpec`), computed in
-`Decimal` and rounded to the store's six places; it is written on the usage row and debited from
-the user's balance in the same transaction. Successful requests and requests whose client hung
+`Decimal` and rounded to the store's six places; it is written on the usage row, debited from
+the user's balance and the request's cost reservation is dropped, in the same transaction
+(`CostReservations.settle`). Successful requests and requests whose client hung
 up (the tokens were generated) are charged; failed and refused ones cost nothing.
 """
 
@@ -18,8 +19,9 @@ from typing import AsyncIterator, Awaitable, Callable
 from coderapi.backends.base import RequestTally
 from coderapi.config import ModelSpec
 from coderapi.errors import CoderapiError
-from coderapi.services.accounts import AccountService, Principal, UsageRecord
+from coderapi.services.accounts import Principal, UsageRecord
 from coderapi.services.metrics import ServingMetrics
+from coderapi.services.reservations import CostReservations
 from coderapi.store.tables import to_money
 
 log = logging.getLogger("coderapi.metering")
@@ -55,6 +57,7 @@ class MeterScope:
     client_request_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)  # for the answer (x-ratelimit-*)
     settle: Callable[[int], Awaitable[None]] | None = None  # given the tokens used, at the end
+    reservation_id: int | None = None  # the money held at admission, dropped when recorded
 
     def finish(self, status: str, status_code: int, error_code: str | None = None) -> None:
         if not self.finished:
@@ -71,23 +74,31 @@ class MeterScope:
             self.finish("error", 500, "internal_error")
 
     async def wrap_stream(self, stream: AsyncIterator) -> AsyncIterator:
+        ended: BaseException | None = None
         try:
             async for chunk in stream:
                 yield chunk
         except BaseException as exc:
-            if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-                self.finish("cancelled", 499, "client_disconnected")
-            else:
-                self.fail(exc)
+            ended = exc
             raise
         finally:
-            await stream.aclose()
+            try:
+                await stream.aclose()  # first: a backend settles its counts as its stream closes
+            finally:
+                self._end_stream(ended)
+
+    def _end_stream(self, ended: BaseException | None) -> None:
+        if ended is None:
             self.finish("success", 200)
+        elif isinstance(ended, (asyncio.CancelledError, GeneratorExit)):
+            self.finish("cancelled", 499, "client_disconnected")
+        else:
+            self.fail(ended)
 
 
 class Metering:
-    def __init__(self, accounts: AccountService, metrics: ServingMetrics) -> None:
-        self._accounts = accounts
+    def __init__(self, ledger: CostReservations, metrics: ServingMetrics) -> None:
+        self._ledger = ledger
         self._metrics = metrics
         self._pending: set[asyncio.Task] = set()
 
@@ -100,9 +111,22 @@ class Metering:
         )
 
     def _record(self, scope: MeterScope, status: str, status_code: int, error_code: str | None) -> None:
-        tally = scope.tally
         now = time.monotonic()
         self._observe(scope, status, now)
+        # A task of its own: the request's task may be cancelled (client gone) while this is written.
+        task = asyncio.get_running_loop().create_task(self._count_and_write(scope, status, status_code, error_code, now))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _count_and_write(
+        self, scope: MeterScope, status: str, status_code: int, error_code: str | None, now: float
+    ) -> None:
+        tally = scope.tally
+        if tally.count_later is not None:  # e.g. an upstream stream cut short: tokenized here
+            try:
+                await tally.count_later()
+            except Exception:
+                log.exception("could not count the tokens of %s", scope.request_id)
         record = UsageRecord(
             request_id=scope.request_id,
             user_id=scope.principal.user_id,
@@ -124,19 +148,19 @@ class Metering:
             client_request_id=scope.client_request_id,
         )
         used = tally.prompt_tokens + tally.completion_tokens
-        # A task of its own: the request's task may be cancelled (client gone) while this is written.
-        task = asyncio.get_running_loop().create_task(self._write(record, scope.settle, used))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        await self._write(record, scope.settle, used, scope.reservation_id)
 
-    async def _write(self, record: UsageRecord, settle: Callable[[int], Awaitable[None]] | None, used: int) -> None:
+    async def _write(
+        self, record: UsageRecord, settle: Callable[[int], Awaitable[None]] | None, used: int,
+        reservation_id: int | None,
+    ) -> None:
         try:
             if settle is not None:
                 await settle(used)
         except Exception:
             log.exception("could not settle the rate limit of %s", record.request_id)
         try:
-            await self._accounts.record_usage(record)
+            await self._ledger.settle(record, reservation_id)
         except Exception:
             log.exception("could not record usage for %s", record.request_id)
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from coderapi.crud.usage import period_start
+from coderapi.crud.usage import period_start, spend_between
 from coderapi.store.database import Database
-from coderapi.store.tables import UsageEvent, to_money, utcnow
+from coderapi.store.tables import to_money, utcnow
 
 SETTLING_LAG = timedelta(seconds=45)
 ADVANCE_EVERY = timedelta(seconds=15)
@@ -45,33 +45,31 @@ class PeriodSpend:
     async def spent(self, key_id: int, prefix: str, retention: str) -> Decimal:
         """USD the key has spent since its period (UTC day, ISO week, month; all time) began.
         The prefix tells a new key from a deleted one whose id the database reused."""
+        return await asyncio.to_thread(self._spent_in_new_session, key_id, prefix, retention)
+
+    def _spent_in_new_session(self, key_id: int, prefix: str, retention: str) -> Decimal:
+        with self._db.session() as session:
+            return self.spent_in(session, key_id, prefix, retention)
+
+    def spent_in(self, session: Session, key_id: int, prefix: str, retention: str) -> Decimal:
+        """As `spent`, inside the caller's transaction (blocking: call it from a worker thread).
+        Cost reservations call it with the user's row locked, so no settlement lands meanwhile."""
         slot = (key_id, prefix, retention)
-        total, settled = await asyncio.to_thread(self._read, key_id, retention, self._settled.get(slot))
+        total, settled = self._read(session, key_id, retention, self._settled.get(slot))
         if len(self._settled) >= _MAX_CACHED and slot not in self._settled:
             self._settled.clear()
         self._settled[slot] = settled  # a consistent snapshot, whichever concurrent check wrote last
         return total
 
-    def _read(self, key_id: int, retention: str, settled: _Settled | None) -> tuple[Decimal, _Settled]:
+    def _read(self, session: Session, key_id: int, retention: str, settled: _Settled | None) -> tuple[Decimal, _Settled]:
         now = self._now()
         start = period_start(retention, now)
         target = now - SETTLING_LAG
-        with self._db.session() as session:
-            if settled is None or settled.period_start != start:
-                boundary = target if start is None else max(start, target)
-                settled = _Settled(start, boundary, _sum(session, key_id, start, boundary))
-            elif target - settled.boundary >= ADVANCE_EVERY:
-                more = _sum(session, key_id, settled.boundary, target)
-                settled = _Settled(start, target, settled.total + more)
-            recent = _sum(session, key_id, settled.boundary, None)
+        if settled is None or settled.period_start != start:
+            boundary = target if start is None else max(start, target)
+            settled = _Settled(start, boundary, spend_between(session, key_id, start, boundary))
+        elif target - settled.boundary >= ADVANCE_EVERY:
+            more = spend_between(session, key_id, settled.boundary, target)
+            settled = _Settled(start, target, settled.total + more)
+        recent = spend_between(session, key_id, settled.boundary, None)
         return to_money(settled.total + recent), settled
-
-
-def _sum(session, key_id: int, since: datetime | None, until: datetime | None) -> Decimal:
-    """The key's spend in [since, until); None leaves that end open."""
-    query = select(func.coalesce(func.sum(UsageEvent.cost), 0)).where(UsageEvent.key_id == key_id)
-    if since is not None:
-        query = query.where(UsageEvent.created_at >= since)
-    if until is not None:
-        query = query.where(UsageEvent.created_at < until)
-    return to_money(session.scalar(query))

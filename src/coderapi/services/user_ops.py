@@ -40,13 +40,30 @@ def check_password(password: str) -> None:
         raise InvalidRequest("The password is too long", param="password")
 
 
+MAX_MONEY = Decimal("999999999999.999999")  # the most Numeric(18, 6) keeps
+
+
 def money_amount(value, param: str) -> Decimal:
+    """A USD amount the money column keeps exactly: more than six decimals or more than
+    Numeric(18, 6) holds is refused (400 naming `param`), never rounded into another amount."""
+    return exact_money(value, param)
+
+
+def exact_money(value, param: str) -> Decimal:
     try:
-        amount = to_money(value)
+        given = Decimal(value if isinstance(value, (Decimal, int)) else str(value).strip())
     except (InvalidOperation, ValueError, TypeError):
         raise InvalidRequest(f"Not a valid USD amount: {value!r}", param=param) from None
-    if not amount.is_finite():
+    if isinstance(value, bool) or not given.is_finite():
         raise InvalidRequest(f"Not a valid USD amount: {value!r}", param=param)
+    if abs(given) > MAX_MONEY:
+        raise InvalidRequest(f"USD amount {value!r} is too large (at most {MAX_MONEY})", param=param)
+    amount = to_money(given)
+    if amount != given:
+        raise InvalidRequest(
+            f"USD amount {value!r} has more than 6 decimal places, which cannot be stored exactly",
+            param=param,
+        )
     return amount
 
 

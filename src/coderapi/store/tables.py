@@ -1,4 +1,5 @@
-"""The ORM model of what the platform keeps (users, API keys, usage events, credit grants).
+"""The ORM model of what the platform keeps (users, API keys, usage events, credit grants,
+money held for requests in flight).
 
 The Alembic migrations under `migrations/versions/` create these tables; this module describes
 them to the ORM (and to `alembic revision --autogenerate`). `tests/unit/test_store.py` checks
@@ -171,6 +172,27 @@ class CreditGrant(Base):
     reason: Mapped[str] = mapped_column(String(255))
     granted_by: Mapped[str] = mapped_column(String(255))  # an email, "cli" or "system"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CostReservation(Base):
+    """Money held for one admitted request until it ends (see `coderapi.services.reservations`).
+
+    A row lives from admission to settlement; `expires_at` lets the hold of a gateway that
+    crashed mid-request lapse on its own."""
+
+    __tablename__ = "cost_reservations"
+    __table_args__ = (
+        Index("ix_cost_reservations_user_id_expires_at", "user_id", "expires_at"),
+        Index("ix_cost_reservations_key_id_expires_at", "key_id", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(EVENT_ID, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal] = mapped_column(MONEY)  # USD, the request's worst-case cost
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class WebSession(Base):

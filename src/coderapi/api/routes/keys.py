@@ -49,13 +49,16 @@ def _patch_fields(body: KeyUpdate) -> dict:
 
 def _put_fields(body: KeyUpdate) -> dict:
     limit = body.limit or KeyLimit()
-    return {
+    fields = {
         "name": body.name,
         "disabled": bool(body.disabled),
-        "scopes": body.scopes,
         "limit_threshold": limit.threshold,
         "limit_retention": limit.retention,
     }
+    # Scopes left out stay as they are: their default (the kind's) could only widen a narrowed key.
+    if "scopes" in body.model_fields_set:
+        fields["scopes"] = body.scopes
+    return fields
 
 
 @router.post(

@@ -12,30 +12,18 @@ from pydantic import BaseModel
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
 from coderapi.backends.upstream.pool import Replica, ReplicaPool
 from coderapi.config import ModelSpec
-from coderapi.errors import CoderapiError, InvalidRequest, NotFound, Overloaded, UpstreamError
+from coderapi.backends.upstream.errors import error_from, stream_failed, unreachable
+from coderapi.backends.upstream.streamed import StreamedText, answer_text
+from coderapi.backends.upstream.token_count import TokenCounter
+from coderapi.errors import CoderapiError
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from coderapi.protocol.common import Usage
 from coderapi.protocol.completions import Completion, CompletionRequest
 
-# Upstream client errors keep their meaning; its auth failures are ours, not the caller's.
-_CLIENT_ERRORS: dict[int, type[CoderapiError]] = {400: InvalidRequest, 404: NotFound, 413: InvalidRequest, 422: InvalidRequest}
-
-
-def _error_from(response: httpx.Response) -> CoderapiError:
-    try:
-        body = response.json().get("error") or {}
-    except (ValueError, AttributeError):
-        body = {}
-    message = body.get("message") if isinstance(body, dict) else None
-    message = message or f"upstream answered {response.status_code}"
-    if response.status_code == 429 or response.status_code == 503:
-        return Overloaded(f"Upstream is busy: {message}", retry_after=float(response.headers.get("retry-after", 1)))
-    error_class = _CLIENT_ERRORS.get(response.status_code, UpstreamError)
-    return error_class(message, param=body.get("param") if isinstance(body, dict) else None)
 
 
 class UpstreamBackend:
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, counter: TokenCounter | None = None) -> None:
         if not spec.upstream_urls:
             raise ValueError(f"model {spec.id}: backend 'upstream' needs upstream_urls")
         self.spec = spec
@@ -43,6 +31,7 @@ class UpstreamBackend:
         headers = {"authorization": f"Bearer {spec.upstream_api_key}"} if spec.upstream_api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(600.0, connect=5.0))
         self._pool = ReplicaPool(spec.upstream_urls, self._client)
+        self._counter = counter or TokenCounter(None)  # counts streams the upstream did not report
 
     @property
     def ready(self) -> bool:
@@ -58,10 +47,15 @@ class UpstreamBackend:
     async def close(self) -> None:
         await self._pool.close()
         await self._client.aclose()
+        self._counter.close()
 
     def _body(self, request: BaseModel) -> dict:
         body = request.model_dump(mode="json", exclude_none=True, by_alias=True)
         body["model"] = self.spec.upstream_model or self.spec.id
+        # An upstream's own default budget may be the whole context: send the one that admission
+        # reserved money for, so the request cannot cost more than was held.
+        if body.get("max_tokens") is None and body.get("max_completion_tokens") is None:
+            body["max_tokens"] = self.spec.generation.max_tokens
         if body.get("stream"):
             body["stream_options"] = {"include_usage": True}  # usage is metered here either way
         return body
@@ -77,7 +71,7 @@ class UpstreamBackend:
             except httpx.TransportError as exc:
                 replica.outstanding -= 1
                 self._pool.mark_failed(replica)
-                last = UpstreamError(f"upstream {replica.base_url} unreachable: {type(exc).__name__}")
+                last = unreachable(replica.base_url, exc)
                 continue
             if response.status_code < 400:
                 return response, replica
@@ -85,7 +79,7 @@ class UpstreamBackend:
                 await response.aread()
             await response.aclose()
             replica.outstanding -= 1
-            error = _error_from(response)
+            error = error_from(response, replica.base_url)
             if response.status_code < 500 and response.status_code != 429:
                 raise error
             last = error
@@ -98,11 +92,13 @@ class UpstreamBackend:
         replica.outstanding -= 1
         return response.json()
 
-    async def _stream(self, path: str, body: dict, tally: RequestTally, chunk_type: type[BaseModel], include_usage: bool) -> AsyncIterator:
+    async def _stream(self, request, body: dict, tally: RequestTally, chunk_type: type[BaseModel], include_usage: bool) -> AsyncIterator:
+        path = "/chat/completions" if isinstance(request, ChatCompletionRequest) else "/completions"
         response, replica = await self._send(path, body, stream=True)
-        return self._chunks(response, replica, tally, chunk_type, include_usage)
+        return self._chunks(request, response, replica, tally, chunk_type, include_usage)
 
-    async def _chunks(self, response, replica, tally, chunk_type, include_usage) -> AsyncIterator:
+    async def _chunks(self, request, response, replica, tally, chunk_type, include_usage) -> AsyncIterator:
+        streamed = StreamedText()
         try:
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
@@ -112,21 +108,29 @@ class UpstreamBackend:
                     break
                 data = json.loads(payload)
                 if "error" in data:
-                    raise UpstreamError(str(data["error"].get("message", "upstream stream failed")))
+                    raise stream_failed(replica.base_url, data["error"])
                 chunk = chunk_type.model_validate(data)
+                streamed.add(chunk)
                 chunk.model = self.served_model
                 if chunk.choices:
                     tally.mark_first_token()
                 if chunk.usage is not None:
                     self._count(tally, chunk.usage)
+                    streamed.reported = True
                     if not include_usage:
                         if not chunk.choices:
                             continue
                         chunk.usage = None
                 yield chunk
         finally:
+            if not streamed.reported:  # cut short, or no usage sent: count it here, before recording
+                tally.count_later = lambda: self._count_locally(request, streamed.text(), tally)
             replica.outstanding -= 1
             await response.aclose()
+
+    async def _count_locally(self, request, completion_text: str, tally: RequestTally) -> None:
+        tally.prompt_tokens = await self._counter.count_prompt(request)
+        tally.completion_tokens = await self._counter.count_text(completion_text)
 
     @staticmethod
     def _count(tally: RequestTally, usage: Usage) -> None:
@@ -139,24 +143,26 @@ class UpstreamBackend:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         body = self._body(request)
         if request.stream:
-            return await self._stream("/chat/completions", body, tally, ChatCompletionChunk, include_usage)
+            return await self._stream(request, body, tally, ChatCompletionChunk, include_usage)
         result = ChatCompletion.model_validate(await self._post("/chat/completions", body))
         tally.mark_first_token()
-        return self._finish(result, tally)
+        return await self._finish(request, result, tally)
 
     async def complete(self, request: CompletionRequest, tally: RequestTally) -> CompletionAnswer:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         body = self._body(request)
         if request.stream:
-            return await self._stream("/completions", body, tally, Completion, include_usage)
+            return await self._stream(request, body, tally, Completion, include_usage)
         result = Completion.model_validate(await self._post("/completions", body))
         tally.mark_first_token()
-        return self._finish(result, tally)
+        return await self._finish(request, result, tally)
 
-    def _finish(self, result, tally: RequestTally):
+    async def _finish(self, request, result, tally: RequestTally):
         result.model = self.served_model
         if result.usage is not None:
             self._count(tally, result.usage)
+        else:  # an upstream that reports no usage is counted here
+            await self._count_locally(request, answer_text(result), tally)
         tally.finish_reason = result.choices[0].finish_reason if result.choices else None
         return result
 
@@ -186,6 +192,6 @@ class UpstreamBackend:
                 self._pool.mark_failed(replica)
                 continue
             if response.status_code >= 400:
-                raise _error_from(response)
+                raise error_from(response, replica.root)
             return response, replica
         raise self._pool.none_left()

@@ -1,0 +1,70 @@
+"""Upstream failures as the caller sees them: our own words, never the upstream's.
+
+An upstream's URL and its error body may name internal hosts, versions or other tenants'
+details; they are logged here, server-side, and the client gets a generic message with a code.
+What the caller can act on is kept: the status class (a 400 stays a 400, a busy upstream is a
+503 with Retry-After), the upstream's `code` when it is context_length_exceeded, and `param`
+when it is a plain field name.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from coderapi.errors import CoderapiError, ContextLengthExceeded, InvalidRequest, NotFound, Overloaded, UpstreamError
+
+log = logging.getLogger("coderapi.upstream")
+
+_LOGGED_BODY = 2000  # characters of an upstream error body kept in the log
+_MAX_PARAM = 64
+
+
+def _error_fields(response: httpx.Response) -> dict:
+    try:
+        body = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        body = {}
+    return body if isinstance(body, dict) else {}
+
+
+def _param(value) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= _MAX_PARAM and value.replace(".", "").replace("_", "").replace("[", "").replace("]", "").isalnum():
+        return value
+    return None
+
+
+def error_from(response: httpx.Response, url: str) -> CoderapiError:
+    """The error to raise for an upstream's 4xx/5xx answer (the body must have been read)."""
+    status = response.status_code
+    log.warning("upstream %s answered %s: %s", url, status, response.text[:_LOGGED_BODY])
+    fields = _error_fields(response)
+    param = _param(fields.get("param"))
+    if status in (429, 503):
+        retry = response.headers.get("retry-after", "1")
+        wait = float(retry) if retry.replace(".", "", 1).isdigit() else 1.0
+        return Overloaded("The model server is busy right now; please retry shortly.", retry_after=wait)
+    if fields.get("code") == "context_length_exceeded":
+        return ContextLengthExceeded(
+            "The request does not fit the model's context length (the prompt plus max_tokens); "
+            "shorten the prompt or lower max_tokens.", param=param or "messages",
+        )
+    if status == 404:
+        return NotFound("The model server does not know the requested resource.", code="upstream_not_found")
+    if status in (400, 413, 422):
+        return InvalidRequest(
+            f"The model server refused the request as invalid (status {status}); check its parameters.",
+            param=param, code="upstream_invalid_request",
+        )
+    return UpstreamError(f"The model server failed to answer (status {status}).", code="upstream_error")
+
+
+def unreachable(url: str, exc: BaseException) -> UpstreamError:
+    log.warning("upstream %s unreachable: %r", url, exc)
+    return UpstreamError("The model server could not be reached.", code="upstream_unreachable")
+
+
+def stream_failed(url: str, detail) -> UpstreamError:
+    log.warning("upstream %s failed mid-stream: %s", url, str(detail)[:_LOGGED_BODY])
+    return UpstreamError("The model server failed in the middle of the answer.", code="upstream_stream_error")
