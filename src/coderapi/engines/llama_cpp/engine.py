@@ -23,6 +23,7 @@ from typing import AsyncIterator
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
 from coderapi.errors import ContextLengthExceeded, InvalidRequest, ModelNotReady, Overloaded
 
+from .grammar_sandbox import GrammarSandbox
 from .scheduler import Request
 from .worker import STOP, Worker
 
@@ -64,6 +65,7 @@ class LlamaCppEngine:
         self._ready = False
         self._inflight = 0  # generators started and not finished
         self._lock = threading.Lock()
+        self.grammar_sandbox = GrammarSandbox(self.model_path)  # its helper process starts in start()
 
     @property
     def ready(self) -> bool:
@@ -98,16 +100,22 @@ class LlamaCppEngine:
             eos_token=model.token_text(model.eos_id) if model.eos_id >= 0 else "",
             metadata=meta,
         )
+        await asyncio.to_thread(self.grammar_sandbox.start)
         self._ready = True
 
     async def close(self) -> None:
         """Stop the worker (pending requests get ModelNotReady) and free the model."""
         self._ready = False
+        await asyncio.to_thread(self.grammar_sandbox.close)
         worker, self._worker = self._worker, None
         if worker is None:
             return
         worker.inbox.put(STOP)
         await asyncio.to_thread(worker.join)
+
+    def verify_grammar(self, grammar: str) -> str | None:
+        """None when llama.cpp parses `grammar` (in the sandbox process), else why not. Blocks."""
+        return self.grammar_sandbox.verify(grammar)
 
     # -- vocabulary -----------------------------------------------------------------------------
 
