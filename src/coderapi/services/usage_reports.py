@@ -24,6 +24,7 @@ from coderapi.store.tables import to_money
 
 DIMENSIONS = ("day", "model", "key")
 MAX_PAGE = 100
+MAX_OFFSET = 1_000_000_000  # far past any log; keeps the value inside the database's 64-bit OFFSET
 MAX_MODELS = 50
 
 
@@ -59,8 +60,8 @@ class UsageReports:
         error, refused, cancelled) and the contract's outcomes (succeeded, failed)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"limit must be from 1 to {MAX_PAGE}", param="limit")
-        if offset < 0:
-            raise InvalidRequest("offset must not be negative", param="offset")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidRequest(f"offset must be from 0 to {MAX_OFFSET}", param="offset")
         f = await self._filter(user_id, window, key_prefix, models, expand_statuses(statuses))
         return await asyncio.to_thread(self._logs, f, limit, offset)
 
