@@ -9,6 +9,7 @@ from typing import Callable
 
 from fastapi import FastAPI
 
+from coderapi.api.body_limit import BodySizeLimitMiddleware, limit_by_route
 from coderapi.api.errors import install_error_handlers
 from coderapi.api.request_id import RequestIdMiddleware
 from coderapi.api.routes import billing, health, inference, keys, logs, models, tokenizer, usage
@@ -59,6 +60,9 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     for module in (inference, models, tokenizer, health, keys, usage, logs, billing):
+    # Inside RequestIdMiddleware, so a 413 carries x-request-id too.
+    limit = limit_by_route(settings.max_request_body_bytes, settings.max_other_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, limit_for=limit)
         app.include_router(module.router)
     install_dashboard(app, services)
     return app

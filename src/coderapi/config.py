@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_MODEL = "embedded:qwen2.5-coder-0.5b-instruct-q4_k_m"
@@ -113,7 +113,29 @@ class Settings(BaseSettings):
         "leaves holds that lapse after this. Keep it above the longest request.",
     )
     max_waiting_requests: int = Field(64, description="Queued requests beyond which the API answers 503.")
-    max_waiting_requests: int = Field(64, description="Queued requests beyond which the API answers 503.")
+    max_request_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024,
+        description="Largest request body of the inference routes (/v1/chat/completions, /v1/completions, "
+        "/tokenize, /detokenize), in bytes; larger ones get 413 before they are read (chunked bodies too).",
+    )
+    max_other_body_bytes: int = Field(
+        64 * 1024, ge=1024,
+        description="Largest request body of every other route (platform API, dashboard forms), in bytes; 413 beyond.",
+    )
+    prepare_threads: int = Field(
+        2, ge=1,
+        description="Threads of the pool that prepares inference requests off the event loop (schema checks, "
+        "grammars, chat templates, tokenization).",
+    )
+    prepare_queue: int = Field(
+        64, ge=0, description="Requests that may wait for a preparation thread; beyond that the API answers 503.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that may read /metrics (Prometheus: `authorization: {credentials: ...}`). "
+        "Without it only an admin's management key (or metrics_public) can.",
+    )
+    metrics_public: bool = Field(False, description="Serve /metrics to anyone, without a token (explicit opt-in).")
     session_secret: str | None = Field(None, description="Dashboard cookie signing secret (default: generated and kept in data_dir).")
     bootstrap_admin: bool = Field(True, description="On an empty database, create a local admin and print a key.")
     log_level: str = Field("info", description="Log level.")

@@ -84,6 +84,14 @@ class Conflict(CoderapiError):
     default_code = "conflict"
 
 
+class RequestTooLarge(CoderapiError):
+    """413: the body is over the route's size limit (refused before it is read in full)."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
 class RateLimited(CoderapiError):
     status_code = 429
     error_type = "rate_limit_exceeded"

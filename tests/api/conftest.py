@@ -20,6 +20,7 @@ from tests.servers import serve_in_thread
 
 SERVED_ID = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
 ALIAS_ID = "Qwen/Qwen2.5-Coder-32B-Instruct"
+METRICS_TOKEN = "test-metrics-token"  # the bearer token that reads /metrics in these tests
 
 
 @dataclass
@@ -94,6 +95,7 @@ def make_settings(tmp_path, **overrides) -> Settings:
             price_input_per_million=1.0, price_output_per_million=2.0,
         )
     ]
+    overrides.setdefault("metrics_token", METRICS_TOKEN)
     return Settings(data_dir=tmp_path, models=models, bootstrap_admin=False, **overrides)
 
 

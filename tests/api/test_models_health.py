@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.api.conftest import ALIAS_ID, SERVED_ID
+from tests.api.conftest import ALIAS_ID, METRICS_TOKEN, SERVED_ID
+
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 def test_models_list_needs_no_key_and_names_the_weights(platform):
@@ -29,7 +31,7 @@ def test_health_and_metrics(platform):
     health = httpx.get(platform.base + "/health")
     assert health.status_code == 200 and health.json()["models"] == {SERVED_ID: True}
     platform.client().chat.completions.create(model=ALIAS_ID, messages=[{"role": "user", "content": "Hi"}])
-    text = httpx.get(platform.base + "/metrics").text
+    text = httpx.get(platform.base + "/metrics", headers=METRICS_AUTH).text
     assert "coderapi:time_to_first_token_seconds_bucket" in text
     assert "coderapi:num_requests_running" in text
     assert 'coderapi:generation_tokens_total{model_name="Qwen/Qwen2.5-Coder-0.5B-Instruct"}' in text

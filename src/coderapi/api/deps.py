@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from coderapi.errors import AuthenticationFailed
+from coderapi.errors import AuthenticationFailed, PermissionDenied
 from coderapi.services.accounts import Principal
 from coderapi.services.container import Services
 
@@ -42,3 +43,32 @@ async def key_principal(request: Request, services: ServicesDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(key_principal)]
+
+
+async def metrics_reader(request: Request, services: ServicesDep) -> None:
+    """Who may read /metrics: anyone with `metrics_public`; else the bearer `metrics_token`, or
+    an admin's management key. Model names, traffic and latencies are not for every key holder."""
+    settings = services.settings
+    if settings.metrics_public:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise AuthenticationFailed(
+            "/metrics needs 'Authorization: Bearer <token>': the `metrics_token` setting, or an "
+            "admin's management key (or set `metrics_public` to serve it to anyone).",
+            code="missing_api_key",
+        )
+    token = settings.metrics_token
+    if token is not None and hmac.compare_digest(secret.encode(), token.get_secret_value().encode()):
+        return
+    principal = await services.accounts.authenticate_key(secret)  # 401 for anything else
+    if not (principal.is_admin and principal.is_management):
+        raise PermissionDenied(
+            "/metrics is readable with the `metrics_token` or an admin's management key only.",
+            code="metrics_forbidden",
+        )
+
+
+MetricsReaderDep = Depends(metrics_reader)

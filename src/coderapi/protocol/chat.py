@@ -14,6 +14,7 @@ from coderapi.protocol.common import (
     StreamOptions,
     Usage,
 )
+from coderapi.protocol.limits import MAX_MESSAGES, MAX_N, MAX_TOOLS, TOOL_NAME_PATTERN
 
 
 class _Lenient(BaseModel):
@@ -95,7 +96,7 @@ def content_text(content: Any) -> str:
 
 
 class FunctionDefinition(_Lenient):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-zA-Z0-9_\-.]+$")
+    name: str = Field(pattern=TOOL_NAME_PATTERN)
     description: str | None = None
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
@@ -143,19 +144,19 @@ class Prediction(_Lenient):
 
 class ChatCompletionRequest(_Lenient):
     model: str
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    tools: list[Tool] | None = None
+    tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     echo: bool = False
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0.01, le=1)
-    n: int | None = Field(None, ge=1, le=16)
+    n: int | None = Field(None, ge=1, le=MAX_N)
     stop: StopSpec = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)

@@ -6,17 +6,21 @@ from typing import Annotated, Union
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from coderapi.protocol.limits import MAX_LOGIT_BIAS, MAX_STOP_CHARS, MAX_STOP_SEQUENCES
+
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
 def _check_stop(value: Union[str, list[str], None]) -> Union[str, list[str], None]:
-    if isinstance(value, list):
-        if len(value) > 4:
-            raise ValueError("stop accepts at most 4 sequences")
-        if any(s == "" for s in value):
-            raise ValueError("stop sequences must not be empty")
+    sequences = [value] if isinstance(value, str) else value or []
+    if len(sequences) > MAX_STOP_SEQUENCES:
+        raise ValueError(f"stop accepts at most {MAX_STOP_SEQUENCES} sequences, got {len(sequences)}")
+    if isinstance(value, list) and any(s == "" for s in value):
+        raise ValueError("stop sequences must not be empty")
+    if any(len(s) > MAX_STOP_CHARS for s in sequences):
+        raise ValueError(f"each stop sequence may be at most {MAX_STOP_CHARS} characters long")
     return value
 
 
@@ -31,13 +35,13 @@ def stop_list(stop: Union[str, list[str], None]) -> list[str]:
 
 def _check_logit_bias(value: dict[str, float] | None) -> dict[str, float] | None:
     for key in value or {}:
-        if not key.lstrip("-").isdigit() or int(key) < 0:
-            raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
+        if not key.isascii() or not key.isdigit() or len(key) > 9:
+            raise ValueError(f"logit_bias keys must be token ids, got {key[:20]!r}")
     return value
 
 
 LogitBias = Annotated[
-    dict[str, Annotated[float, Field(ge=-100, le=100)]] | None,
+    Annotated[dict[str, Annotated[float, Field(ge=-100, le=100)]], Field(max_length=MAX_LOGIT_BIAS)] | None,
     AfterValidator(_check_logit_bias),
 ]
 

@@ -7,6 +7,15 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coderapi.protocol.common import LogitBias, StopSpec, StreamOptions, Usage
+from coderapi.protocol.limits import (
+    MAX_BEST_OF,
+    MAX_COMPLETION_CHOICES,
+    MAX_DETOKENIZE_TOKENS,
+    MAX_MESSAGES,
+    MAX_N,
+    MAX_PROMPT_ITEMS,
+    MAX_REPO_FILES,
+)
 
 
 class RepoFile(BaseModel):
@@ -23,7 +32,7 @@ class RepoContext(BaseModel):
 
     name: str = Field("repo", max_length=256)
     path: str | None = Field(None, max_length=1024)
-    files: list[RepoFile] = Field(default_factory=list)
+    files: list[RepoFile] = Field(default_factory=list, max_length=MAX_REPO_FILES)
 
 
 class CompletionRequest(BaseModel):
@@ -35,8 +44,8 @@ class CompletionRequest(BaseModel):
     max_tokens: int | None = Field(16, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0.01, le=1)
-    n: int = Field(1, ge=1, le=16)
-    best_of: int | None = Field(None, ge=1, le=16)
+    n: int = Field(1, ge=1, le=MAX_N)
+    best_of: int | None = Field(None, ge=1, le=MAX_BEST_OF)
     stream: bool = False
     stream_options: StreamOptions | None = None
     logprobs: int | None = Field(None, ge=0, le=20)
@@ -62,7 +71,31 @@ class CompletionRequest(BaseModel):
             raise InvalidRequest("echo is not supported together with suffix", param="echo")
         if self.stream_options is not None and not self.stream:
             raise InvalidRequest("stream_options is only allowed with stream: true", param="stream_options")
+        _check_choices(prompt_count(self.prompt), max(self.n, self.best_of or 1))
         return self
+
+
+def prompt_count(prompt: Union[str, list[str], list[int], list[list[int]]]) -> int:
+    """How many prompts: a string or one list of token ids is one, other lists hold one per item."""
+    if isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
+        return 1
+    return len(prompt)
+
+
+def _check_choices(prompts: int, per_prompt: int) -> None:
+    from coderapi.errors import InvalidRequest
+
+    if prompts > MAX_PROMPT_ITEMS:
+        raise InvalidRequest(
+            f"prompt holds {prompts} prompts; at most {MAX_PROMPT_ITEMS} are allowed", param="prompt"
+        )
+    if prompts * per_prompt > MAX_COMPLETION_CHOICES:
+        raise InvalidRequest(
+            f"This request asks for {prompts} prompt(s) x {per_prompt} choice(s) = {prompts * per_prompt} "
+            f"choices; at most {MAX_COMPLETION_CHOICES} are allowed per request (n and best_of count per prompt)",
+            param="prompt" if prompts > MAX_COMPLETION_CHOICES else "n",
+            code="too_many_choices",
+        )
 
 
 class CompletionLogprobs(BaseModel):
@@ -94,7 +127,7 @@ class Completion(BaseModel):
 class TokenizeRequest(BaseModel):
     model: str | None = None
     prompt: str | None = None
-    messages: list[dict] | None = None
+    messages: list[dict] | None = Field(None, max_length=MAX_MESSAGES)
     add_generation_prompt: bool = True
 
     @model_validator(mode="after")
@@ -114,7 +147,7 @@ class TokenizeResponse(BaseModel):
 
 class DetokenizeRequest(BaseModel):
     model: str | None = None
-    tokens: list[int]
+    tokens: list[int] = Field(max_length=MAX_DETOKENIZE_TOKENS)
 
 
 class DetokenizeResponse(BaseModel):

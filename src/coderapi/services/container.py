@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from coderapi.backends.prep_pool import PrepPool
 from coderapi.config import Settings
 from coderapi.limits import RateLimits, build_limiter
 from coderapi.services.accounts import AccountService
@@ -17,6 +18,7 @@ from coderapi.services.metrics import ServingMetrics
 from coderapi.services.registry import ModelRegistry, ServedModel
 from coderapi.services.reservations import CostReservations
 from coderapi.services.spending import PeriodSpend
+from coderapi.services.tokenizer import TokenizerService
 from coderapi.services.usage_reports import UsageReports
 from coderapi.store.database import Database
 
@@ -35,6 +37,8 @@ class Services:
     limits: RateLimits
     reports: UsageReports  # usage totals and series, logs, charges (API and dashboard)
     billing: Billing
+    prep: PrepPool  # threads that prepare inference requests off the event loop
+    tokenizer: TokenizerService
 
     @classmethod
     def build(cls, settings: Settings, served: list[ServedModel]) -> "Services":
@@ -43,6 +47,11 @@ class Services:
             db, starting_credit=settings.starting_credit, max_keys_per_user=settings.max_keys_per_user
         )
         registry = ModelRegistry(served)
+        prep = PrepPool(settings.prepare_threads, settings.prepare_queue)
+        for model in served:
+            attach = getattr(model.backend, "attach_prep_pool", None)  # local backends prepare requests
+            if attach is not None:
+                attach(prep)
         metrics = ServingMetrics(lambda: services.engine_stats())
         reservations = CostReservations(db, PeriodSpend(db), ttl_seconds=settings.reservation_ttl_seconds)
         metering = Metering(reservations, metrics)
@@ -54,6 +63,7 @@ class Services:
         services = cls(
             settings, db, accounts, registry, metrics, metering, inference,
             limits=limits, reports=UsageReports(db), billing=Billing(accounts, settings.models),
+            prep=prep, tokenizer=TokenizerService(registry, limits, metering),
         )
         return services
 
@@ -73,6 +83,7 @@ class Services:
         await self.metering.drain()
         await self.limits.close()
         await asyncio.gather(*(m.backend.close() for m in self.registry.models), return_exceptions=True)
+        self.prep.close()
         self.db.dispose()
 
     def engine_stats(self):

@@ -20,7 +20,7 @@ from coderapi.backends.base import RequestTally
 from coderapi.config import ModelSpec
 from coderapi.errors import CoderapiError
 from coderapi.services.accounts import Principal, UsageRecord
-from coderapi.services.metrics import ServingMetrics
+from coderapi.services.metrics import UNKNOWN_MODEL_LABEL, ServingMetrics
 from coderapi.services.reservations import CostReservations
 from coderapi.store.tables import to_money
 
@@ -165,7 +165,8 @@ class Metering:
             log.exception("could not record usage for %s", record.request_id)
 
     def _observe(self, scope: MeterScope, status: str, now: float) -> None:
-        model = scope.spec.id if scope.spec else (scope.model or "unknown")
+        # Labels come from the registry only: a caller's made-up model name must not add a series.
+        model = scope.spec.id if scope.spec else UNKNOWN_MODEL_LABEL
         tally = scope.tally
         self._metrics.requests.labels(model, tally.finish_reason or status).inc()
         self._metrics.e2e.labels(model).observe(now - tally.started_at)

@@ -1,4 +1,4 @@
-"""GET /health (503 until every model is loaded) and GET /metrics (Prometheus)."""
+"""GET /health (503 until every model is loaded) and GET /metrics (Prometheus, behind a token)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from coderapi.api.deps import ServicesDep
+from coderapi.api.deps import MetricsReaderDep, ServicesDep
+from coderapi.api.openapi import error_responses
 
 router = APIRouter(tags=["operations"])
 
@@ -19,6 +20,9 @@ async def health(services: ServicesDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503, headers={} if ready else {"retry-after": "5"})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics", summary="Prometheus metrics (the metrics token or an admin's management key)",
+    response_class=Response, dependencies=[MetricsReaderDep], responses=error_responses(401, 403),
+)
 async def metrics(services: ServicesDep) -> Response:
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

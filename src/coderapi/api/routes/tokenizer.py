@@ -1,38 +1,40 @@
-"""POST /tokenize and /detokenize, for clients that budget their context."""
+"""POST /tokenize and /detokenize, for clients that budget their context.
+
+The body is read raw and parsed by the service after the key is checked and the call is
+rate-limited (a pydantic body parameter would be parsed before any dependency runs).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from pydantic import ValidationError
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
-from coderapi.api.deps import PrincipalDep, ServicesDep
-from coderapi.protocol.chat import ChatCompletionRequest
-from coderapi.protocol.validation import invalid_request_from
+from coderapi.api.deps import PrincipalDep, RequestIdDep, ServicesDep
+from coderapi.api.openapi import BODY_ERRORS, error_responses, openapi_body
 from coderapi.protocol.completions import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
 
 router = APIRouter(tags=["tokenizer"])
 
 
-def _default_model(services) -> str:
-    return services.registry.models[0].spec.id
+@router.post(
+    "/tokenize", response_model=TokenizeResponse, summary="Token ids of a prompt or of chat messages",
+    openapi_extra=openapi_body(TokenizeRequest),
+    responses=error_responses(*BODY_ERRORS, 404),
+)
+async def tokenize(
+    request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
+) -> JSONResponse:
+    answer, headers = await services.tokenizer.tokenize(await request.body(), principal, request_id)
+    return JSONResponse(answer.model_dump(mode="json"), headers=headers)
 
 
-@router.post("/tokenize", response_model=TokenizeResponse, summary="Token ids of a prompt or of chat messages")
-async def tokenize(body: TokenizeRequest, _: PrincipalDep, services: ServicesDep) -> TokenizeResponse:
-    served = services.registry.resolve(body.model or _default_model(services))
-    backend = served.backend
-    if body.messages is not None:
-        try:
-            request = ChatCompletionRequest.model_validate({"model": served.spec.id, "messages": body.messages})
-        except ValidationError as exc:
-            raise invalid_request_from(exc.errors()) from None
-        tokens = await backend.tokenize_messages(request.messages, add_generation_prompt=body.add_generation_prompt)
-    else:
-        tokens = await backend.tokenize(body.prompt)
-    return TokenizeResponse(count=len(tokens), max_model_len=backend.context_length, tokens=tokens)
-
-
-@router.post("/detokenize", response_model=DetokenizeResponse, summary="Text of token ids")
-async def detokenize(body: DetokenizeRequest, _: PrincipalDep, services: ServicesDep) -> DetokenizeResponse:
-    served = services.registry.resolve(body.model or _default_model(services))
-    return DetokenizeResponse(prompt=await served.backend.detokenize(body.tokens))
+@router.post(
+    "/detokenize", response_model=DetokenizeResponse, summary="Text of token ids",
+    openapi_extra=openapi_body(DetokenizeRequest),
+    responses=error_responses(*BODY_ERRORS, 404),
+)
+async def detokenize(
+    request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
+) -> JSONResponse:
+    answer, headers = await services.tokenizer.detokenize(await request.body(), principal, request_id)
+    return JSONResponse(answer.model_dump(mode="json"), headers=headers)

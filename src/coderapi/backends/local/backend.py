@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
+from typing import Callable, TypeVar
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
 from coderapi.backends.local import chat_flow, chat_stream, completion_flow
 from coderapi.backends.local.messages import template_messages
 from coderapi.backends.local.template import ChatTemplate
+from coderapi.backends.prep_pool import PrepPool
 from coderapi.config import ModelSpec
 from coderapi.engines.base import Engine
 from coderapi.errors import InvalidRequest, ModelNotReady
@@ -21,6 +22,7 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 _TOKENIZE_INLINE_CHARS = 2048  # longer texts are tokenized off the event loop
+T = TypeVar("T")
 
 
 class LocalBackend:
@@ -29,6 +31,7 @@ class LocalBackend:
         self.engine = engine
         self.served_model = spec.id
         self._template: ChatTemplate | None = None
+        self._prep: PrepPool | None = None
 
     @property
     def ready(self) -> bool:
@@ -57,23 +60,40 @@ class LocalBackend:
         if not self.engine.ready:
             raise ModelNotReady(f"Model {self.spec.id} is still loading; try again shortly.", retry_after=5)
 
+    def attach_prep_pool(self, pool: PrepPool) -> None:
+        """The app's preparation threads (Services.build); every request's CPU work runs there."""
+        self._prep = pool
+
+    async def prepare(self, work: Callable[..., T], *args) -> T:
+        if self._prep is None:
+            raise RuntimeError("LocalBackend has no PrepPool: Services.build attaches one")
+        return await self._prep.run(work, *args)
+
     async def tokenize(self, text: str) -> list[int]:
         self._require_ready()
         if len(text) <= _TOKENIZE_INLINE_CHARS:
             return self.engine.tokenize(text)
-        return await asyncio.to_thread(self.engine.tokenize, text)
+        return await self.prepare(self.engine.tokenize, text)
 
-    async def detokenize(self, tokens: list[int]) -> str:
-        self._require_ready()
+    def detokenize_now(self, tokens: list[int]) -> str:
+        """On a preparation thread (or for a few ids): the text of in-vocabulary token ids."""
         vocab = self.engine.info.vocab_size
         bad = [t for t in tokens if not 0 <= t < vocab]
         if bad:
             raise InvalidRequest(f"token ids out of range [0, {vocab}): {bad[:5]}", param="tokens")
         return self.engine.detokenize(tokens)
 
-    async def tokenize_messages(self, messages: list, *, add_generation_prompt: bool = True) -> list[int]:
+    async def detokenize(self, tokens: list[int]) -> str:
+        self._require_ready()
+        return await self.prepare(self.detokenize_now, tokens)
+
+    def _tokenize_messages_now(self, messages: list, add_generation_prompt: bool) -> list[int]:
         text = self.template.render(template_messages(messages), add_generation_prompt=add_generation_prompt)
-        return await self.tokenize(text)
+        return self.engine.tokenize(text)
+
+    async def tokenize_messages(self, messages: list, *, add_generation_prompt: bool = True) -> list[int]:
+        self._require_ready()
+        return await self.prepare(self._tokenize_messages_now, messages, add_generation_prompt)
 
     def check_logit_bias(self, logit_bias: dict[str, float] | None) -> None:
         vocab = self.engine.info.vocab_size

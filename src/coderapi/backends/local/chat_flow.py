@@ -65,11 +65,16 @@ def _grammar(request: ChatCompletionRequest, tools_active: bool, verify=None) ->
 
 
 async def prepare_chat(backend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
+    """Checks, grammar, template and tokens, on the app's preparation threads (never the loop)."""
+    return await backend.prepare(prepare_chat_now, backend, request, request_id)
+
+
+def prepare_chat_now(backend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
     tools_active = bool(request.tools) and request.tool_choice != "none"
     grammar = _grammar(request, tools_active, getattr(backend.engine, "verify_grammar", None))
     backend.check_logit_bias(request.logit_bias)
     prompt = render_prompt(backend, request)
-    prompt_ids = await backend.tokenize(prompt)
+    prompt_ids = backend.engine.tokenize(prompt)
     budget = completion_budget(
         request.max_completion_tokens or request.max_tokens,
         len(prompt_ids),
@@ -100,7 +105,7 @@ def deltas(backend, prepared: PreparedChat, tally: RequestTally) -> AsyncIterato
         run_choice(backend.engine, i, prepared.prompt_ids, p, prepared.stops, tally)
         for i, p in enumerate(prepared.params)
     ]
-    return interleave(streams)
+    return interleave(streams, max_active=backend.spec.n_parallel)
 
 
 def _tool_calls(parsed: ParsedOutput) -> list[ResponseToolCall]:

@@ -54,7 +54,7 @@ def completion_prompt(request: CompletionRequest, prompt: str) -> str:
     return f"<|repo_name|>{context.name}\n{files}{current}{body}"
 
 
-async def _prompts(backend, request: CompletionRequest) -> list[PreparedPrompt]:
+def _prompts(backend, request: CompletionRequest) -> list[PreparedPrompt]:
     raw = request.prompt
     if isinstance(raw, str):
         raw = [raw]
@@ -64,24 +64,29 @@ async def _prompts(backend, request: CompletionRequest) -> list[PreparedPrompt]:
     prompts = []
     for item in raw:
         if isinstance(item, int):  # one prompt given as token ids
-            return [await _from_ids(backend, list(raw), vocab)]
+            return [_from_ids(backend, list(raw), vocab)]
         if isinstance(item, list):
-            prompts.append(await _from_ids(backend, item, vocab))
+            prompts.append(_from_ids(backend, item, vocab))
             continue
-        prompts.append(PreparedPrompt(await backend.tokenize(completion_prompt(request, item)), item))
+        prompts.append(PreparedPrompt(backend.engine.tokenize(completion_prompt(request, item)), item))
     if request.suffix is not None and len(prompts) != 1:
         raise InvalidRequest("fill-in-the-middle takes a single prompt", param="prompt")
     return prompts
 
 
-async def _from_ids(backend, ids: list[int], vocab: int) -> PreparedPrompt:
+def _from_ids(backend, ids: list[int], vocab: int) -> PreparedPrompt:
     if not ids or any(not isinstance(t, int) or not 0 <= t < vocab for t in ids):
         raise InvalidRequest(f"prompt token ids must be non-empty and within [0, {vocab})", param="prompt")
-    return PreparedPrompt(ids, await backend.detokenize(ids))
+    return PreparedPrompt(ids, backend.engine.detokenize(ids))
 
 
 async def prepare_completion(backend, request: CompletionRequest, request_id: str) -> PreparedCompletion:
-    prompts = await _prompts(backend, request)
+    """Prompts (tokenized or detokenized), budget and sampling, on the app's preparation threads."""
+    return await backend.prepare(prepare_completion_now, backend, request, request_id)
+
+
+def prepare_completion_now(backend, request: CompletionRequest, request_id: str) -> PreparedCompletion:
+    prompts = _prompts(backend, request)
     longest = max(len(p.ids) for p in prompts)
     budget = completion_budget(
         request.max_tokens, longest, backend.engine.info.context_length, backend.spec.generation.max_tokens
@@ -107,6 +112,8 @@ async def prepare_completion(backend, request: CompletionRequest, request_id: st
 
 def _stream(backend, prepared: PreparedCompletion, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
     tally.prompt_tokens = sum(len(p.ids) for p in prepared.prompts)
+    # prompts x n is at most MAX_COMPLETION_CHOICES (protocol); the choices run at most
+    # n_parallel at a time, so one request never fills the engine's waiting queue.
     streams = []
     for p_index, prompt in enumerate(prepared.prompts):
         for j in range(prepared.n):
@@ -114,7 +121,7 @@ def _stream(backend, prepared: PreparedCompletion, tally: RequestTally) -> Async
             if params.seed is not None and j:
                 params = SamplingParams(**{**params.__dict__, "seed": params.seed + j})
             streams.append(run_choice(backend.engine, p_index * prepared.n + j, prompt.ids, params, prepared.stops, tally))
-    return interleave(streams)
+    return interleave(streams, max_active=backend.spec.n_parallel)
 
 
 def _legacy_logprobs(entries: list[LogprobEntry], offset: int) -> CompletionLogprobs:

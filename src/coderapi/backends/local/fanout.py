@@ -1,4 +1,4 @@
-"""Run n choices at once and interleave their deltas as they come."""
+"""Run a request's choices (a few at a time) and interleave their deltas as they come."""
 
 from __future__ import annotations
 
@@ -10,17 +10,27 @@ from coderapi.backends.local.choice import ChoiceDelta
 _DONE = object()
 
 
-async def interleave(streams: list[AsyncIterator[ChoiceDelta]]) -> AsyncIterator[ChoiceDelta]:
+async def interleave(streams: list[AsyncIterator[ChoiceDelta]], *, max_active: int) -> AsyncIterator[ChoiceDelta]:
+    """Deltas of all `streams` as they come, running at most `max_active` of them at once.
+
+    One task per running choice, not per choice: a request with many choices starts the next
+    one when one ends, so it never floods the event loop or the engine's waiting queue.
+    """
     if len(streams) == 1:
         async for delta in streams[0]:
             yield delta
         return
     queue: asyncio.Queue = asyncio.Queue()
+    waiting = iter(streams)  # shared by the runners: each takes the next choice when it is free
 
-    async def pump(stream: AsyncIterator[ChoiceDelta]) -> None:
+    async def runner() -> None:
         try:
-            async for delta in stream:
-                await queue.put(delta)
+            for stream in waiting:
+                try:
+                    async for delta in stream:
+                        await queue.put(delta)
+                finally:
+                    await stream.aclose()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # forwarded to the consumer, who re-raises it
@@ -28,7 +38,7 @@ async def interleave(streams: list[AsyncIterator[ChoiceDelta]]) -> AsyncIterator
         finally:
             await queue.put(_DONE)
 
-    tasks = [asyncio.create_task(pump(s)) for s in streams]
+    tasks = [asyncio.create_task(runner()) for _ in range(max(1, min(max_active, len(streams))))]
     try:
         remaining = len(tasks)
         while remaining:

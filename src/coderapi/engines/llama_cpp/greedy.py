@@ -30,7 +30,12 @@ class GreedyPicker:
 
     def __init__(self, n_vocab: int, params: SamplingParams, prompt: list[int], last_n: int) -> None:
         self.n_vocab = n_vocab
-        self.bias = {int(t): _F32(b) for t, b in params.logit_bias.items() if 0 <= int(t) < n_vocab}
+        # logit_bias as arrays, once: each step then costs O(entries + penalized tokens), never
+        # a walk over the vocabulary or a Python loop over the bias.
+        bias = {int(t): b for t, b in params.logit_bias.items() if 0 <= int(t) < n_vocab}
+        self.bias_ids = np.fromiter(bias.keys(), dtype=np.int64, count=len(bias))
+        self.bias_values = np.fromiter(bias.values(), dtype=_F32, count=len(bias))
+        self.bias_index = {t: i for i, t in enumerate(bias)}  # token -> its row in the arrays
         self.repeat = _F32(params.repetition_penalty)
         self.freq = _F32(params.frequency_penalty)
         self.present = _F32(params.presence_penalty)
@@ -66,19 +71,24 @@ class GreedyPicker:
 
     def _adjusted(self, row: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The tokens bias or penalties change and their new logits, in the chain's order."""
-        if not self.bias and not self.counts:
+        if not self.bias_ids.size and not self.counts:
             return None, None
-        ids = np.fromiter(self.bias.keys() | self.counts.keys(), dtype=np.int64)
+        if not self.counts:
+            return self.bias_ids, row[self.bias_ids] + self.bias_values
+        # The biased tokens, then the penalized ones without a bias (at most last_n of them).
+        n_bias = self.bias_ids.size
+        extra = [t for t in self.counts if t not in self.bias_index]
+        at = {t: n_bias + i for i, t in enumerate(extra)}
+        ids = np.concatenate([self.bias_ids, np.array(extra, dtype=np.int64)])
         values = row[ids]
-        if self.bias:
-            values += np.fromiter((self.bias.get(int(t), 0.0) for t in ids), dtype=np.float32, count=len(ids))
-        if self.counts:
-            counts = np.fromiter((self.counts.get(int(t), 0) for t in ids), dtype=np.float32, count=len(ids))
-            seen = counts > 0
-            penalized = np.where(values <= 0, values * self.repeat, values / self.repeat)
-            penalized -= counts * self.freq + self.present
-            values = np.where(seen, penalized, values)
-        return ids, values
+        values[:n_bias] += self.bias_values
+        counts = np.zeros(ids.size, dtype=_F32)
+        for token, count in self.counts.items():
+            counts[self.bias_index.get(token, at.get(token))] = count
+        seen = counts > 0
+        penalized = np.where(values <= 0, values * self.repeat, values / self.repeat)
+        penalized -= counts * self.freq + self.present
+        return ids, np.where(seen, penalized, values)
 
     def _accept(self, token: int) -> None:
         if len(self.window) == self.window.maxlen:

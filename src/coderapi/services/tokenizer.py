@@ -1,0 +1,116 @@
+"""POST /tokenize and /detokenize: for clients that budget their context, metered and rate-limited.
+
+Each call is checked like an inference call, in the same order: the key (an inference key with
+`model:chat`), then one request from the key's (and its user's) RPM bucket, then the body is
+parsed and the model resolved, then the work runs on the preparation threads. Every call leaves a
+usage row (endpoint "tokenize" or "detokenize", no tokens, cost 0) and the x-ratelimit-* headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from coderapi.errors import CoderapiError, InternalError, RateLimited
+from coderapi.limits import RateLimits
+from coderapi.protocol.chat import ChatCompletionRequest
+from coderapi.protocol.completions import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
+from coderapi.protocol.validation import invalid_request_from
+from coderapi.services.accounts import Principal
+from coderapi.services.admission import check_key
+from coderapi.services.metering import MeterScope, Metering
+from coderapi.services.registry import ModelRegistry, ServedModel
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
+
+
+def _parse(model: type[RequestT], body: bytes) -> RequestT:
+    try:
+        return model.model_validate_json(body or b"null")
+    except ValidationError as exc:
+        raise invalid_request_from(exc.errors()) from None
+
+
+class TokenizerService:
+    def __init__(self, registry: ModelRegistry, limits: RateLimits, metering: Metering) -> None:
+        self._registry = registry
+        self._limits = limits
+        self._metering = metering
+
+    async def tokenize(self, body: bytes, principal: Principal, request_id: str) -> tuple[TokenizeResponse, dict]:
+        async def work(scope: MeterScope) -> TokenizeResponse:
+            request = _parse(TokenizeRequest, body)
+            served = self._resolve(request.model, scope)
+            backend = served.backend
+            if request.messages is not None:
+                chat = _chat_messages(served.spec.id, request.messages)
+                tokens = await backend.tokenize_messages(
+                    chat.messages, add_generation_prompt=request.add_generation_prompt
+                )
+            else:
+                tokens = await backend.tokenize(request.prompt)
+            return TokenizeResponse(count=len(tokens), max_model_len=backend.context_length, tokens=tokens)
+
+        return await self._metered("tokenize", principal, request_id, work)
+
+    async def detokenize(self, body: bytes, principal: Principal, request_id: str) -> tuple[DetokenizeResponse, dict]:
+        async def work(scope: MeterScope) -> DetokenizeResponse:
+            request = _parse(DetokenizeRequest, body)
+            served = self._resolve(request.model, scope)
+            return DetokenizeResponse(prompt=await served.backend.detokenize(request.tokens))
+
+        return await self._metered("detokenize", principal, request_id, work)
+
+    def _resolve(self, model: str | None, scope: MeterScope) -> ServedModel:
+        scope.model = (model or "")[:255]
+        served = self._registry.resolve(model or self._registry.models[0].spec.id)
+        scope.model, scope.spec = served.spec.id, served.spec
+        return served
+
+    async def _metered(
+        self, endpoint: str, principal: Principal, request_id: str,
+        work: Callable[[MeterScope], Awaitable[AnswerT]],
+    ) -> tuple[AnswerT, dict]:
+        """`work` between the key and rate checks and the usage row; returns the answer and its headers."""
+        scope = self._metering.open(principal, endpoint, request_id)
+        try:
+            check_key(principal)
+            await self._take_request(principal, scope)
+            answer = await work(scope)
+            scope.finish("success", 200)
+            return answer, scope.headers
+        except asyncio.CancelledError:
+            scope.finish("cancelled", 499, "client_disconnected")
+            raise
+        except CoderapiError as exc:
+            scope.fail(exc)
+            _label(exc, scope.headers)
+            raise
+        except Exception as exc:
+            scope.fail(exc)
+            raise InternalError("The server had an error while processing your request.") from exc
+
+    async def _take_request(self, principal: Principal, scope: MeterScope) -> None:
+        """One request, no tokens, from the key's and the user's buckets (429 with Retry-After)."""
+        quota = self._limits.quota(principal.rpm_limit, principal.tpm_limit)
+        owner = self._limits.owner(principal.user_id, principal.rpm_limit, principal.tpm_limit)
+        reservation = await self._limits.reserve(principal.key_id, quota, 0, owner)
+        scope.headers.update(reservation.headers)
+
+
+def _chat_messages(model: str, messages: list[dict]) -> ChatCompletionRequest:
+    """The messages, validated by the chat wire model (the same 400s as a chat request)."""
+    try:
+        return ChatCompletionRequest.model_validate({"model": model, "messages": messages})
+    except ValidationError as exc:
+        raise invalid_request_from(exc.errors()) from None
+
+
+def _label(error: CoderapiError, headers: dict[str, str]) -> None:
+    if isinstance(error, RateLimited):
+        return  # a 429 carries its own headers
+    for name, value in headers.items():
+        error.headers.setdefault(name, value)
