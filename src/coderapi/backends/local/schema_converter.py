@@ -68,7 +68,12 @@ class BoundedSchemaConverter(SchemaConverter):
     def _counted_string(self, schema: dict[str, Any], rule_name: str) -> str:
         low, high = _counts(schema, "minLength", "maxLength", rule_name)
         char = self._add_primitive("char", PRIMITIVE_RULES["char"])
-        return f'"\\"" {_repeat(char, low, high)} "\\"" space'
+        if high == 0:
+            return '"\\"" "\\"" space'
+        # one rule per pair of bounds: llama.cpp expands each {m,n} into n-m rules, so strings of the
+        # same bounds share the expansion
+        run = self._add_rule(f"char-{low}-{'' if high is None else high}", _repeat(char, low, high))
+        return f'"\\"" {run} "\\"" space'
 
     def _counted_array(self, schema: dict[str, Any], name: str, rule_name: str) -> str:
         low, high = _counts(schema, "minItems", "maxItems", rule_name)
