@@ -144,25 +144,30 @@ class UpstreamBackend:
         body = self._body(request)
         if request.stream:
             return await self._stream(request, body, tally, ChatCompletionChunk, include_usage)
-        result = ChatCompletion.model_validate(await self._post("/chat/completions", body))
+        data = await self._post("/chat/completions", body)
         tally.mark_first_token()
-        return await self._finish(request, result, tally)
+        return await self._finish(request, ChatCompletion, data, tally)
 
     async def complete(self, request: CompletionRequest, tally: RequestTally) -> CompletionAnswer:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         body = self._body(request)
         if request.stream:
             return await self._stream(request, body, tally, Completion, include_usage)
-        result = Completion.model_validate(await self._post("/completions", body))
+        data = await self._post("/completions", body)
         tally.mark_first_token()
-        return await self._finish(request, result, tally)
+        return await self._finish(request, Completion, data, tally)
 
-    async def _finish(self, request, result, tally: RequestTally):
+    async def _finish(self, request, answer_type: type[BaseModel], data: dict, tally: RequestTally):
+        reported = isinstance(data, dict) and data.get("usage") is not None
+        if not reported:  # an upstream that reports no usage is counted here
+            data = {**data, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+        result = answer_type.model_validate(data)
         result.model = self.served_model
-        if result.usage is not None:
+        if reported:
             self._count(tally, result.usage)
-        else:  # an upstream that reports no usage is counted here
+        else:
             await self._count_locally(request, answer_text(result), tally)
+            result.usage = tally.usage()
         tally.finish_reason = result.choices[0].finish_reason if result.choices else None
         return result
 
