@@ -1,0 +1,78 @@
+"""CostReservations on SQLite: holds count against the balance and the key's limit until they
+are settled, settling writes the usage row and drops the hold in one step, and a hold left by a
+gateway that died lapses after its time to live."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from coderapi.errors import QuotaExceeded
+from coderapi.services.accounts import AccountService, UsageRecord
+from coderapi.services.reservations import CostReservations
+from coderapi.services.spending import PeriodSpend
+from coderapi.store.database import Database
+from coderapi.store.tables import CostReservation
+from tests.clock import FixedClock
+
+TTL = 600
+
+
+@pytest.fixture
+def setup(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'holds.db'}")
+    db.upgrade()
+    clock = FixedClock(datetime(2025, 7, 10, 12, 0, tzinfo=timezone.utc))
+    accounts = AccountService(db, starting_credit=1, clock=clock)
+    ledger = CostReservations(db, PeriodSpend(db, clock), ttl_seconds=TTL, clock=clock)
+
+    async def seed():
+        user = await accounts.create_user("dev@example.com", "correct horse")
+        _, secret = await accounts.create_key(user.id, limit_threshold="0.5", limit_retention="day")
+        return await accounts.authenticate_key(secret)
+
+    principal = asyncio.run(seed())
+    yield db, clock, accounts, ledger, principal
+    db.dispose()
+
+
+def _holds(db) -> int:
+    with db.session() as session:
+        return session.query(CostReservation).count()
+
+
+def test_holds_count_until_settled(setup):
+    db, _, accounts, ledger, principal = setup
+    unlimited = replace(principal, limit_threshold=None)
+    first = asyncio.run(ledger.reserve(unlimited, "r1", Decimal("0.6")))
+    with pytest.raises(QuotaExceeded) as caught:  # 1.00 - 0.60 held leaves 0.40
+        asyncio.run(ledger.reserve(unlimited, "r2", Decimal("0.5")))
+    assert caught.value.code == "insufficient_quota" and "$0.400000 is available" in caught.value.message
+    record = UsageRecord("r1", principal.user_id, principal.key_id, principal.key_prefix, "m", "chat.completions",
+                         cost=Decimal("0.1"))
+    asyncio.run(ledger.settle(record, first))
+    assert _holds(db) == 0 and asyncio.run(accounts.balance(principal.user_id)) == Decimal("0.9")
+    asyncio.run(ledger.reserve(unlimited, "r2", Decimal("0.5")))  # 0.90 available now
+
+
+def test_the_key_limit_counts_spend_and_holds(setup):
+    _, _, _, ledger, principal = setup  # limit 0.5 per day
+    asyncio.run(ledger.reserve(principal, "r1", Decimal("0.3")))
+    with pytest.raises(QuotaExceeded) as caught:
+        asyncio.run(ledger.reserve(principal, "r2", Decimal("0.3")))
+    assert caught.value.code == "spending_limit_exceeded" and "$0.200000 is left" in caught.value.message
+
+
+def test_a_hold_lapses_after_its_time_to_live(setup):
+    db, clock, _, ledger, principal = setup
+    unlimited = replace(principal, limit_threshold=None)
+    asyncio.run(ledger.reserve(unlimited, "crashed", Decimal("0.9")))  # its gateway never settles it
+    with pytest.raises(QuotaExceeded):
+        asyncio.run(ledger.reserve(unlimited, "r2", Decimal("0.5")))
+    clock.now += timedelta(seconds=TTL + 1)
+    asyncio.run(ledger.reserve(unlimited, "r2", Decimal("0.5")))
+    assert _holds(db) == 1  # the lapsed hold was purged, the new one kept
