@@ -95,7 +95,36 @@ class Settings(BaseSettings):
     )
     model_cache_dir: Path | None = Field(None, description="Where assembled GGUF files are kept.")
     models: list[ModelSpec] = Field(default_factory=default_models, description="The model registry.")
-    starting_credit: float = Field(5.0, description="USD credited to each new user.")
+    starting_credit: float = Field(5.0, ge=0, description="USD credited to each new user (0: none).")
+    signup: Literal["open", "invite", "closed"] = Field(
+        "open",
+        description="Dashboard sign-up: 'open' to anyone, 'invite' with a single-use code an admin "
+        "creates on /admin, 'closed' (admins create users with `coderapi users create`).",
+    )
+    signup_requires_approval: bool = Field(
+        False, description="New sign-ups stay disabled until an admin approves them on /admin."
+    )
+    signup_max_per_ip: int = Field(
+        20, ge=1, description="Sign-up attempts per client address per hour; more answer 429."
+    )
+    login_max_failures_per_email: int = Field(
+        10, ge=1, description="Failed sign-ins per email (from any address) per 15 minutes; more answer 429."
+    )
+    login_max_failures_per_ip: int = Field(
+        30, ge=1, description="Failed sign-ins per client address (any email) per 15 minutes; more answer 429."
+    )
+    password_hash_workers: int = Field(
+        1, ge=1, description="Threads that hash and check passwords (argon2id), apart from all other work."
+    )
+    password_hash_max_waiting: int = Field(
+        16, ge=0,
+        description="Password checks that may wait for a hashing thread; more answer 503 with Retry-After.",
+    )
+    cookie_secure: bool | None = Field(
+        None,
+        description="Mark dashboard cookies Secure (sent over HTTPS only). Default: true unless `host` "
+        "is a loopback address; set false to serve the dashboard over plain HTTP on a network.",
+    )
     default_rpm: int = Field(600, description="Requests per minute per key, unless set per user.")
     default_tpm: int = Field(400_000, description="Tokens per minute per key, unless set per user.")
     default_user_rpm: int = Field(
@@ -151,6 +180,14 @@ class Settings(BaseSettings):
     @property
     def resolved_model_cache_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def resolved_cookie_secure(self) -> bool:
+        """`cookie_secure`, or by the bind address: a server that listens beyond loopback is meant
+        to sit behind TLS, so its cookies never travel in clear (see the setting's description)."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.host not in ("127.0.0.1", "localhost", "::1") and not self.host.startswith("127.")
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides) -> "Settings":

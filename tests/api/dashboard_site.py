@@ -4,7 +4,9 @@ browser-like clients (tests/dashboard_client.py). Import the `site` fixture into
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import openai
 import pytest
@@ -50,11 +52,18 @@ class Site:
         return asyncio.run(coro)
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Site:
-    settings = make_settings(tmp_path_factory.mktemp("dashboard"))
+@contextmanager
+def open_site(data_dir, **overrides) -> Iterator[Site]:
+    """A site with its own database in `data_dir` and these settings, with the admin ADMIN."""
+    settings = make_settings(data_dir, **overrides)
     app = create_app(settings, engine_factory=lambda spec: FakeEngine(context_length=spec.context_length))
     app.state.services.db.upgrade()
     asyncio.run(app.state.services.accounts.create_user(ADMIN, PASSWORD, role="admin"))
     with serve_in_thread(app, wait_healthy=10) as base:
         yield Site(base, app)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    with open_site(tmp_path_factory.mktemp("dashboard")) as opened:
+        yield opened

@@ -20,7 +20,7 @@ from coderapi.web.csrf import csrf_token, csrf_valid
 from coderapi.web.report_filters import ReportFilters
 from coderapi.web.secret import load_session_secret
 from coderapi.web.session_store import SessionStore
-from coderapi.web.throttle import LoginThrottle
+from coderapi.web.throttle import AuthThrottle, Refusal
 from tests.clock import FixedClock
 
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
@@ -63,23 +63,49 @@ def test_sessions_end_when_the_user_is_disabled_or_revoked(db):
     assert asyncio.run(store.resolve(other)) is None
 
 
-def test_login_throttle_counts_per_email_and_address_within_the_window(db):
+def test_login_throttle_counts_per_email_and_per_address_within_the_window(db):
     clock = FixedClock(T0)
-    throttle = LoginThrottle(db, max_failures=3, window=timedelta(minutes=10), clock=clock)
+    throttle = AuthThrottle(db, login_per_email=3, login_per_ip=4, login_window=timedelta(minutes=10), clock=clock)
     for minute in range(3):
         clock.now = T0 + timedelta(minutes=minute)
-        assert asyncio.run(throttle.retry_after("A@Example.com ", "1.2.3.4")) is None
-        asyncio.run(throttle.record_failure("a@example.com", "1.2.3.4"))
-    assert asyncio.run(throttle.retry_after("a@example.com", "1.2.3.4")) == 8 * 60  # the oldest leaves at T0+10
-    assert asyncio.run(throttle.retry_after("a@example.com", "5.6.7.8")) is None
-    assert asyncio.run(throttle.retry_after("b@example.com", "1.2.3.4")) is None
+        assert asyncio.run(throttle.charge_login("A@Example.com ", "1.2.3.4")) is None
+    refused = asyncio.run(throttle.charge_login("a@example.com", "5.6.7.8"))  # any address
+    assert refused == Refusal("email", 8 * 60)  # the window began at T0 and lasts 10 minutes
+    assert asyncio.run(throttle.charge_login("b@example.com", "1.2.3.4")) is None  # the 4th from 1.2.3.4
+    assert asyncio.run(throttle.charge_login("c@example.com", "1.2.3.4")).reason == "ip"
+    assert asyncio.run(throttle.charge_login("c@example.com", "9.9.9.9")) is None  # c was not counted
     clock.now = T0 + timedelta(minutes=10, seconds=1)
-    assert asyncio.run(throttle.retry_after("a@example.com", "1.2.3.4")) is None
+    assert asyncio.run(throttle.charge_login("a@example.com", "1.2.3.4")) is None  # a new window
+
+
+def test_a_right_password_clears_the_email_but_only_refunds_the_address(db):
+    throttle = AuthThrottle(db, login_per_email=2, login_per_ip=3, clock=FixedClock(T0))
     for _ in range(2):
-        asyncio.run(throttle.record_failure("a@example.com", "1.2.3.4"))
-    asyncio.run(throttle.clear("a@example.com", "1.2.3.4"))  # a successful sign-in
-    asyncio.run(throttle.record_failure("a@example.com", "1.2.3.4"))
-    assert asyncio.run(throttle.retry_after("a@example.com", "1.2.3.4")) is None
+        assert asyncio.run(throttle.charge_login("victim@example.com", "1.2.3.4")) is None
+    assert asyncio.run(throttle.charge_login("mine@example.com", "1.2.3.4")) is None
+    asyncio.run(throttle.login_succeeded("mine@example.com", "1.2.3.4"))  # takes back its own attempt only
+    assert asyncio.run(throttle.charge_login("other@example.com", "1.2.3.4")) is None
+    assert asyncio.run(throttle.charge_login("victim@example.com", "1.2.3.4")).reason == "ip"
+    asyncio.run(throttle.login_succeeded("victim@example.com", "5.6.7.8"))  # the owner signs in elsewhere
+    assert asyncio.run(throttle.charge_login("victim@example.com", "5.6.7.8")) is None
+
+
+def test_concurrent_attempts_cannot_all_pass_the_check(db):
+    """The check and the record are one statement: 40 attempts at once, exactly the limit pass."""
+    throttle = AuthThrottle(db, login_per_email=5, login_per_ip=1000)
+
+    async def burst():
+        return await asyncio.gather(*(throttle.charge_login("x@example.com", f"10.0.0.{i}") for i in range(40)))
+
+    results = asyncio.run(burst())
+    assert sum(r is None for r in results) == 5
+
+
+def test_sign_ups_are_counted_per_address(db):
+    throttle = AuthThrottle(db, signup_per_ip=2, clock=FixedClock(T0))
+    assert [asyncio.run(throttle.charge_signup("1.2.3.4")) for _ in range(2)] == [None, None]
+    assert asyncio.run(throttle.charge_signup("1.2.3.4")) == Refusal("ip", 3600)
+    assert asyncio.run(throttle.charge_signup("5.6.7.8")) is None
 
 
 def test_csrf_tokens_are_bound_to_the_session():

@@ -103,6 +103,7 @@ class UserInfo:
     rpm_limit: int | None
     tpm_limit: int | None
     created_at: datetime
+    pending_approval: bool = False  # signed up, disabled until an admin approves
 
     @classmethod
     def from_row(cls, row: User) -> UserInfo:
@@ -115,6 +116,7 @@ class UserInfo:
             rpm_limit=row.rpm_limit,
             tpm_limit=row.tpm_limit,
             created_at=row.created_at,
+            pending_approval=bool(row.pending_approval),
         )
 
 

@@ -1,8 +1,10 @@
 """Accounts: users, passwords, API keys, balances and usage records.
 
 `AccountService` is the async face the API, dashboard and CLI use. Every method hands its
-database and argon2 work to a worker thread (`asyncio.to_thread`), so none of it runs on the
-event loop. It returns plain dataclasses (`UserInfo`, `KeyInfo`, `Principal`), never ORM rows,
+database work to a worker thread (`asyncio.to_thread`) and its argon2 work to the password pool
+(`PasswordPool`: a few threads of its own, with a bounded queue), so none of it runs on the event
+loop and password checks never hold up the threads that look up API keys. It returns plain
+dataclasses (`UserInfo`, `KeyInfo`, `Principal`), never ORM rows,
 and raises the typed errors of `coderapi.errors`. Money is USD as `Decimal` (six places).
 """
 
@@ -13,7 +15,8 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-from coderapi.services import key_ops, user_limits, user_ops
+from coderapi.errors import InvalidRequest
+from coderapi.services import key_ops, signup_ops, user_limits, user_ops
 from coderapi.services.account_types import (
     DEFAULT_SCOPES,
     KNOWN_SCOPES,
@@ -22,8 +25,11 @@ from coderapi.services.account_types import (
     KeyInfo,
     Principal,
     UsageRecord,
+    ROLES,
     UserInfo,
 )
+from coderapi.services.passwords import PasswordPool, needs_rehash
+from coderapi.services.signup_ops import InviteInfo
 from coderapi.store.database import Database
 from coderapi.store.tables import to_money, utcnow
 
@@ -43,25 +49,62 @@ __all__ = [
 class AccountService:
     def __init__(
         self, db: Database, *, starting_credit: float, clock: Callable[[], datetime] = utcnow,
-        max_keys_per_user: int | None = None,
+        max_keys_per_user: int | None = None, passwords: PasswordPool | None = None,
     ) -> None:
         self._db = db
+        self.passwords = passwords or PasswordPool()
         self._max_keys = max_keys_per_user  # None: no cap (tests, tools); the app sets the setting
         self._starting_credit = to_money(starting_credit)
         self._now = clock
 
     # users ---------------------------------------------------------------------------------
 
-    async def create_user(self, email: str, password: str, role: str = "user") -> UserInfo:
-        """A new user holding the starting credit. Bad email/password/role: InvalidRequest
-        (with `param`); an email already taken: Conflict."""
+    async def create_user(
+        self, email: str, password: str, role: str = "user", *,
+        pending_approval: bool = False, invite_code: str | None = None,
+    ) -> UserInfo:
+        """A new user holding the starting credit. Bad email/password/role or invite code:
+        InvalidRequest (with `param`); an email already taken: Conflict; the password pool's
+        queue full: Overloaded. A `pending_approval` user is disabled until `approve_user`."""
+        email = user_ops.normalize_email(email)
+        user_ops.check_password(password)
+        if role not in ROLES:
+            raise InvalidRequest(f"role must be one of {', '.join(ROLES)}", param="role")
+        password_hash = await self.passwords.hash(password)
         return await asyncio.to_thread(
-            user_ops.create_user, self._db, email, password, role, self._starting_credit
+            signup_ops.insert_new_user, self._db, email, password_hash, role, self._starting_credit,
+            self._now(), pending=pending_approval, invite_code=invite_code,
         )
 
     async def verify_password(self, email: str, password: str) -> UserInfo | None:
-        """The user if the password matches and the account is enabled; None otherwise."""
-        return await asyncio.to_thread(user_ops.verify_password, self._db, email, password)
+        """The user if the password matches and the account is enabled; None otherwise. An
+        unknown email still costs one argon2 check (against a dummy hash), so the answer time
+        does not tell which emails have accounts. The password pool's queue full: Overloaded."""
+        try:
+            email = user_ops.normalize_email(email)
+        except InvalidRequest:
+            email = None
+        stored, user = await asyncio.to_thread(signup_ops.password_record, self._db, email)
+        if not await self.passwords.verify(stored, password or "") or user is None or user.disabled:
+            return None
+        if needs_rehash(stored):
+            new_hash = await self.passwords.hash(password)
+            await asyncio.to_thread(signup_ops.set_password_hash, self._db, user.id, new_hash)
+        return user
+
+    async def approve_user(self, user_id: int) -> UserInfo:
+        """Enable a sign-up that waited for approval."""
+        return await asyncio.to_thread(signup_ops.approve_user, self._db, user_id)
+
+    async def create_invite(self, created_by: int | None) -> tuple[InviteInfo, str]:
+        """A single-use sign-up code, returned here once (only its sha256 is kept)."""
+        return await asyncio.to_thread(signup_ops.create_invite, self._db, created_by, self._now())
+
+    async def list_invites(self) -> list[InviteInfo]:
+        return await asyncio.to_thread(signup_ops.list_invites, self._db)
+
+    async def revoke_invite(self, invite_id: int) -> None:
+        await asyncio.to_thread(signup_ops.revoke_invite, self._db, invite_id)
 
     async def get_user(self, user_id: int) -> UserInfo:
         return await asyncio.to_thread(user_ops.get_user, self._db, user_id)

@@ -15,6 +15,7 @@ from coderapi.services.billing import Billing
 from coderapi.services.inference import InferenceService
 from coderapi.services.metering import Metering
 from coderapi.services.metrics import ServingMetrics
+from coderapi.services.passwords import PasswordPool
 from coderapi.services.registry import ModelRegistry, ServedModel
 from coderapi.services.reservations import CostReservations
 from coderapi.services.spending import PeriodSpend
@@ -44,7 +45,8 @@ class Services:
     def build(cls, settings: Settings, served: list[ServedModel]) -> "Services":
         db = Database(settings.resolved_database_url, timeout_seconds=settings.database_timeout_seconds)
         accounts = AccountService(
-            db, starting_credit=settings.starting_credit, max_keys_per_user=settings.max_keys_per_user
+            db, starting_credit=settings.starting_credit, max_keys_per_user=settings.max_keys_per_user,
+            passwords=PasswordPool(settings.password_hash_workers, settings.password_hash_max_waiting),
         )
         registry = ModelRegistry(served)
         prep = PrepPool(settings.prepare_threads, settings.prepare_queue)
@@ -84,6 +86,7 @@ class Services:
         await self.limits.close()
         await asyncio.gather(*(m.backend.close() for m in self.registry.models), return_exceptions=True)
         self.prep.close()
+        self.accounts.passwords.close()
         self.db.dispose()
 
     def engine_stats(self):

@@ -9,13 +9,12 @@ import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from coderapi import crud
-from coderapi.errors import Conflict, InvalidRequest, NotFound
+from coderapi.errors import InvalidRequest, NotFound
 from coderapi.services import passwords
-from coderapi.services.account_types import RETENTIONS, ROLES, UsageRecord, UserInfo
+from coderapi.services.account_types import RETENTIONS, UsageRecord, UserInfo
 from coderapi.store.database import Database
 from coderapi.store.tables import User, to_money
 
@@ -74,54 +73,19 @@ def _user_or_404(session: Session, user_id: int) -> User:
     return user
 
 
-def insert_user(session: Session, email: str, password_hash: str, role: str, credit: Decimal) -> User:
-    """Insert a user holding `credit`, with the matching ledger row when it is not zero."""
+def insert_user(
+    session: Session, email: str, password_hash: str, role: str, credit: Decimal, *, pending: bool = False
+) -> User:
+    """Insert a user holding `credit`, with the matching ledger row when it is not zero. A
+    `pending` user waits, disabled, for an admin's approval."""
     user = crud.users.insert(session, email=email, password_hash=password_hash, role=role, balance=credit)
+    if pending:
+        user.disabled = user.pending_approval = True
     if credit:
         crud.users.insert_grant(
             session, user_id=user.id, amount=credit, reason="starting credit", granted_by="system"
         )
     return user
-
-
-def create_user(db: Database, email: str, password: str, role: str, credit: Decimal) -> UserInfo:
-    email = normalize_email(email)
-    check_password(password)
-    if role not in ROLES:
-        raise InvalidRequest(f"role must be one of {', '.join(ROLES)}", param="role")
-    password_hash = passwords.hash_password(password)
-    duplicate = Conflict(f"A user with email {email} already exists", param="email")
-    try:
-        with db.session() as session:
-            if crud.users.get_by_email(session, email) is not None:
-                raise duplicate
-            user = insert_user(session, email, password_hash, role, credit)
-            info = UserInfo.from_row(user)
-    except IntegrityError:
-        raise duplicate from None
-    return info
-
-
-def verify_password(db: Database, email: str, password: str) -> UserInfo | None:
-    """The user when the password matches and the account is enabled, else None.
-
-    An unknown email still costs one argon2 verification (against a dummy hash), so the answer
-    time does not tell which emails have accounts.
-    """
-    try:
-        email = normalize_email(email)
-    except InvalidRequest:
-        email = None
-    with db.session() as session:
-        user = crud.users.get_by_email(session, email) if email else None
-        stored = user.password_hash if user else None
-        info = UserInfo.from_row(user) if user else None
-    if not passwords.verify_password(stored, password or "") or info is None or info.disabled:
-        return None
-    if passwords.needs_rehash(stored):
-        with db.session() as session:
-            _user_or_404(session, info.id).password_hash = passwords.hash_password(password)
-    return info
 
 
 def get_user(db: Database, user_id: int) -> UserInfo:

@@ -97,6 +97,8 @@ class User(Base):
     rpm_limit: Mapped[int | None] = mapped_column(Integer)  # None: the configured default
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A sign-up waiting for an admin (setting signup_requires_approval); disabled until approved.
+    pending_approval: Mapped[bool] = mapped_column(default=False)
 
 
 class ApiKey(Base):
@@ -207,13 +209,25 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-class LoginFailure(Base):
-    """One failed dashboard sign-in, counted per (email, client address) to throttle guessing."""
+class AuthThrottle(Base):
+    """Sign-in failures or sign-up attempts in one bucket ("login-ip:…", "login-email:…",
+    "signup-ip:…") since `window_start` (see `coderapi.crud.auth_throttle`)."""
 
-    __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_email_ip_created_at", "email", "ip", "created_at"),)
+    __tablename__ = "auth_throttle"
+
+    key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Invite(Base):
+    """A single-use sign-up code (setting signup = invite); only its sha256 is kept."""
+
+    __tablename__ = "invites"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    email: Mapped[str] = mapped_column(String(254))  # as typed, lower-cased
-    ip: Mapped[str] = mapped_column(String(64))
+    code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    used_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -18,7 +18,7 @@ from coderapi.services.container import Services
 from coderapi.web.csrf import FIELD, HEADER, csrf_token, csrf_valid
 from coderapi.web.flash import Flash
 from coderapi.web.session_store import SessionStore
-from coderapi.web.throttle import LoginThrottle
+from coderapi.web.throttle import AuthThrottle
 
 SESSION_COOKIE = "cdr_session"
 PRESESSION_COOKIE = "cdr_pre"  # binds the CSRF token of the login and signup forms
@@ -37,7 +37,7 @@ class Dashboard:
     services: Services
     templates: Jinja2Templates
     sessions: SessionStore
-    throttle: LoginThrottle
+    throttle: AuthThrottle
     flash: Flash
     secret: bytes
 
@@ -114,8 +114,10 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
+def secure_cookies(request: Request) -> bool:
+    """Whether cookies are marked Secure: the setting `cookie_secure`, never the request's scheme
+    (a proxy's X-Forwarded-Proto must not decide whether a session may travel in clear)."""
+    return get_dashboard(request).services.settings.resolved_cookie_secure
 
 
 def _binding(request: Request, viewer: Viewer | None) -> str | None:
@@ -146,7 +148,8 @@ def render(
     flash = dash.flash.take(request)
     values = dict(
         viewer=viewer, csrf_token=csrf_token(dash.secret, binding), flash=flash,
-        base_url=str(request.base_url).rstrip("/"), path=request.url.path, **context,
+        base_url=str(request.base_url).rstrip("/"), path=request.url.path,
+        signup_mode=dash.services.settings.signup, **context,
     )
     response = dash.templates.TemplateResponse(request, template, values, status_code=status)
     response.headers.update(SECURITY_HEADERS)
@@ -154,7 +157,7 @@ def render(
         dash.flash.clear(response)
     if new_presession is not None:
         response.set_cookie(
-            PRESESSION_COOKIE, new_presession, httponly=True, samesite="lax", secure=is_https(request), path="/"
+            PRESESSION_COOKIE, new_presession, httponly=True, samesite="lax", secure=secure_cookies(request), path="/"
         )
     return response
 
@@ -168,5 +171,6 @@ def redirect(request: Request, url: str, message: str | None = None, level: str 
 
 def set_session_cookie(request: Request, response: Response, token: str, max_age: int) -> None:
     response.set_cookie(
-        SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="lax", secure=is_https(request), path="/"
+        SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="lax", secure=secure_cookies(request),
+        path="/",
     )

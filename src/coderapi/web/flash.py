@@ -15,14 +15,15 @@ _LEVELS = ("success", "error", "info")
 
 
 class Flash:
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, *, secure: bool) -> None:
         self._signer = URLSafeTimedSerializer(secret, salt="coderapi.flash")
+        self._secure = secure  # the setting cookie_secure, never the request's scheme
 
     def set(self, response: Response, request: Request, message: str, level: str = "success") -> None:
         value = self._signer.dumps({"m": message[:500], "l": level if level in _LEVELS else "info"})
         response.set_cookie(
             COOKIE, value, max_age=MAX_AGE_S, httponly=True, samesite="lax",
-            secure=request.url.scheme == "https", path="/",
+            secure=self._secure, path="/",
         )
 
     def take(self, request: Request) -> dict | None:

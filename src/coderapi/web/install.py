@@ -24,7 +24,7 @@ from coderapi.web.flash import Flash
 from coderapi.web.routes import admin, auth, billing, docs, home, keys, logs, playground, usage
 from coderapi.web.secret import load_session_secret
 from coderapi.web.session_store import SessionStore
-from coderapi.web.throttle import LoginThrottle
+from coderapi.web.throttle import AuthThrottle
 
 WEB_DIR = Path(__file__).resolve().parent
 ROUTERS = (home, auth, keys, usage, logs, playground, billing, docs, admin)
@@ -37,13 +37,19 @@ def make_templates() -> Jinja2Templates:
 
 
 def install_dashboard(app: FastAPI, services: Services) -> None:
-    secret = load_session_secret(services.settings)
+    settings = services.settings
+    secret = load_session_secret(settings)
     app.state.dashboard = Dashboard(
         services=services,
         templates=make_templates(),
         sessions=SessionStore(services.db),
-        throttle=LoginThrottle(services.db),
-        flash=Flash(secret),
+        throttle=AuthThrottle(
+            services.db,
+            login_per_email=settings.login_max_failures_per_email,
+            login_per_ip=settings.login_max_failures_per_ip,
+            signup_per_ip=settings.signup_max_per_ip,
+        ),
+        flash=Flash(secret, secure=settings.resolved_cookie_secure),
         secret=secret,
     )
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")

@@ -13,11 +13,10 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
-
+from coderapi.crud import sessions as crud_sessions
 from coderapi.services.account_types import UserInfo
 from coderapi.store.database import Database
-from coderapi.store.tables import User, WebSession, utcnow
+from coderapi.store.tables import utcnow
 
 DEFAULT_LIFETIME = timedelta(days=7)
 _TOKEN_BYTES = 32
@@ -53,10 +52,10 @@ class SessionStore:
 
     async def revoke(self, token: str | None) -> None:
         if token and len(token) <= _MAX_TOKEN_LENGTH:
-            await asyncio.to_thread(self._delete, WebSession.id == _digest(token))
+            await asyncio.to_thread(self._delete, crud_sessions.delete_by_id, _digest(token))
 
     async def revoke_user(self, user_id: int) -> None:
-        await asyncio.to_thread(self._delete, WebSession.user_id == user_id)
+        await asyncio.to_thread(self._delete, crud_sessions.delete_of_user, user_id)
 
     # blocking parts ------------------------------------------------------------------------
 
@@ -64,22 +63,17 @@ class SessionStore:
         token = secrets.token_urlsafe(_TOKEN_BYTES)
         now = self._now()
         with self._db.session() as session:
-            session.execute(delete(WebSession).where(WebSession.expires_at < now))
+            crud_sessions.delete_expired(session, now)
             if replacing and len(replacing) <= _MAX_TOKEN_LENGTH:
-                session.execute(delete(WebSession).where(WebSession.id == _digest(replacing)))
-            session.add(
-                WebSession(id=_digest(token), user_id=user_id, created_at=now, expires_at=now + self.lifetime)
+                crud_sessions.delete_by_id(session, _digest(replacing))
+            crud_sessions.insert(
+                session, digest=_digest(token), user_id=user_id, now=now, expires_at=now + self.lifetime
             )
         return token
 
     def _resolve(self, token: str) -> UserInfo | None:
-        query = (
-            select(WebSession, User)
-            .join(User, User.id == WebSession.user_id)
-            .where(WebSession.id == _digest(token))
-        )
         with self._db.session() as session:
-            found = session.execute(query).first()
+            found = crud_sessions.with_user(session, _digest(token))
             if found is None:
                 return None
             row, user = found
@@ -88,6 +82,6 @@ class SessionStore:
                 return None
             return UserInfo.from_row(user)
 
-    def _delete(self, condition) -> None:
+    def _delete(self, query, value) -> None:
         with self._db.session() as session:
-            session.execute(delete(WebSession).where(condition))
+            query(session, value)

@@ -1,4 +1,5 @@
-"""/admin (role admin): users, disable/enable, grant credit, per-user rate limits."""
+"""/admin (role admin): users, disable/enable, approve sign-ups, grant credit, per-user rate
+limits, and sign-up invite codes."""
 
 from __future__ import annotations
 
@@ -32,14 +33,46 @@ async def _user_or_404(dash, user_id: int):
         raise PageError(404, "No such user", f"There is no user with id {user_id}.") from None
 
 
+async def _page(request: Request, viewer, dash, *, status: int = 200, new_invite: str | None = None) -> Response:
+    accounts, settings = dash.services.accounts, dash.services.settings
+    users = await accounts.list_users()
+    return render(
+        request, "admin.html", viewer, status=status, users=users,
+        default_rpm=settings.default_rpm, default_tpm=settings.default_tpm,
+        invites=await accounts.list_invites(), emails={u.id: u.email for u in users},
+        new_invite=new_invite, requires_approval=settings.signup_requires_approval,
+    )
+
+
 @router.get("/admin")
 async def users_page(request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
-    users = await dash.services.accounts.list_users()
-    settings = dash.services.settings
-    return render(
-        request, "admin.html", viewer, users=users,
-        default_rpm=settings.default_rpm, default_tpm=settings.default_tpm,
-    )
+    return await _page(request, viewer, dash)
+
+
+@router.post("/admin/users/{user_id}/approve")
+async def approve(user_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+    await checked_form(request, viewer)
+    user = await _user_or_404(dash, user_id)
+    await dash.services.accounts.approve_user(user.id)
+    return redirect(request, "/admin", f"{user.email} is approved and may sign in.")
+
+
+@router.post("/admin/invites")
+async def create_invite(request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+    """The new code is rendered into this answer only (never into a flash cookie or a log)."""
+    await checked_form(request, viewer)
+    _, code = await dash.services.accounts.create_invite(viewer.user.id)
+    return await _page(request, viewer, dash, status=201, new_invite=code)
+
+
+@router.post("/admin/invites/{invite_id}/revoke")
+async def revoke_invite(invite_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+    await checked_form(request, viewer)
+    try:
+        await dash.services.accounts.revoke_invite(invite_id)
+    except NotFound:
+        return redirect(request, "/admin", "That invite was used or revoked already.", "error")
+    return redirect(request, "/admin", "Invite revoked.")
 
 
 @router.post("/admin/users/{user_id}/state")

@@ -1,0 +1,79 @@
+"""Sign-in throttling on a real PostgreSQL, as several gateways share it: attempts fired together
+from two gateways (two engines, many threads) get exactly the allowed number of tries, and an
+invite code is used once however many sign-ups race for it.
+
+Set CODERAPI_TEST_POSTGRES_URL (.ci/run does); each test works in a schema of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from coderapi.errors import InvalidRequest
+from coderapi.services.accounts import AccountService
+from coderapi.store.database import Database
+from coderapi.web.throttle import AuthThrottle
+from tests.conftest import require_or_skip
+
+POSTGRES_URL = os.environ.get("CODERAPI_TEST_POSTGRES_URL")
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def gateways():
+    """Two Database handles (two gateways) on one fresh schema."""
+    require_or_skip(bool(POSTGRES_URL), "set CODERAPI_TEST_POSTGRES_URL to run the PostgreSQL tests")
+    schema = f"coderapi_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    url = url.render_as_string(hide_password=False)
+    dbs = [Database(url), Database(url)]
+    dbs[0].upgrade()
+    try:
+        yield dbs
+    finally:
+        for db in dbs:
+            db.dispose()
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_concurrent_sign_in_attempts_from_two_gateways_get_exactly_the_limit(gateways):
+    throttles = [AuthThrottle(db, login_per_email=5, login_per_ip=10_000) for db in gateways]
+
+    def attempt(i: int):
+        return asyncio.run(throttles[i % 2].charge_login("victim@example.com", f"10.0.{i}.1"))
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(attempt, range(60)))
+    assert sum(r is None for r in results) == 5
+    assert {r.reason for r in results if r is not None} == {"email"}
+
+
+def test_an_invite_is_used_once_however_many_sign_ups_race_for_it(gateways):
+    accounts = [AccountService(db, starting_credit=0) for db in gateways]
+    admin = asyncio.run(accounts[0].create_user("root@example.com", "correct horse battery", role="admin"))
+    _, code = asyncio.run(accounts[0].create_invite(admin.id))
+
+    def sign_up(i: int) -> bool:
+        try:
+            asyncio.run(accounts[i % 2].create_user(f"u{i}@example.com", "correct horse battery", invite_code=code))
+        except InvalidRequest:
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(sign_up, range(8)))
+    assert results.count(True) == 1
+    assert len(asyncio.run(accounts[0].list_users())) == 2
