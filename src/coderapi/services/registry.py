@@ -15,7 +15,14 @@ CREATED = 1731369600  # Qwen2.5-Coder's release (2024-11-12), a stable `created`
 class ServedModel:
     spec: ModelSpec
     backend: Backend
-    weights: str  # what really answers, in words (file name or upstream URLs)
+    weights: str  # what really answers, in words (file name or upstream URLs): for admins
+
+    def shown_weights(self, admin: bool) -> str:
+        """What serves this model, as shown to a caller: admins see `weights`; others see only
+        the backend kind of an upstream model, whose URLs can name private hosts."""
+        if admin or self.spec.backend != "upstream":
+            return self.weights
+        return "upstream: an OpenAI-compatible server"
 
 
 class ModelRegistry:
@@ -45,11 +52,12 @@ class ModelRegistry:
         """Every id a request may name (each model's own id, then its aliases) and what serves it."""
         return list(self._by_id.items())
 
-    def catalogue_entry(self, model_id: str) -> dict:
+    def catalogue_entry(self, model_id: str, *, admin: bool = False) -> dict:
+        """The model's catalogue entry; `admin` shows upstream URLs in `info.weights`."""
         model = self.resolve(model_id)
         spec = model.spec
         info = (spec.info or ModelInfo(name=spec.id)).model_dump(exclude_none=True)
-        info["weights"] = model.weights
+        info["weights"] = model.shown_weights(admin)
         served_by = spec.id
         return {
             "id": model_id,
@@ -73,5 +81,5 @@ class ModelRegistry:
             },
         }
 
-    def catalogue(self) -> list[dict]:
-        return [self.catalogue_entry(model_id) for model_id in self._by_id]
+    def catalogue(self, *, admin: bool = False) -> list[dict]:
+        return [self.catalogue_entry(model_id, admin=admin) for model_id in self._by_id]

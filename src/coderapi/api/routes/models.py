@@ -1,20 +1,45 @@
-"""GET /v1/models and /v1/models/{id}: the catalogue, open to all (no key needed)."""
+"""GET /v1/models and /v1/models/{id}: the catalogue, open to all (no key needed).
+
+What serves an upstream model (its URLs) is shown only to an admin's key. A key is optional here;
+one that is unknown or disabled just gets the public view, as no key does."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from coderapi.api.deps import ServicesDep
+from fastapi import APIRouter, Depends, Request
+
+from coderapi.api.deps import ServicesDep, bearer_secret
+from coderapi.api.openapi import error_responses
+from coderapi.errors import AuthenticationFailed, PermissionDenied
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/v1/models", summary="List served models, their aliases and the weights behind each id")
+async def caller_is_admin(request: Request, services: ServicesDep) -> bool:
+    if not request.headers.get("authorization"):
+        return False
+    try:
+        principal = await services.accounts.authenticate_key(bearer_secret(request))
+    except (AuthenticationFailed, PermissionDenied):
+        return False
+    return principal.role == "admin"
+
+
+AdminCallerDep = Annotated[bool, Depends(caller_is_admin)]
+
+
+@router.get(
+    "/v1/models", summary="List served models, their aliases and the weights behind each id",
+    responses=error_responses(401, 403),  # a key is optional; a bad one gets the public view
+)
 @router.get("/models", include_in_schema=False)
-async def list_models(services: ServicesDep) -> dict:
-    return {"object": "list", "data": services.registry.catalogue()}
+async def list_models(services: ServicesDep, admin: AdminCallerDep) -> dict:
+    return {"object": "list", "data": services.registry.catalogue(admin=admin)}
 
 
-@router.get("/v1/models/{model_id:path}", summary="One model of the catalogue")
-async def get_model(model_id: str, services: ServicesDep) -> dict:
-    return services.registry.catalogue_entry(model_id)
+@router.get(
+    "/v1/models/{model_id:path}", summary="One model of the catalogue", responses=error_responses(401, 403, 404)
+)
+async def get_model(model_id: str, services: ServicesDep, admin: AdminCallerDep) -> dict:
+    return services.registry.catalogue_entry(model_id, admin=admin)

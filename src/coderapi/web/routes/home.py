@@ -17,9 +17,9 @@ from coderapi.web.snippets import example_model, examples
 router = APIRouter(include_in_schema=False)
 
 
-def _served(dash) -> list[dict]:
+def _served(dash, admin: bool = False) -> list[dict]:
     return [
-        {"id": m.spec.id, "aliases": m.spec.aliases, "weights": m.weights}
+        {"id": m.spec.id, "aliases": m.spec.aliases, "weights": m.shown_weights(admin)}
         for m in dash.services.registry.models
     ]
 
@@ -44,6 +44,6 @@ async def home(request: Request, viewer: MaybeViewer, dash: DashboardDep) -> Res
                            label="Requests per day, last 7 days", width=920),
     }
     return render(
-        request, "overview.html", viewer, overview=overview, served=_served(dash), snippet=snippet,
+        request, "overview.html", viewer, overview=overview, served=_served(dash, viewer.is_admin), snippet=snippet,
         recent_keys=list(reversed(keys))[:5],
     )
