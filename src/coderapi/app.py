@@ -11,10 +11,12 @@ from fastapi import FastAPI
 
 from coderapi.api.body_limit import BodySizeLimitMiddleware, limit_by_route
 from coderapi.api.errors import install_error_handlers
+from coderapi.api.openapi import install_openapi
 from coderapi.api.request_id import RequestIdMiddleware
 from coderapi.api.routes import billing, health, inference, keys, logs, models, tokenizer, usage
 from coderapi.backends.factory import EngineFactory, build_served_models
 from coderapi.config import Settings
+from coderapi.datadir import prepare_data_dir
 from coderapi.services.container import Services
 from coderapi.web.install import install_dashboard
 from coderapi.weights.packaged import Progress
@@ -31,6 +33,7 @@ def create_app(
     weights_progress: Progress | None = None,
     announce: Announce | None = None,
 ) -> FastAPI:
+    prepare_data_dir(settings.data_dir)  # 0700: it holds the database, the session secret, the models
     services = Services.build(settings, build_served_models(settings, engine_factory, weights_progress))
 
     @asynccontextmanager
@@ -57,12 +60,13 @@ def create_app(
         redoc_url=None,
     )
     app.state.services = services
-    app.add_middleware(RequestIdMiddleware)
-    install_error_handlers(app)
-    for module in (inference, models, tokenizer, health, keys, usage, logs, billing):
     # Inside RequestIdMiddleware, so a 413 carries x-request-id too.
     limit = limit_by_route(settings.max_request_body_bytes, settings.max_other_body_bytes)
     app.add_middleware(BodySizeLimitMiddleware, limit_for=limit)
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    for module in (inference, models, tokenizer, health, keys, usage, logs, billing):
         app.include_router(module.router)
     install_dashboard(app, services)
+    install_openapi(app)
     return app

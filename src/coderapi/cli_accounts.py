@@ -19,6 +19,7 @@ from rich.table import Table
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from coderapi.config import Settings
+from coderapi.datadir import prepare_data_dir
 from coderapi.errors import CoderapiError
 from coderapi.services.accounts import AccountService
 from coderapi.store.database import Database
@@ -50,6 +51,8 @@ def _run(database_url: str | None, action: Callable[[AccountService], Awaitable[
     settings = Settings()
     db = None
     try:
+        if not (database_url or settings.database_url):
+            prepare_data_dir(settings.data_dir)  # the default SQLite file lives there (mode 0700)
         db = Database(database_url or settings.resolved_database_url)
         db.upgrade()
         service = AccountService(db, starting_credit=settings.starting_credit)
@@ -68,6 +71,8 @@ def _run(database_url: str | None, action: Callable[[AccountService], Awaitable[
 
 
 def _read_password() -> str:
+    """From a hidden prompt (typed twice) on a terminal, else the first line of stdin. Never from
+    argv: the command line of a process is visible to every user of the machine (ps, /proc)."""
     if sys.stdin.isatty():
         return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     return sys.stdin.readline().rstrip("\r\n")
@@ -83,15 +88,12 @@ def _when(moment: datetime | None) -> str:
 @users_app.command("create")
 def users_create(
     email: Annotated[str, typer.Argument(help="The user's email (their login).")],
-    password: Annotated[
-        str | None,
-        typer.Option(help="The password (default: read from the terminal, or one line of stdin)."),
-    ] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Create a user."""
-    secret = password if password is not None else _read_password()
+    """Create a user. The password is asked for on the terminal (hidden, twice), or read as one
+    line of stdin: `printf '%s\\n' "$PASSWORD" | coderapi users create EMAIL`."""
+    secret = _read_password()
     role = "admin" if admin else "user"
     user = _run(database_url, lambda s: s.create_user(email, secret, role=role))
     typer.echo(f"Created {user.role} {user.email} (id {user.id}, balance ${user.balance:.2f}).")

@@ -40,11 +40,13 @@ def announce(services: Services, secret: str | None) -> None:
         names = ", ".join([model.spec.id, *model.spec.aliases])
         console.print(f"  model ids [cyan]{names}[/] are served by [bold]{model.weights}[/]")
     if secret:
+        # Printed exactly once, alone on stdout, by the start that created it (bootstrap_admin
+        # returns it only to the process whose insert won): never logged, never repeated.
         body = '{"model": "Qwen/Qwen2.5-Coder-32B-Instruct", "messages": [{"role": "user", "content": "Hello"}]}'
         console.print("\n[bold]First start:[/] created admin@localhost and this API key (shown once):")
         print(secret, flush=True)
         console.print(
-            "Try it:\n  curl "
-            + f"{base}/v1/chat/completions -H 'Authorization: Bearer {secret}' "
+            "Keep it now: it is not stored and will not be shown again. Try it with the key in CODERAPI_KEY:\n  curl "
+            + f"{base}/v1/chat/completions -H \"Authorization: Bearer $CODERAPI_KEY\" "
             + f"-H 'Content-Type: application/json' -d {shlex.quote(body)}\n"
         )

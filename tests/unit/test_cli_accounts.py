@@ -26,7 +26,7 @@ def invoke(app, *args, url=None, input=None, env=None):
 
 
 def make_user(url, email="dev@example.com", *flags):
-    result = invoke(users_app, "create", email, "--password", "long enough", *flags, url=url)
+    result = invoke(users_app, "create", email, *flags, url=url, input="long enough\n")
     assert result.exit_code == 0, result.output
     return result
 
@@ -42,7 +42,7 @@ def service(url) -> AccountService:
     return AccountService(db, starting_credit=0)
 
 
-def test_users_create_with_password_option(url):
+def test_users_create_admin(url):
     result = make_user(url, "Dev@Example.com", "--admin")
     assert "admin dev@example.com" in result.stdout
     user = asyncio.run(service(url).verify_password("dev@example.com", "long enough"))
@@ -55,18 +55,25 @@ def test_users_create_reads_the_password_from_stdin(url):
     assert asyncio.run(service(url).verify_password("dev@example.com", "from stdin!")) is not None
 
 
+def test_a_password_is_never_taken_from_the_command_line(url):
+    """argv is visible to every user of the machine (ps, /proc/PID/cmdline)."""
+    result = invoke(users_app, "create", "dev@example.com", "--password", "long enough", url=url)
+    assert result.exit_code == 2 and "No such option" in result.output
+    assert "--password" not in runner.invoke(users_app, ["create", "--help"]).output
+
+
 def test_users_create_errors_exit_1_without_a_traceback(url):
     make_user(url)
-    result = invoke(users_app, "create", "dev@example.com", "--password", "long enough", url=url)
+    result = invoke(users_app, "create", "dev@example.com", url=url, input="long enough\n")
     assert result.exit_code == 1
     assert "already exists" in result.output and "Traceback" not in result.output
-    short = invoke(users_app, "create", "new@example.com", "--password", "short", url=url)
+    short = invoke(users_app, "create", "new@example.com", url=url, input="short\n")
     assert short.exit_code == 1 and "at least 8" in short.output
 
 
 def test_database_url_defaults_to_the_environment(tmp_path, url):
-    result = invoke(users_app, "create", "env@example.com", "--password", "long enough",
-                    env={"CODERAPI_DATABASE_URL": url})
+    result = invoke(users_app, "create", "env@example.com", env={"CODERAPI_DATABASE_URL": url},
+                    input="long enough\n")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "data" / "cli.db").exists()
 

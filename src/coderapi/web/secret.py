@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from coderapi.config import Settings
+from coderapi.datadir import prepare_data_dir
 
 SECRET_FILE = "session_secret"
 
@@ -17,8 +18,7 @@ def load_session_secret(settings: Settings) -> bytes:
     one secret: set CODERAPI_SESSION_SECRET for them."""
     if settings.session_secret:
         return settings.session_secret.encode("utf-8")
-    path = Path(settings.data_dir) / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = prepare_data_dir(Path(settings.data_dir)) / SECRET_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
