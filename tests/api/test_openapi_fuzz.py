@@ -83,6 +83,7 @@ def api_schema(fuzzed: Platform):
     document = httpx.get(fuzzed.base + "/openapi.json", timeout=30).raise_for_status().json()
     schema = schemathesis.openapi.from_dict(document)
     schema.config.update(base_url=fuzzed.base)
+    schema.config.max_stream_events = 2000  # read whole streams (schemathesis stops at 20 events)
     return schema
 
 
@@ -155,3 +156,20 @@ def test_every_operation_answers_as_documented(api_schema, fuzzed, target, metho
         case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
 
     answers_as_documented()
+
+
+STREAMED = [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "fail after 3"}]}),  # an error event
+    ("/v1/completions", {"prompt": "def add(a, b):", "n": 2}),
+]
+
+
+@pytest.mark.parametrize("path, body", STREAMED)
+def test_streamed_answers_are_documented_events(api_schema, fuzzed: Platform, path, body):
+    """Every event of a stream, the error event of a failed one and [DONE], fits the documented event."""
+    case = api_schema[path]["POST"].Case(body={"model": SERVED_ID, "stream": True, **body}, media_type="application/json")
+    response = case.call_and_validate(headers=_headers(fuzzed, path, "key"), checks=CHECKS, timeout=30)
+    assert response.headers["content-type"][0].startswith("text/event-stream")
+    assert response.text.rstrip().endswith("data: [DONE]")
+    assert ('"error"' in response.text) == ("fail after" in str(body))

@@ -57,19 +57,31 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[code]} for code in codes}
 
 
-def streaming_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` of a route that answers JSON, or server-sent events with `stream: true`."""
-    events = {"type": "string", "description": "`data: {chunk}` events, then `data: [DONE]`"}
-    answer = {"description": "The answer: JSON, or server-sent events", "content": {"text/event-stream": {"schema": events}}}
+def _schema_of(model: type[BaseModel], *, mode: str = "validation") -> dict[str, Any]:
+    """`model`'s JSON schema as a ref into components, its `$defs` beside it (install_openapi moves them)."""
+    schema = model.model_json_schema(ref_template=COMPONENTS + "{model}", mode=mode)
+    defs = schema.pop("$defs", {})
+    defs[model.__name__] = schema
+    return {"$ref": COMPONENTS + model.__name__, "$defs": defs}
+
+
+def streaming_responses(chunk: type[BaseModel], *codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route that answers JSON, or with `stream: true` server-sent events:
+    `data: {chunk}` events (an error body ends a stream that fails), then `data: [DONE]`.
+    The schema describes one event, as schemathesis and OpenAPI 3.2's `itemSchema` read it."""
+    payload = {"anyOf": [_schema_of(chunk, mode="serialization"), {"$ref": COMPONENTS + ErrorBody.__name__}]}
+    data = {"anyOf": [
+        {"type": "string", "contentMediaType": "application/json", "contentSchema": payload},
+        {"const": "[DONE]"},
+    ]}
+    event = {"type": "object", "required": ["data"], "properties": {"data": data}}
+    answer = {"description": "The answer: JSON, or server-sent events", "content": {"text/event-stream": {"schema": event}}}
     return {200: answer, **error_responses(*codes)}
 
 
 def openapi_body(model: type[BaseModel], *, required: bool = True) -> dict:
     """`openapi_extra` for a route whose body is `model`; its `$defs` move to components (install_openapi)."""
-    schema = model.model_json_schema(ref_template=COMPONENTS + "{model}")
-    defs = schema.pop("$defs", {})
-    defs[model.__name__] = schema
-    content = {"application/json": {"schema": {"$ref": COMPONENTS + model.__name__, "$defs": defs}}}
+    content = {"application/json": {"schema": _schema_of(model)}}
     return {"requestBody": {"required": required, "content": content}}
 
 

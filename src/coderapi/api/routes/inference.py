@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from coderapi.api.deps import PrincipalDep, RequestIdDep, ServicesDep
 from coderapi.api.openapi import INFERENCE_ERRORS, openapi_body, streaming_responses
 from coderapi.api.sse import sse_response
-from coderapi.protocol.chat import ChatCompletion, ChatCompletionRequest
+from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from coderapi.protocol.completions import Completion, CompletionRequest
 from coderapi.services.inference import InferenceOutcome
 
@@ -30,7 +30,7 @@ def _respond(outcome: InferenceOutcome) -> Response:
     "/v1/chat/completions",
     response_model=ChatCompletion,
     openapi_extra=openapi_body(ChatCompletionRequest),
-    responses=streaming_responses(*INFERENCE_ERRORS),
+    responses=streaming_responses(ChatCompletionChunk, *INFERENCE_ERRORS),
     summary="Create a chat completion (JSON or server-sent events)",
 )
 @router.post("/chat/completions", include_in_schema=False)
@@ -47,7 +47,7 @@ async def create_chat_completion(
     "/v1/completions",
     response_model=Completion,
     openapi_extra=openapi_body(CompletionRequest),
-    responses=streaming_responses(*INFERENCE_ERRORS),
+    responses=streaming_responses(Completion, *INFERENCE_ERRORS),
     summary="Create a completion; with `suffix`, fill-in-the-middle",
 )
 @router.post("/completions", include_in_schema=False)
