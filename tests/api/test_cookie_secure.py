@@ -24,3 +24,14 @@ def test_cookie_secure_marks_every_cookie_secure_even_over_plain_http(tmp_path):
         flash = [c for c in cookies if c.startswith("cdr_flash=")]
         assert session and flash
         assert all("; secure" in c.lower() for c in session + flash)
+
+
+def test_sign_in_pages_explain_why_a_session_cannot_stick_over_plain_http(tmp_path):
+    with open_site(tmp_path, cookie_secure=True) as site:
+        with httpx.Client(base_url=site.base) as http:
+            assert 'data-testid="cookies-lost"' not in http.get("/login").text  # localhost: browsers keep them
+            remote = http.get("/login", headers={"host": "gateway.example"})
+            assert 'data-testid="cookies-lost"' in remote.text and "CODERAPI_COOKIE_SECURE=false" in remote.text
+    with open_site(tmp_path / "plain") as site:
+        page = httpx.get(site.base + "/login", headers={"host": "gateway.example"})
+        assert 'data-testid="cookies-lost"' not in page.text

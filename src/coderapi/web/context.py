@@ -120,6 +120,13 @@ def secure_cookies(request: Request) -> bool:
     return get_dashboard(request).services.settings.resolved_cookie_secure
 
 
+def cookies_lost_here(request: Request) -> bool:
+    """True when this page came over plain HTTP from a non-local name while cookies are Secure:
+    the browser will drop the session, so the sign-in forms say why (and what to set)."""
+    local = request.url.hostname in ("localhost", "127.0.0.1", "::1")
+    return secure_cookies(request) and request.url.scheme == "http" and not local
+
+
 def _binding(request: Request, viewer: Viewer | None) -> str | None:
     return viewer.token if viewer is not None else request.cookies.get(PRESESSION_COOKIE)
 
@@ -149,7 +156,7 @@ def render(
     values = dict(
         viewer=viewer, csrf_token=csrf_token(dash.secret, binding), flash=flash,
         base_url=str(request.base_url).rstrip("/"), path=request.url.path,
-        signup_mode=dash.services.settings.signup, **context,
+        signup_mode=dash.services.settings.signup, cookies_lost=cookies_lost_here(request), **context,
     )
     response = dash.templates.TemplateResponse(request, template, values, status_code=status)
     response.headers.update(SECURITY_HEADERS)
