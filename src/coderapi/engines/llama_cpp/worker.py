@@ -6,7 +6,10 @@ ones, admit waiting requests into free slots (FIFO, prefix-cache aware), plan on
 the step's events to their event loops in one `call_soon_threadsafe` per loop.
 
 Failures stay local: a request whose sampler cannot be built, whose sampling raises, or whose
-tokens make llama_decode fail gets the exception in its generator; the others keep going.
+tokens make a decode step fail (llama_decode returns an error, or the step raises) gets the
+exception in its generator; the others keep going. A failed batched step is undone in the KV cache
+and retried one sequence at a time, so only the sequence that fails alone is ended (an error
+event, then [DONE], on the API); the others finish their answers.
 """
 
 from __future__ import annotations
@@ -182,15 +185,21 @@ class Worker(threading.Thread):
         # Each sequence has its own KV stream of n_ctx_per_seq cells and never outgrows it (the
         # engine refuses longer prompts, generation stops at the limit), so idle prefix caches
         # never take room from a running sequence: a failure here is the batch's own.
-        rc = self._decode(parts)
+        try:
+            rc = self._decode(parts)
+        except Exception:
+            log.exception("decode step of %d sequence(s) raised", len(parts))
+            self._undo(parts)
+            rc = None
         if rc == 0:
             self._commit(parts)
         elif isolate and len(parts) > 1:  # find the culprit: retry each sequence alone
             for part in parts:
                 self._run_parts([part], isolate=False)
         else:
+            why = "raised" if rc is None else f"failed (code {rc})"
             for part in parts:
-                self._fail(part.seq, InternalError(f"llama_decode failed (code {rc})."))
+                self._fail(part.seq, InternalError(f"The inference engine's decode step {why}."))
 
     def _decode(self, parts: list[BatchPart]) -> int:
         batch = self._batch
@@ -211,10 +220,14 @@ class Worker(threading.Thread):
                 part.logits_index = i - 1
         batch.n_tokens = i
         rc = lc.llama_decode(self.ctx.ptr, batch)
-        if rc != 0:  # put the KV cache back as it was before the step
-            for part in parts:
-                self.ctx.seq_rm(part.seq.slot.seq_id, part.start_pos, -1)
+        if rc != 0:
+            self._undo(parts)
         return rc
+
+    def _undo(self, parts: list[BatchPart]) -> None:
+        """Put the KV cache back as it was before a failed step."""
+        for part in parts:
+            self.ctx.seq_rm(part.seq.slot.seq_id, part.start_pos, -1)
 
     def _commit(self, parts: list[BatchPart]) -> None:
         for part in parts:
