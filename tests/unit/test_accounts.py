@@ -218,18 +218,21 @@ async def test_last_used_is_stamped_at_most_once_a_minute(svc, clock):
 
 async def test_list_get_update_delete(svc, clock):
     user, first, _ = await _user_and_key(svc)
-    second, _ = await svc.create_key(user.id, name="ci")
+    second, _ = await svc.create_key(user.id, name="ci", scopes=["model:chat", "model:responses", "model:ocr"])
     assert [k.prefix for k in await svc.list_keys(user.id)] == [first.prefix, second.prefix]
     clock.now += timedelta(hours=1)
     updated = await svc.update_key(
-        user.id, first.prefix, name="renamed", scopes=["model:chat", "model:responses"],
+        user.id, second.prefix, name="renamed", scopes=["model:chat", "model:responses"],
         limit_threshold=25, limit_retention="month",
     )
     assert (updated.name, updated.scopes) == ("renamed", ("model:chat", "model:responses"))
     assert (updated.limit_threshold, updated.limit_retention) == (Decimal(25), "month")
-    assert updated.updated_at == clock.now and updated.created_at == first.created_at
-    cleared = await svc.update_key(user.id, first.prefix, limit_threshold=None, scopes=None)
+    assert updated.updated_at == clock.now and updated.created_at == second.created_at
+    cleared = await svc.update_key(user.id, second.prefix, limit_threshold=None, scopes=None)  # narrows here
     assert cleared.limit_threshold is None and cleared.scopes == ("model:chat",)
+    with pytest.raises(PermissionDenied) as widened:  # scopes may only shrink
+        await svc.update_key(user.id, second.prefix, scopes=["model:chat", "model:responses"])
+    assert widened.value.param == "scopes"
     with pytest.raises(InvalidRequest) as caught:
         await svc.update_key(user.id, first.prefix, prefix="zzzzzzzz")
     assert caught.value.param == "prefix"
