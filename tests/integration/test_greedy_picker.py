@@ -104,3 +104,15 @@ def test_strong_penalties_change_the_output(model_and_prompt):
                             frequency_penalty=0.7, presence_penalty=0.4)
     penalized, _ = run_both(model, prompt, strong)
     assert penalized != plain
+
+
+def test_picker_matches_chain_with_logit_bias_at_the_cap(model_and_prompt):
+    """300 entries (the protocol's cap), some on prompt tokens the penalties also touch."""
+    model, prompt = model_and_prompt
+    rng = np.random.default_rng(7)
+    tokens = list(dict.fromkeys(prompt[-30:])) + [int(t) for t in rng.choice(model.n_vocab, 400, replace=False)]
+    bias = {t: float(rng.uniform(-3, 3)) for t in list(dict.fromkeys(tokens))[:300]}
+    params = SamplingParams(max_tokens=STEPS, temperature=0.0, repetition_penalty=1.3, frequency_penalty=0.2,
+                            logit_bias=bias)
+    chain_tokens, picker_tokens = run_both(model, prompt, params)
+    assert picker_tokens == chain_tokens
