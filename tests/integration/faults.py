@@ -23,7 +23,7 @@ class Seen:
     request_id: str
     status: int | None = None  # HTTP status; None when the client hung up before the answer
     chunks: int = 0  # content chunks received
-    text: str = ""
+    text: str = field(default="", repr=False)
     finish_reason: str | None = None
     completion_tokens: int | None = None  # from the usage the server sent
     error: dict | None = None  # the error body, or the stream's error event
@@ -55,7 +55,7 @@ def chat_body(prompt: str, max_tokens: int, *, stream: bool = True, endless: boo
     return body
 
 
-def _read_event(seen: Seen, payload: str) -> None:
+def read_event(seen: Seen, payload: str) -> None:
     if payload == "[DONE]":
         seen.done = True
         return
@@ -89,7 +89,7 @@ async def stream_chat(client: httpx.AsyncClient, body: dict, request_id: str, cu
             return seen  # leaving the block unread closes the connection
         async for line in response.aiter_lines():
             if line.startswith("data: "):
-                _read_event(seen, line[6:])
+                read_event(seen, line[6:])
             if cut_after is not None and seen.chunks >= cut_after and not seen.done:
                 seen.cut = True
                 return seen
@@ -108,7 +108,7 @@ def post_chat(base: str, key: str, body: dict, request_id: str, timeout: float =
         elif body.get("stream"):
             for line in response.iter_lines():
                 if line.startswith("data: "):
-                    _read_event(seen, line[6:])
+                    read_event(seen, line[6:])
         else:
             data = json.loads(response.read())
             seen.text = data["choices"][0]["message"]["content"] or ""

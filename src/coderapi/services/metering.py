@@ -18,7 +18,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from coderapi.backends.base import RequestTally
 from coderapi.config import ModelSpec
-from coderapi.errors import CoderapiError
+from coderapi.errors import CoderapiError, ServiceUnavailable
 from coderapi.services.accounts import Principal, UsageRecord
 from coderapi.services.metrics import UNKNOWN_MODEL_LABEL, ServingMetrics
 from coderapi.services.reservations import CostReservations
@@ -28,6 +28,8 @@ log = logging.getLogger("coderapi.metering")
 
 CHARGED_STATUSES = ("success", "cancelled")
 _MILLION = Decimal(1_000_000)
+# Seconds between attempts to write a usage row while the database is unavailable (about 5 minutes in all).
+RECORD_RETRY_DELAYS = (0.5, 1, 2, 4) + (8,) * 36
 
 
 def request_cost(spec: ModelSpec | None, tally: RequestTally) -> Decimal:
@@ -159,10 +161,16 @@ class Metering:
                 await settle(used)
         except Exception:
             log.exception("could not settle the rate limit of %s", record.request_id)
-        try:
-            await self._ledger.settle(record, reservation_id)
-        except Exception:
-            log.exception("could not record usage for %s", record.request_id)
+        for delay in RECORD_RETRY_DELAYS:  # a locked or unreachable database: wait, the row must not be lost
+            try:
+                await self._ledger.settle(record, reservation_id)
+                return
+            except ServiceUnavailable:
+                await asyncio.sleep(delay)
+            except Exception:
+                log.exception("could not record usage for %s", record.request_id)
+                return
+        log.error("usage for %s not recorded: the database stayed unavailable (%r)", record.request_id, record)
 
     def _observe(self, scope: MeterScope, status: str, now: float) -> None:
         # Labels come from the registry only: a caller's made-up model name must not add a series.
