@@ -122,6 +122,9 @@ class UpstreamBackend:
                             continue
                         chunk.usage = None
                 yield chunk
+        except httpx.TransportError as exc:  # the replica died or the connection broke mid-stream
+            self._pool.mark_failed(replica)
+            raise stream_failed(replica.base_url, repr(exc)) from exc
         finally:
             if not streamed.reported:  # cut short, or no usage sent: count it here, before recording
                 tally.count_later = lambda: self._count_locally(request, streamed.text(), tally)
