@@ -11,8 +11,20 @@ from coderapi.api.openapi import error_responses
 
 router = APIRouter(tags=["operations"])
 
+_HEALTH = {
+    "type": "object", "required": ["status", "models"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "loading"]},
+        "models": {"type": "object", "additionalProperties": {"type": "boolean"}},
+    },
+}
+_HEALTH_RESPONSES = {
+    200: {"description": "Every model is loaded", "content": {"application/json": {"schema": _HEALTH}}},
+    503: {"description": "Models still loading (Retry-After)", "content": {"application/json": {"schema": _HEALTH}}},
+}
 
-@router.get("/health", summary="200 once every model is loaded, else 503")
+
+@router.get("/health", summary="200 once every model is loaded, else 503", responses=_HEALTH_RESPONSES)
 async def health(services: ServicesDep) -> JSONResponse:
     models = {m.spec.id: m.backend.ready for m in services.registry.models}
     ready = all(models.values())
