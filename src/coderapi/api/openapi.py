@@ -43,13 +43,15 @@ _ERROR_DESCRIPTIONS = {
     422: "The request is well-formed but cannot be processed",
     429: "Rate limited: retry after the Retry-After header's seconds",
     502: "The upstream server failed",
-    503: "Overloaded or the model is still loading: retry after the Retry-After header's seconds",
+    503: "Overloaded, the model still loading or the database busy: retry after the Retry-After header's seconds",
 }
 
-AUTH_ERRORS = (401,)
-MANAGEMENT_ERRORS = (400, 401, 403, 429)
-BODY_ERRORS = (400, 401, 403, 413, 429)
-INFERENCE_ERRORS = (400, 401, 403, 404, 413, 429, 502, 503)
+# What every route that takes a key can answer: unknown key, disabled key (or key of the wrong kind
+# or scope), database busy. Routes add their own: 400, 404, 413 (a body), 429 (rate-limited routes).
+AUTH_ERRORS = (401, 403, 503)
+MANAGEMENT_ERRORS = AUTH_ERRORS
+BODY_ERRORS = (400, *AUTH_ERRORS, 413)
+INFERENCE_ERRORS = (*BODY_ERRORS, 404, 429, 502)
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -14,7 +14,9 @@ from coderapi.services.billing import credits
 router = APIRouter(tags=["billing"])
 
 
-@router.get("/v1/billing/balance", summary="Your account's balance in credits", responses=error_responses(*MANAGEMENT_ERRORS))
+@router.get(
+    "/v1/billing/balance", summary="Your account's balance in credits", responses=error_responses(*MANAGEMENT_ERRORS)
+)
 async def balance(principal: ReadBilling, services: ServicesDep) -> dict:
     report = await services.billing.balance(principal.user_id)
     return {

@@ -36,7 +36,7 @@ def _row(entry: LogEntry) -> dict:
 
 @router.get(
     "/v2/logs", summary="The request log: filters by key, model, status and window; paginated",
-    responses=error_responses(*MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
+    responses=error_responses(400, *MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
 )
 async def logs(
     request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,

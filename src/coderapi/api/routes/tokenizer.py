@@ -19,7 +19,7 @@ router = APIRouter(tags=["tokenizer"])
 @router.post(
     "/tokenize", response_model=TokenizeResponse, summary="Token ids of a prompt or of chat messages",
     openapi_extra=openapi_body(TokenizeRequest),
-    responses=error_responses(*BODY_ERRORS, 404),
+    responses=error_responses(*BODY_ERRORS, 404, 429),
 )
 async def tokenize(
     request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
@@ -31,7 +31,7 @@ async def tokenize(
 @router.post(
     "/detokenize", response_model=DetokenizeResponse, summary="Text of token ids",
     openapi_extra=openapi_body(DetokenizeRequest),
-    responses=error_responses(*BODY_ERRORS, 404),
+    responses=error_responses(*BODY_ERRORS, 404, 429),
 )
 async def detokenize(
     request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep

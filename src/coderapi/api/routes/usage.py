@@ -50,7 +50,7 @@ def _group(group: UsageGroup) -> dict:
 
 @router.get(
     "/v2/usage", summary="Total spend over a window, for one key or the whole account",
-    responses=error_responses(*MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
+    responses=error_responses(400, *MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
 )
 async def usage(
     request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,
@@ -64,7 +64,7 @@ async def usage(
 
 @router.get(
     "/v2/usage/detail", summary="Spend over a window with a per-model breakdown and optional groups",
-    responses=error_responses(*MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
+    responses=error_responses(400, *MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
 )
 async def usage_detail(
     request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,
