@@ -5,7 +5,8 @@ schema converter once wrote for `"maxLength": 20000`) overflows the worker threa
 whole process dies with SIGSEGV. Measured on the vendored llama.cpp (0.3.36, 8 MiB thread stack):
 nested groups crash between 18,000 and 20,000 levels (llama.cpp refuses them from about 2,000 on,
 but only after recursing); a chain of 20,000 leftmost rule references takes 11 s to initialise
-(quadratic); a chain of 1,000 nullable leftmost references costs 1.7 s of sampling per token.
+(quadratic); a chain of 1,000 nullable leftmost references costs 1.7 s of sampling per token, and
+an object of 127 optional properties (the converter chains them) 30 times what 127 required cost.
 `{m,n}` repeats are expanded by llama.cpp into n-m flat rules (no recursion per repetition), but
 an upper bound over 2,000 is silently dropped (the repeat becomes unbounded), so bounds over
 `max_repeat` are refused here rather than loosened.
@@ -30,7 +31,7 @@ class GrammarLimits:
     max_rules: int = 20_000  # rules and repeated items once llama.cpp has expanded groups and repeats
     max_group_depth: int = 256  # nested ( ); the parser recursed ~400 bytes of stack per level
     max_repeat: int = 2_000  # {m,n} bounds; llama.cpp drops an upper bound above 2,000
-    max_left_depth: int = 128  # leftmost rule-reference chain (sampling cost grows with it)
+    max_left_depth: int = 64  # leftmost rule-reference chain: 127 optional properties cost 30x per token
 
 
 class GrammarTooLarge(ValueError):
