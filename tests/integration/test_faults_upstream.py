@@ -118,7 +118,8 @@ def test_a_replica_killed_in_mid_stream(gateway):
     on_b = [s for s in streams if _served_by(s) == "B"]
     assert on_a and on_b, [s.text[:8] for s in streams]
     for s in on_a:  # started on A: an error event, then [DONE]
-        assert s.status == 200 and s.error is not None and s.error["type"] == "upstream_error" and s.done, s
+        assert s.status == 200 and s.done and s.error is not None, s
+        assert s.error["type"] == "upstream_error" and s.error["code"] == "upstream_stream_error", s
     for s in on_b:
         assert s.error is None and s.done and s.completion_tokens == 200, s
     # Not yet streaming when A died: failed over, no failure at all.
