@@ -173,3 +173,28 @@ def test_streamed_answers_are_documented_events(api_schema, fuzzed: Platform, pa
     assert response.headers["content-type"][0].startswith("text/event-stream")
     assert response.text.rstrip().endswith("data: [DONE]")
     assert ('"error"' in response.text) == ("fail after" in str(body))
+
+
+EXPLICIT = [
+    ("GET", "/v2/usage", {"query": {"period": "7d"}}),
+    ("GET", "/v2/usage/detail", {"query": {"period": "7d", "group_by": "day"}}),
+    ("GET", "/v2/usage/detail", {"query": {"period": "7d", "group_by": "day,model"}}),
+    ("GET", "/v2/logs", {"query": {"limit": 5}}),
+    ("GET", "/v1/keys", {}),
+    ("GET", "/v1/key", {}),
+    ("GET", "/v1/billing/balance", {}),
+    ("POST", "/v1/keys", {"body": {"name": "limited", "limit": {"threshold": 5, "retention": "day"}}}),
+    ("POST", "/v1/keys", {"body": {}}),
+    ("GET", "/v1/models", {}),
+    ("GET", "/v1/models/{model_id}", {"path_parameters": {"model_id": SERVED_ID}}),
+]
+
+
+@pytest.mark.parametrize("method, path, parts", EXPLICIT, ids=[f"{m} {p} {parts}" for m, p, parts in EXPLICIT])
+def test_successful_answers_fit_their_documented_schemas(api_schema, fuzzed: Platform, method, path, parts):
+    """The answers the fuzzer rarely reaches (a valid group_by, a log with rows, a key with a limit)."""
+    fuzzed.client().chat.completions.create(model=SERVED_ID, messages=[{"role": "user", "content": "hi"}])
+    media_type = "application/json" if "body" in parts else None
+    case = api_schema[path][method].Case(media_type=media_type, **parts)
+    response = case.call_and_validate(headers=_headers(fuzzed, path, "key"), checks=CHECKS, timeout=30)
+    assert response.status_code == 200, response.text

@@ -117,6 +117,19 @@ def _drop_fastapi_422(document: dict[str, Any]) -> None:
         document.get("components", {}).get("schemas", {}).pop(name, None)
 
 
+def _drop_free_form_siblings(document: dict[str, Any]) -> None:
+    """A route that returns a `dict` gets FastAPI's free-form object schema; where `responses=`
+    documents the answer (api/answers.py), FastAPI merges the two: keep the documented `$ref` only."""
+    free_form = {"type", "additionalProperties", "title"}
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            for response in operation.get("responses", {}).values():
+                for media in response.get("content", {}).values():
+                    schema = media.get("schema", {})
+                    if "$ref" in schema and schema.get("additionalProperties") is True and set(schema) - {"$ref"} <= free_form:
+                        media["schema"] = {"$ref": schema["$ref"]}
+
+
 def build_document(app: FastAPI) -> dict[str, Any]:
     document = get_openapi(
         title=app.title, version=app.version, openapi_version=app.openapi_version, summary=app.summary,
@@ -127,6 +140,7 @@ def build_document(app: FastAPI) -> dict[str, Any]:
     if components:
         document.setdefault("components", {})["schemas"] = dict(sorted(components.items()))
     _drop_fastapi_422(document)
+    _drop_free_form_siblings(document)
     return document
 
 

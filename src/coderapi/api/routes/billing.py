@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from coderapi.api.deps import ServicesDep
+from coderapi.api.answers import Balance, answer
 from coderapi.api.framing import iso_z
 from coderapi.api.openapi import MANAGEMENT_ERRORS, error_responses
 from coderapi.api.platform_deps import ReadBilling
@@ -15,7 +16,8 @@ router = APIRouter(tags=["billing"])
 
 
 @router.get(
-    "/v1/billing/balance", summary="Your account's balance in credits", responses=error_responses(*MANAGEMENT_ERRORS)
+    "/v1/billing/balance", summary="Your account's balance in credits",
+    responses={**answer(Balance), **error_responses(*MANAGEMENT_ERRORS)},
 )
 async def balance(principal: ReadBilling, services: ServicesDep) -> dict:
     report = await services.billing.balance(principal.user_id)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from coderapi.api.deps import PrincipalDep, ServicesDep
+from coderapi.api.answers import CreatedKey, DeletedKey, KeyAnswer, KeyList, answer
 from coderapi.api.framing import iso_z, usd
 from coderapi.api.openapi import AUTH_ERRORS, BODY_ERRORS, MANAGEMENT_ERRORS, error_responses, openapi_body
 from coderapi.api.platform_deps import ManageKeys
@@ -63,7 +64,7 @@ def _put_fields(body: KeyUpdate) -> dict:
 
 @router.post(
     "/v1/keys", summary="Create an inference API key; its secret is in this answer only",
-    openapi_extra=openapi_body(KeyCreate, required=False), responses=error_responses(*BODY_ERRORS),
+    openapi_extra=openapi_body(KeyCreate, required=False), responses={**answer(CreatedKey), **error_responses(*BODY_ERRORS)},
 )
 async def create_key(request: Request, principal: ManageKeys, services: ServicesDep) -> JSONResponse:
     body = parse_platform_body(KeyCreate, await request.body(), empty_ok=True)
@@ -76,19 +77,24 @@ async def create_key(request: Request, principal: ManageKeys, services: Services
     return JSONResponse({"data": data}, headers={"cache-control": "no-store"})
 
 
-@router.get("/v1/keys", summary="List your API keys, oldest first", responses=error_responses(*MANAGEMENT_ERRORS))
+@router.get(
+    "/v1/keys", summary="List your API keys, oldest first",
+    responses={**answer(KeyList), **error_responses(*MANAGEMENT_ERRORS)},
+)
 async def list_keys(principal: ManageKeys, services: ServicesDep) -> dict:
     return {"data": [key_data(k) for k in await services.accounts.list_keys(principal.user_id)]}
 
 
-@router.get("/v1/key", summary="The key you are calling with", responses=error_responses(*AUTH_ERRORS))
+@router.get(
+    "/v1/key", summary="The key you are calling with", responses={**answer(KeyAnswer), **error_responses(*AUTH_ERRORS)}
+)
 async def this_key(principal: PrincipalDep, services: ServicesDep) -> dict:
     return {"data": key_data(await services.accounts.get_key(principal.user_id, principal.key_prefix))}
 
 
 @router.patch(
     "/v1/keys/{prefix}", summary="Change some of a key's properties", openapi_extra=openapi_body(KeyUpdate),
-    responses=error_responses(*BODY_ERRORS, 404),
+    responses={**answer(KeyAnswer), **error_responses(*BODY_ERRORS, 404)},
 )
 async def patch_key(prefix: str, request: Request, principal: ManageKeys, services: ServicesDep) -> dict:
     body = parse_platform_body(KeyUpdate, await request.body())
@@ -98,7 +104,7 @@ async def patch_key(prefix: str, request: Request, principal: ManageKeys, servic
 
 @router.put(
     "/v1/keys/{prefix}", summary="Replace a key's properties (fields left out take their defaults)",
-    openapi_extra=openapi_body(KeyUpdate), responses=error_responses(*BODY_ERRORS, 404),
+    openapi_extra=openapi_body(KeyUpdate), responses={**answer(KeyAnswer), **error_responses(*BODY_ERRORS, 404)},
 )
 async def put_key(prefix: str, request: Request, principal: ManageKeys, services: ServicesDep) -> dict:
     body = parse_platform_body(KeyUpdate, await request.body())
@@ -108,7 +114,7 @@ async def put_key(prefix: str, request: Request, principal: ManageKeys, services
 
 @router.delete(
     "/v1/keys/{prefix}", summary="Delete a key; it stops working at once",
-    responses=error_responses(*MANAGEMENT_ERRORS, 404),
+    responses={**answer(DeletedKey), **error_responses(*MANAGEMENT_ERRORS, 404)},
 )
 async def delete_key(prefix: str, principal: ManageKeys, services: ServicesDep) -> dict:
     await services.accounts.delete_key(principal.user_id, prefix)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 
 from coderapi.api.deps import ServicesDep
+from coderapi.api.answers import LogPage, answer
 from coderapi.api.framing import iso_z, usd
 from coderapi.api.openapi import MANAGEMENT_ERRORS, error_responses
 from coderapi.api.platform_deps import ReadUsage
@@ -36,7 +37,7 @@ def _row(entry: LogEntry) -> dict:
 
 @router.get(
     "/v2/logs", summary="The request log: filters by key, model, status and window; paginated",
-    responses=error_responses(400, *MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
+    responses={**answer(LogPage), **error_responses(400, *MANAGEMENT_ERRORS, 404)},  # 404: unknown key_prefix
 )
 async def logs(
     request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from coderapi.api.deps import ServicesDep, bearer_secret
+from coderapi.api.answers import Catalogue, CatalogueEntry, answer
 from coderapi.api.openapi import error_responses
 from coderapi.errors import AuthenticationFailed, PermissionDenied
 
@@ -29,12 +30,18 @@ async def caller_is_admin(request: Request, services: ServicesDep) -> bool:
 AdminCallerDep = Annotated[bool, Depends(caller_is_admin)]
 
 
-@router.get("/v1/models", summary="List served models, their aliases and the weights behind each id")
+@router.get(
+    "/v1/models", summary="List served models, their aliases and the weights behind each id",
+    responses=answer(Catalogue),
+)
 @router.get("/models", include_in_schema=False)
 async def list_models(services: ServicesDep, admin: AdminCallerDep) -> dict:
     return {"object": "list", "data": services.registry.catalogue(admin=admin)}
 
 
-@router.get("/v1/models/{model_id:path}", summary="One model of the catalogue", responses=error_responses(404))
+@router.get(
+    "/v1/models/{model_id:path}", summary="One model of the catalogue",
+    responses={**answer(CatalogueEntry), **error_responses(404)},
+)
 async def get_model(model_id: str, services: ServicesDep, admin: AdminCallerDep) -> dict:
     return services.registry.catalogue_entry(model_id, admin=admin)

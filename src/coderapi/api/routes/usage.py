@@ -8,6 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from coderapi.api.deps import ServicesDep
+from coderapi.api.answers import UsageDetail, UsageSummary, answer
 from coderapi.api.framing import iso_z, usd
 from coderapi.api.openapi import MANAGEMENT_ERRORS, error_responses
 from coderapi.api.platform_deps import ReadUsage
@@ -50,7 +51,7 @@ def _group(group: UsageGroup) -> dict:
 
 @router.get(
     "/v2/usage", summary="Total spend over a window, for one key or the whole account",
-    responses=error_responses(400, *MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
+    responses={**answer(UsageSummary), **error_responses(400, *MANAGEMENT_ERRORS, 404)},  # 404: unknown key_prefix
 )
 async def usage(
     request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,
@@ -64,7 +65,7 @@ async def usage(
 
 @router.get(
     "/v2/usage/detail", summary="Spend over a window with a per-model breakdown and optional groups",
-    responses=error_responses(400, *MANAGEMENT_ERRORS, 404),  # 404: an unknown key_prefix
+    responses={**answer(UsageDetail), **error_responses(400, *MANAGEMENT_ERRORS, 404)},  # 404: unknown key_prefix
 )
 async def usage_detail(
     request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,
