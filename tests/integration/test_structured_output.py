@@ -33,6 +33,8 @@ SCHEMAS = [
      _obj({"tags": {"type": "array", "items": _STR, "minItems": 1, "maxItems": 4}})),
     ("sentiment_enum", "Classify: 'I love this library!'",
      _obj({"sentiment": {"enum": ["positive", "negative", "neutral"]}, "confidence": _NUM})),
+    ("large_enum", "Which Python standard-library module parses JSON?",  # a prefix tree of 1,000 values
+     _obj({"module": {"enum": ["json"] + [f"mod_{i:03d}_{c}" for i in range(333) for c in "xyz"]}})),
     ("booleans", "Is 17 a prime number? Is it even?", _obj({"number": _INT, "is_prime": _BOOL, "is_even": _BOOL})),
     ("todo_list", "Plan three tasks for fixing a bug.",
      _obj({"tasks": {"type": "array", "maxItems": 3, "items": _obj({"title": _STR, "done": _BOOL})}})),

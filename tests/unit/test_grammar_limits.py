@@ -203,3 +203,23 @@ def test_the_scanner_reads_gbnf_as_llama_cpp_does():
     check_gbnf(text, "p")
     with pytest.raises(InvalidRequest, match="undefined"):
         check_gbnf("root ::= missing\n", "p")
+
+
+def _tools(count: int, properties: int):
+    from coderapi.protocol.chat import Tool
+
+    props = {f"p{i}": {"type": "string"} for i in range(properties)}
+    return [
+        Tool.model_validate({"type": "function", "function": {
+            "name": f"f{i}", "parameters": {"type": "object", "properties": props}}})
+        for i in range(count)
+    ]
+
+
+def test_all_tools_together_are_held_to_one_schemas_budget():
+    from coderapi.backends.local.grammars import check_tools
+
+    check_tools(_tools(128, 30))  # 3,840 properties in all: fine
+    with pytest.raises(InvalidRequest) as refused:
+        check_tools(_tools(128, 60))  # each tool is small; together 7,680 properties
+    assert refused.value.param == "tools" and "in all" in refused.value.message

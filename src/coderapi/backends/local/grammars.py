@@ -103,11 +103,18 @@ def response_format_grammar(
 
 
 def check_tools(tools: list[Tool] | None) -> None:
+    """Each tool's schema within one schema's limits, and all of them together too: jsonschema's
+    check costs ~15 ms per 20 properties, so the request as a whole is held to one schema's budget."""
     names = set()
     for index, tool in enumerate(tools or []):
         if tool.function.name in names:
             raise InvalidRequest(f"tools[{index}]: function {tool.function.name!r} is defined twice", param="tools")
         names.add(tool.function.name)
+        if isinstance(tool.function.parameters, dict):
+            check_schema_limits(tool.function.parameters, tool_param(index))
+    if tools:
+        check_schema_limits({"anyOf": [t.function.parameters or {} for t in tools]}, "tools")
+    for index, tool in enumerate(tools or []):
         check_schema(tool.function.parameters, tool_param(index), tool_param(index))
 
 

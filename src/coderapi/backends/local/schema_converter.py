@@ -5,6 +5,7 @@ Imported only where llama_cpp is installed. `visit` handles, before delegating t
 - `integer`/`number` with minimum/maximum/exclusive*/multipleOf: the automaton of numeric_grammar;
 - arrays with `uniqueItems: true` over a finite item domain (enum/const/boolean/null, at most 8
   values): one rule per set of values already used;
+- `enum` as a prefix tree (enum_trie.py: the sampler's cost no longer grows with the values);
 - `type` lists: each type keeps the schema's other keywords (the base class drops them);
 - arrays with minItems/maxItems and no `items`: any JSON values (the base class ignores the counts);
 - minLength/maxLength and minItems/maxItems as GBNF `{m,n}` repeats: the base class writes
@@ -21,6 +22,7 @@ from typing import Any
 from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
 
 from coderapi.backends.local.automaton import render_gbnf
+from coderapi.backends.local.enum_trie import trie_alternation
 from coderapi.backends.local.numeric_grammar import NUMERIC_KEYWORDS, NumericSchemaError, number_automaton
 from coderapi.backends.local.schema_support import finite_domain
 
@@ -47,6 +49,9 @@ class BoundedSchemaConverter(SchemaConverter):
             if "const" in schema or "enum" in schema:
                 return super().visit({k: v for k, v in schema.items() if k != "type"}, name)
             return self._add_rule(rule_name, self._generate_union_rule(name, [{**schema, "type": t} for t in kind]))
+        if "enum" in schema and "const" not in schema and isinstance(schema["enum"], list) and schema["enum"]:
+            texts = [json.dumps(value) for value in schema["enum"]]
+            return self._add_rule(rule_name, trie_alternation(texts, self._format_literal))
         if "const" in schema or "enum" in schema:
             return super().visit(schema, name)
         if kind in ("integer", "number") and any(k in schema for k in NUMERIC_KEYWORDS):
