@@ -51,7 +51,7 @@ def _fire(platform, key: str, body: bytes, count: int) -> list[httpx.Response]:
 
 def _held(platform) -> list:
     with platform.services.db.session() as session:
-        return session.query(CostReservation).all()
+        return session.query(CostReservation).filter(CostReservation.settled_at.is_(None)).all()
 
 
 def test_concurrent_requests_cannot_take_the_balance_below_zero(platform):

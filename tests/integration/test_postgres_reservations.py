@@ -98,7 +98,9 @@ def _seed(services, credit: Decimal | None, **key_fields) -> tuple[int, str]:
 def _rows(services, user_id: int) -> tuple[list, list]:
     with services.db.session() as session:
         usage = session.query(UsageEvent).filter(UsageEvent.user_id == user_id).all()
-        held = session.query(CostReservation).filter(CostReservation.user_id == user_id).all()
+        held = session.query(CostReservation).filter(
+            CostReservation.user_id == user_id, CostReservation.settled_at.is_(None)
+        ).all()
         return usage, held
 
 

@@ -16,7 +16,8 @@ from coderapi.services.accounts import AccountService, UsageRecord
 from coderapi.services.reservations import CostReservations
 from coderapi.services.spending import PeriodSpend
 from coderapi.store.database import Database
-from coderapi.store.tables import CostReservation
+from coderapi.crud.reservations import SETTLED_KEPT
+from coderapi.store.tables import CostReservation, UsageEvent
 from tests.clock import FixedClock
 
 TTL = 600
@@ -41,8 +42,9 @@ def setup(tmp_path):
 
 
 def _holds(db) -> int:
+    """Holds not yet settled (settled rows linger a while, holding nothing)."""
     with db.session() as session:
-        return session.query(CostReservation).count()
+        return session.query(CostReservation).filter(CostReservation.settled_at.is_(None)).count()
 
 
 def test_holds_count_until_settled(setup):
@@ -76,3 +78,29 @@ def test_a_hold_lapses_after_its_time_to_live(setup):
     clock.now += timedelta(seconds=TTL + 1)
     asyncio.run(ledger.reserve(unlimited, "r2", Decimal("0.5")))
     assert _holds(db) == 1  # the lapsed hold was purged, the new one kept
+
+
+def test_a_retried_settlement_charges_nothing_twice(setup):
+    """A usage write is retried when the database fails; if the first try committed but its
+    acknowledgement was lost, the retry must not write a second row or debit twice."""
+    db, _, accounts, ledger, principal = setup
+    hold = asyncio.run(ledger.reserve(replace(principal, limit_threshold=None), "r1", Decimal("0.5")))
+    record = UsageRecord("r1", principal.user_id, principal.key_id, principal.key_prefix, "m", "chat.completions",
+                         cost=Decimal("0.2"))
+    assert asyncio.run(ledger.settle(record, hold)) is not None
+    assert asyncio.run(ledger.settle(record, hold)) is None
+    with db.session() as session:
+        assert session.query(UsageEvent).filter(UsageEvent.request_id == "r1").count() == 1
+    assert asyncio.run(accounts.balance(principal.user_id)) == Decimal("0.8")
+
+
+def test_settled_rows_are_purged_after_they_are_kept(setup):
+    db, clock, _, ledger, principal = setup
+    unlimited = replace(principal, limit_threshold=None)
+    hold = asyncio.run(ledger.reserve(unlimited, "r1", Decimal("0.1")))
+    record = UsageRecord("r1", principal.user_id, principal.key_id, principal.key_prefix, "m", "chat.completions")
+    asyncio.run(ledger.settle(record, hold))
+    clock.now += SETTLED_KEPT + timedelta(seconds=1)
+    asyncio.run(ledger.reserve(unlimited, "r2", Decimal("0.1")))
+    with db.session() as session:
+        assert [r.request_id for r in session.query(CostReservation).all()] == ["r2"]

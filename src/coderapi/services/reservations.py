@@ -45,8 +45,9 @@ class CostReservations:
         """Hold `amount` USD for the request, or raise QuotaExceeded holding nothing; the hold's id."""
         return await asyncio.to_thread(self._reserve, principal, request_id, to_money(amount))
 
-    async def settle(self, record: UsageRecord, reservation_id: int | None) -> int:
-        """Write the usage row, debit its cost and drop the hold, in one transaction; the row's id."""
+    async def settle(self, record: UsageRecord, reservation_id: int | None) -> int | None:
+        """Write the usage row, debit its cost and release the hold, in one transaction; the row's
+        id, or None when this reservation was settled already (a retry: nothing is charged twice)."""
         return await asyncio.to_thread(self._settle, record, reservation_id)
 
     def _reserve(self, principal: Principal, request_id: str, amount: Decimal) -> int:
@@ -69,17 +70,17 @@ class CostReservations:
                 amount=amount, now=now, expires_at=now + self._ttl,
             )
 
-    def _settle(self, record: UsageRecord, reservation_id: int | None) -> int:
+    def _settle(self, record: UsageRecord, reservation_id: int | None) -> int | None:
         cost = to_money(record.cost)
         now = self._now()
         with self._db.session() as session:
             # The lock first, as reserving takes it: one lock order, no deadlock on PostgreSQL.
             crud.reservations.lock_user(session, record.user_id)
+            if reservation_id is not None and not crud.reservations.mark_settled(session, reservation_id, now):
+                return None  # an earlier try committed, but its acknowledgement was lost
             event = crud.usage.insert(session, **{**vars(record), "cost": cost, "created_at": now})
             if cost:
                 crud.users.adjust_balance(session, record.user_id, -cost)
-            if reservation_id is not None:
-                crud.reservations.remove(session, reservation_id)
             return event.id
 
 

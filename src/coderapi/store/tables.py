@@ -179,8 +179,9 @@ class CreditGrant(Base):
 class CostReservation(Base):
     """Money held for one admitted request until it ends (see `coderapi.services.reservations`).
 
-    A row lives from admission to settlement; `expires_at` lets the hold of a gateway that
-    crashed mid-request lapse on its own."""
+    A row holds money from admission to settlement (`settled_at`), then lingers a while (see
+    crud.reservations.SETTLED_KEPT) so a retried settlement is recognised; `expires_at` lets the
+    hold of a gateway that crashed mid-request lapse on its own."""
 
     __tablename__ = "cost_reservations"
     __table_args__ = (
@@ -195,6 +196,9 @@ class CostReservation(Base):
     amount: Mapped[Decimal] = mapped_column(MONEY)  # USD, the request's worst-case cost
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set when the request is settled; the row stays a while so a retried settlement (a commit
+    # whose acknowledgement was lost) finds it and charges nothing twice.
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class WebSession(Base):

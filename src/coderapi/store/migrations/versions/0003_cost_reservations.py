@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("amount", MONEY, nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
         sa.Column("expires_at", TIMESTAMP, nullable=False),
+        sa.Column("settled_at", TIMESTAMP, nullable=True),
     )
     op.create_index(
         "ix_cost_reservations_user_id_expires_at", "cost_reservations", ["user_id", "expires_at"]
