@@ -9,18 +9,16 @@ CODERAPI_TEST_POSTGRES_URL): the app reaches it through a TCP relay on loopback 
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import sqlite3
 import threading
-import uuid
 
 import httpx
 import openai
 import pytest
 
 from tests.api.conftest import ALIAS_ID, launch, make_account
-from tests.conftest import require_or_skip
+from tests.integration.postgres import fresh_schema
 from tests.integration.faults import Seen, new_id, post_chat, reconcile, rows_from_database, stream_chat
 
 LONG_REPLY = "x" * 1500  # the scripted engine repeats it a token at a time: a stream of a few seconds
@@ -164,18 +162,14 @@ class TcpRelay:
 
 @pytest.mark.postgres
 def test_postgres_unreachable_answers_503(tmp_path):
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    with fresh_schema("coderapi_faults") as schema:
+        _postgres_unreachable(tmp_path, schema)
 
-    admin_url = os.environ.get("CODERAPI_TEST_POSTGRES_URL", "")
-    require_or_skip(bool(admin_url), "set CODERAPI_TEST_POSTGRES_URL to run the PostgreSQL tests")
-    url = make_url(admin_url)
-    schema = f"coderapi_faults_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+def _postgres_unreachable(tmp_path, schema) -> None:
+    url = schema.url
     relay = TcpRelay((url.host or "127.0.0.1", url.port or 5432))
-    relayed = url.set(host="127.0.0.1", port=relay.port).update_query_dict({"options": f"-csearch_path={schema}"})
+    relayed = url.set(host="127.0.0.1", port=relay.port)
     try:
         with launch(tmp_path, database_url=relayed.render_as_string(hide_password=False),
                     database_timeout_seconds=2) as platform:
@@ -194,6 +188,3 @@ def test_postgres_unreachable_answers_503(tmp_path):
                       unmetered={s.request_id for s in refused})
     finally:
         relay.cut()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()

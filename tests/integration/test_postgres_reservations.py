@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +16,6 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from coderapi.app import create_app
 from coderapi.engines.fake import FakeEngine
@@ -26,10 +23,9 @@ from coderapi.protocol.chat import ChatCompletionRequest
 from coderapi.services.cost_estimate import worst_case_cost
 from coderapi.store.tables import CostReservation, UsageEvent
 from tests.api.conftest import ALIAS_ID, make_settings
-from tests.conftest import require_or_skip
+from tests.integration.postgres import fresh_schema
 from tests.servers import serve_in_thread
 
-POSTGRES_URL = os.environ.get("CODERAPI_TEST_POSTGRES_URL")
 CONCURRENT = 20
 AFFORDABLE = 3
 BUDGET = 1500
@@ -39,16 +35,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def schema_url():
-    require_or_skip(bool(POSTGRES_URL), "set CODERAPI_TEST_POSTGRES_URL to run the PostgreSQL tests")
-    schema = f"coderapi_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False)
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with fresh_schema() as schema:
+        yield schema.dsn
 
 
 @pytest.fixture

@@ -8,37 +8,25 @@ Each test works in a schema of its own, dropped afterwards, so the database is l
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
 
 from coderapi.services.accounts import AccountService, UsageRecord
 from coderapi.store.database import Database
-from tests.conftest import require_or_skip
+from tests.integration.postgres import fresh_schema
 
-POSTGRES_URL = os.environ.get("CODERAPI_TEST_POSTGRES_URL")
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def schema_url():
-    require_or_skip(bool(POSTGRES_URL), "set CODERAPI_TEST_POSTGRES_URL to run the PostgreSQL tests")
-    schema = f"coderapi_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    yield url.render_as_string(hide_password=False), schema
-    with admin.begin() as connection:
-        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with fresh_schema() as schema:
+        yield schema.dsn, schema.name
 
 
 def _head() -> str:

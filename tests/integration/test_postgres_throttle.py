@@ -8,21 +8,16 @@ Set CODERAPI_TEST_POSTGRES_URL (.ci/run does); each test works in a schema of it
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from coderapi.errors import InvalidRequest
 from coderapi.services.accounts import AccountService
 from coderapi.store.database import Database
 from coderapi.web.throttle import AuthThrottle
-from tests.conftest import require_or_skip
+from tests.integration.postgres import fresh_schema
 
-POSTGRES_URL = os.environ.get("CODERAPI_TEST_POSTGRES_URL")
 
 pytestmark = pytest.mark.postgres
 
@@ -30,23 +25,15 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def gateways():
     """Two Database handles (two gateways) on one fresh schema."""
-    require_or_skip(bool(POSTGRES_URL), "set CODERAPI_TEST_POSTGRES_URL to run the PostgreSQL tests")
-    schema = f"coderapi_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    url = url.render_as_string(hide_password=False)
-    dbs = [Database(url), Database(url)]
-    dbs[0].upgrade()
-    try:
-        yield dbs
-    finally:
-        for db in dbs:
-            db.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema() as schema:
+        url = schema.dsn
+        dbs = [Database(url), Database(url)]
+        dbs[0].upgrade()
+        try:
+            yield dbs
+        finally:
+            for db in dbs:
+                db.dispose()
 
 
 def test_concurrent_sign_in_attempts_from_two_gateways_get_exactly_the_limit(gateways):
