@@ -115,7 +115,29 @@ class Database:
             ) from exc
 
     def upgrade(self, revision: str = "head") -> None:
-        """Apply the Alembic migrations up to `revision` (the schema's only source of truth)."""
+        """Apply the Alembic migrations up to `revision` (the schema's only source of truth).
+        One process at a time: an advisory lock on PostgreSQL, a file lock beside a SQLite file."""
+        with self._sqlite_migration_lock():
+            self._upgrade(revision)
+
+    @contextmanager
+    def _sqlite_migration_lock(self) -> Iterator[None]:
+        # Two processes starting on one new SQLite file would both create the tables
+        # ("table alembic_version already exists"); SQLite's DDL takes no lock Alembic can wait on.
+        if self.dialect != "sqlite" or _is_memory_sqlite(self.url):
+            yield
+            return
+        import fcntl
+
+        lock_path = Path(self.url.database).expanduser().with_suffix(".migrate.lock")
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _upgrade(self, revision: str) -> None:
         cfg = alembic_config()
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
