@@ -135,6 +135,14 @@ class Settings(BaseSettings):
         1_000_000, description="Tokens per minute of all of a user's keys together (0: no per-user ceiling); "
         "raised to the user's per-key override where that is higher.",
     )
+    max_concurrent_requests_per_key: int = Field(
+        16, ge=0, description="Inference requests one key may have running at once on this gateway "
+        "(0: no cap); more answer 429 concurrency_limit_exceeded.",
+    )
+    max_concurrent_requests_per_user: int = Field(
+        32, ge=0, description="Inference requests all of a user's keys may have running at once on this "
+        "gateway (0: no cap); more answer 429 concurrency_limit_exceeded.",
+    )
     max_keys_per_user: int = Field(50, ge=1, description="API keys (inference and management) one user may hold.")
     reservation_ttl_seconds: float = Field(
         3600.0, gt=0,

@@ -1,11 +1,13 @@
 """Who may start an inference request, checked before generation starts, cheapest check first.
 
 1. The key: an inference key with the `model:chat` scope (403 otherwise).
-2. Its rate limits: one request and the request's token estimate (every prompt, every choice)
+2. Its requests running at once on this gateway, per key and per user (429
+   `concurrency_limit_exceeded`; see `coderapi.services.in_flight`).
+3. Its rate limits: one request and the request's token estimate (every prompt, every choice)
    from the key's RPM/TPM buckets and from the user's, which all the user's keys share (429 with
    Retry-After; see `coderapi.limits.rate` for how tokens are reserved and settled). This comes
    before the model is resolved, so a request naming an unknown model is rate-limited too.
-3. Money: the request's worst-case cost is reserved against the user's balance and the key's
+4. Money: the request's worst-case cost is reserved against the user's balance and the key's
    spending limit, atomically, in the database (see `coderapi.services.reservations`): 403
    `insufficient_quota` or `spending_limit_exceeded` when it does not fit (never 429: the `openai`
    SDK retries 429, and retrying adds no credit). The hold is settled where the request ends, so
@@ -22,6 +24,7 @@ from coderapi.errors import CoderapiError, PermissionDenied, RateLimited
 from coderapi.limits import RateLimits
 from coderapi.services.accounts import Principal
 from coderapi.services.cost_estimate import estimate_tokens, worst_case_cost
+from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.metering import MeterScope
 from coderapi.services.reservations import CostReservations
 
@@ -41,9 +44,15 @@ def check_key(principal: Principal) -> None:
 
 
 class Admission:
-    def __init__(self, limits: RateLimits, reservations: CostReservations) -> None:
+    def __init__(self, limits: RateLimits, reservations: CostReservations, in_flight: InFlightLimits) -> None:
         self._limits = limits
         self._reservations = reservations
+        self._in_flight = in_flight
+
+    def count_in(self, principal: Principal, scope: MeterScope) -> None:
+        """One more request running for the key and the user (429 over the caps); the scope
+        counts it out where the request ends, however it ends."""
+        scope.release = self._in_flight.acquire(principal)
 
     def _buckets(self, principal: Principal):
         quota = self._limits.quota(principal.rpm_limit, principal.tpm_limit)

@@ -11,6 +11,7 @@ from coderapi.config import Settings
 from coderapi.limits import RateLimits, build_limiter
 from coderapi.services.accounts import AccountService
 from coderapi.services.admission import Admission
+from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.billing import Billing
 from coderapi.services.inference import InferenceService
 from coderapi.services.metering import Metering
@@ -61,7 +62,8 @@ class Services:
             build_limiter(settings.redis_url, settings.redis_failure_mode), default_rpm=settings.default_rpm, default_tpm=settings.default_tpm,
             default_user_rpm=settings.default_user_rpm, default_user_tpm=settings.default_user_tpm,
         )
-        inference = InferenceService(registry, metering, Admission(limits, reservations))
+        in_flight = InFlightLimits(settings.max_concurrent_requests_per_key, settings.max_concurrent_requests_per_user)
+        inference = InferenceService(registry, metering, Admission(limits, reservations, in_flight))
         services = cls(
             settings, db, accounts, registry, metrics, metering, inference,
             limits=limits, reports=UsageReports(db), billing=Billing(accounts, settings.models),

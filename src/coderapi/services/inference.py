@@ -74,6 +74,7 @@ class InferenceService:
     ) -> InferenceOutcome:
         try:
             check_key(principal)
+            self._admission.count_in(principal, scope)
             request = parse_body(model, body)
             scope.model = request.model
             served, unknown = self._find(request.model)

@@ -60,10 +60,13 @@ class MeterScope:
     headers: dict[str, str] = field(default_factory=dict)  # for the answer (x-ratelimit-*)
     settle: Callable[[int], Awaitable[None]] | None = None  # given the tokens used, at the end
     reservation_id: int | None = None  # the money held at admission, dropped when recorded
+    release: Callable[[], None] | None = None  # the in-flight count taken at admission
 
     def finish(self, status: str, status_code: int, error_code: str | None = None) -> None:
         if not self.finished:
             self.finished = True
+            if self.release is not None:
+                self.release()
             self._record(self, status, status_code, error_code)
 
     def fail(self, error: BaseException) -> None:
