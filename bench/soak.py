@@ -8,7 +8,7 @@ start (loaded, idle), after the warm-up and at the end, the drift from warm-up t
 throughput (requests/s, output tokens/s), usage rows against requests, and the machine.
 After the duration no request is started; those still running after `--drain` more seconds are
 cut (planned, counted apart: they keep the run bounded on a slow machine).
-Rate limits are switched off for the run (CODERAPI_DEFAULT_RPM/TPM=0): the load is the point.
+Rate and concurrency limits are switched off for the run (CODERAPI_DEFAULT_RPM/TPM=0, ...): the load is the point.
 Exit status 1 when a request failed or RSS drifted more than --max-drift percent.
 """
 
@@ -58,7 +58,8 @@ def coderapi_serve(data_dir: Path) -> Iterator[servers.Server]:
     port = servers.free_port()
     env = {**os.environ, "CODERAPI_DATA_DIR": str(data_dir), "CODERAPI_MODEL_CACHE_DIR": str(servers.MODEL_CACHE),
            "CODERAPI_DEFAULT_RPM": "0", "CODERAPI_DEFAULT_TPM": "0",
-           "CODERAPI_DEFAULT_USER_RPM": "0", "CODERAPI_DEFAULT_USER_TPM": "0", "CODERAPI_LOG_LEVEL": "warning"}
+           "CODERAPI_DEFAULT_USER_RPM": "0", "CODERAPI_DEFAULT_USER_TPM": "0", "CODERAPI_LOG_LEVEL": "warning",
+           "CODERAPI_MAX_CONCURRENT_REQUESTS_PER_KEY": "0", "CODERAPI_MAX_CONCURRENT_REQUESTS_PER_USER": "0"}
     with (data_dir / "server.log").open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],

@@ -19,7 +19,7 @@ from coderapi.services.cost_estimate import worst_case_cost
 from coderapi.store.tables import CostReservation
 from tests.api.conftest import ALIAS_ID, make_account
 
-CONCURRENT = 20
+CONCURRENT = 16  # all at once, and within the per-key cap of requests running (max_concurrent_requests_per_key)
 AFFORDABLE = 3
 BUDGET = 1500  # tokens each request generates (the scripted engine repeats this many bytes)
 
