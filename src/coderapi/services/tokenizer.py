@@ -20,18 +20,11 @@ from coderapi.protocol.completions import DetokenizeRequest, DetokenizeResponse,
 from coderapi.protocol.validation import invalid_request_from
 from coderapi.services.accounts import Principal
 from coderapi.services.admission import check_key
+from coderapi.services.inference import parse_body
 from coderapi.services.metering import MeterScope, Metering
 from coderapi.services.registry import ModelRegistry, ServedModel
 
-RequestT = TypeVar("RequestT", bound=BaseModel)
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
-
-
-def _parse(model: type[RequestT], body: bytes) -> RequestT:
-    try:
-        return model.model_validate_json(body or b"null")
-    except ValidationError as exc:
-        raise invalid_request_from(exc.errors()) from None
 
 
 class TokenizerService:
@@ -42,7 +35,7 @@ class TokenizerService:
 
     async def tokenize(self, body: bytes, principal: Principal, request_id: str) -> tuple[TokenizeResponse, dict]:
         async def work(scope: MeterScope) -> TokenizeResponse:
-            request = _parse(TokenizeRequest, body)
+            request = parse_body(TokenizeRequest, body)
             served = self._resolve(request.model, scope)
             backend = served.backend
             if request.messages is not None:
@@ -58,7 +51,7 @@ class TokenizerService:
 
     async def detokenize(self, body: bytes, principal: Principal, request_id: str) -> tuple[DetokenizeResponse, dict]:
         async def work(scope: MeterScope) -> DetokenizeResponse:
-            request = _parse(DetokenizeRequest, body)
+            request = parse_body(DetokenizeRequest, body)
             served = self._resolve(request.model, scope)
             return DetokenizeResponse(prompt=await served.backend.detokenize(request.tokens))
 
