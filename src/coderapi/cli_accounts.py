@@ -1,23 +1,27 @@
 """Operator commands for users, keys and credit: `coderapi users|keys|credits ...`.
 
-Each command opens the database (CODERAPI_DATABASE_URL, or SQLite in the data dir, unless
---database-url says otherwise), brings its schema up to date, and does one thing. Failures print
-one line to stderr and exit with status 1.
+Each command opens the database that `coderapi serve` would use (--database-url, else the
+--config file's database_url, else CODERAPI_DATABASE_URL, else SQLite in the data dir), brings its
+schema up to date, and does one thing. Failures print one line to stderr and exit with status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from coderapi.cli_settings import ConfigFile, describe_invalid_settings
 from coderapi.config import Settings
 from coderapi.datadir import prepare_data_dir
 from coderapi.errors import CoderapiError
@@ -34,7 +38,8 @@ DatabaseUrl = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="SQLAlchemy URL (default: CODERAPI_DATABASE_URL, else SQLite in the data dir).",
+        help="SQLAlchemy URL (default: the --config file's database_url, else CODERAPI_DATABASE_URL, "
+        "else SQLite in the data dir).",
         show_default=False,
     ),
 ]
@@ -46,19 +51,25 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def _run(database_url: str | None, action: Callable[[AccountService], Awaitable[T]]) -> T:
+def _run(
+    database_url: str | None, config: Path | None, action: Callable[[AccountService], Awaitable[T]]
+) -> T:
     """Open the database, migrate it, run `action` with a service, and turn errors into exit 1."""
-    settings = Settings()
     db = None
     try:
-        if not (database_url or settings.database_url):
+        settings = Settings.load(config, database_url=database_url)  # flag > config file > env
+        if not settings.database_url:
             prepare_data_dir(settings.data_dir)  # the default SQLite file lives there (mode 0700)
-        db = Database(database_url or settings.resolved_database_url)
+        db = Database(settings.resolved_database_url)
         db.upgrade()
         service = AccountService(db, starting_credit=settings.starting_credit)
         return asyncio.run(action(service))
     except CoderapiError as exc:
         raise _fail(exc.message) from None
+    except json.JSONDecodeError as exc:
+        raise _fail(f"{config} is not valid JSON: {exc}") from None
+    except ValidationError as exc:
+        raise _fail(describe_invalid_settings(exc)) from None
     except ArgumentError:  # its message would repeat the URL, password included
         raise _fail("cannot use database URL: not a valid SQLAlchemy URL") from None
     except ImportError as exc:
@@ -90,19 +101,20 @@ def users_create(
     email: Annotated[str, typer.Argument(help="The user's email (their login).")],
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
     database_url: DatabaseUrl = None,
+    config: ConfigFile = None,
 ) -> None:
     """Create a user. The password is asked for on the terminal (hidden, twice), or read as one
     line of stdin: `printf '%s\\n' "$PASSWORD" | coderapi users create EMAIL`."""
     secret = _read_password()
     role = "admin" if admin else "user"
-    user = _run(database_url, lambda s: s.create_user(email, secret, role=role))
+    user = _run(database_url, config, lambda s: s.create_user(email, secret, role=role))
     typer.echo(f"Created {user.role} {user.email} (id {user.id}, balance ${user.balance:.2f}).")
 
 
 @users_app.command("list")
-def users_list(database_url: DatabaseUrl = None) -> None:
+def users_list(database_url: DatabaseUrl = None, config: ConfigFile = None) -> None:
     """List users."""
-    users = _run(database_url, lambda s: s.list_users())
+    users = _run(database_url, config, lambda s: s.list_users())
     table = Table("id", "email", "role", "state", "balance (USD)", "created")
     for u in users:
         state = "disabled" if u.disabled else "active"
@@ -121,6 +133,7 @@ def keys_create(
         bool, typer.Option("--management", help="A management key (keys, usage, billing).")
     ] = False,
     database_url: DatabaseUrl = None,
+    config: ConfigFile = None,
 ) -> None:
     """Create an API key. Its secret is printed once, alone on the last line of output."""
 
@@ -130,7 +143,7 @@ def keys_create(
             user.id, name=name, kind="management" if management else "inference"
         )
 
-    info, secret = _run(database_url, action)
+    info, secret = _run(database_url, config, action)
     typer.echo(f"Created {info.kind} key {info.prefix} for {email}. It is shown only this once:")
     typer.echo(secret)
 
@@ -139,13 +152,14 @@ def keys_create(
 def keys_list(
     email: Annotated[str, typer.Argument(help="Email of the keys' owner.")],
     database_url: DatabaseUrl = None,
+    config: ConfigFile = None,
 ) -> None:
     """List a user's API keys."""
 
     async def action(service: AccountService):
         return await service.list_keys((await service.get_user_by_email(email)).id)
 
-    keys = _run(database_url, action)
+    keys = _run(database_url, config, action)
     table = Table(title=f"Keys of {email}")
     table.add_column("prefix", no_wrap=True)
     for heading in ("name", "kind", "state", "created", "last used"):
@@ -156,29 +170,29 @@ def keys_list(
     Console().print(table)
 
 
-def _set_disabled(key: str, disabled: bool, database_url: str | None) -> None:
+def _set_disabled(key: str, disabled: bool, database_url: str | None, config: Path | None) -> None:
     async def action(service: AccountService):
         info = await service.resolve_key(key)
         return await service.set_key_disabled(info.user_id, info.prefix, disabled)
 
-    info = _run(database_url, action)
+    info = _run(database_url, config, action)
     typer.echo(f"Key {info.prefix} {'disabled' if info.disabled else 'enabled'}.")
 
 
 @keys_app.command("disable")
-def keys_disable(key: KeyArg, database_url: DatabaseUrl = None) -> None:
+def keys_disable(key: KeyArg, database_url: DatabaseUrl = None, config: ConfigFile = None) -> None:
     """Disable an API key (requests with it answer 403)."""
-    _set_disabled(key, True, database_url)
+    _set_disabled(key, True, database_url, config)
 
 
 @keys_app.command("enable")
-def keys_enable(key: KeyArg, database_url: DatabaseUrl = None) -> None:
+def keys_enable(key: KeyArg, database_url: DatabaseUrl = None, config: ConfigFile = None) -> None:
     """Enable a disabled API key."""
-    _set_disabled(key, False, database_url)
+    _set_disabled(key, False, database_url, config)
 
 
 @keys_app.command("delete")
-def keys_delete(key: KeyArg, database_url: DatabaseUrl = None) -> None:
+def keys_delete(key: KeyArg, database_url: DatabaseUrl = None, config: ConfigFile = None) -> None:
     """Delete an API key (its usage history is kept)."""
 
     async def action(service: AccountService):
@@ -186,7 +200,7 @@ def keys_delete(key: KeyArg, database_url: DatabaseUrl = None) -> None:
         await service.delete_key(info.user_id, info.prefix)
         return info
 
-    info = _run(database_url, action)
+    info = _run(database_url, config, action)
     typer.echo(f"Key {info.prefix} deleted.")
 
 
@@ -206,6 +220,7 @@ def credits_grant(
     ],
     reason: Annotated[str, typer.Option(help="Why, for the ledger.")] = "operator grant",
     database_url: DatabaseUrl = None,
+    config: ConfigFile = None,
 ) -> None:
     """Add USD credit to a user's balance."""
 
@@ -213,5 +228,5 @@ def credits_grant(
         user = await service.get_user_by_email(email)
         return await service.grant_credit(user.id, amount, reason, granted_by="cli")
 
-    balance = _run(database_url, action)
+    balance = _run(database_url, config, action)
     typer.echo(f"Granted ${amount} to {email}; balance is now ${balance:.6f}.")

