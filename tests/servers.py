@@ -1,15 +1,22 @@
-"""Run an app on a real loopback port in a thread, so clients (openai SDK, requests) use real HTTP."""
+"""Run an app on a real loopback port (in a thread, or as a `coderapi serve` subprocess), so clients
+(openai SDK, requests) use real HTTP."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import httpx
 import uvicorn
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -40,3 +47,46 @@ def serve_in_thread(app, *, wait_healthy: float = 0.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@dataclass
+class ServeProcess:
+    proc: subprocess.Popen
+    base: str
+    key: str  # the first-start admin key, printed alone on stdout
+
+
+@contextmanager
+def coderapi_serve(
+    args: list[str], *, env: dict[str, str], log_path: Path, healthy_within: float = 120
+) -> Iterator[ServeProcess]:
+    """A real `coderapi serve` subprocess on a free loopback port, healthy; killed if still alive after.
+    Its stderr goes to a file, not a pipe nobody reads (that could fill and block it)."""
+    port = free_port()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+            env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
+        )
+        try:
+            key = proc.stdout.readline().strip()
+            base = f"http://127.0.0.1:{port}"
+            _wait_healthy(base, proc, healthy_within)
+            yield ServeProcess(proc, base, key)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen, within: float) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"coderapi serve did not become healthy (exit status {proc.poll()})")
+        time.sleep(0.2)

@@ -14,8 +14,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import SERVED_ID
-from tests.servers import free_port
+from tests.servers import coderapi_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 FLOOD = 160
@@ -35,7 +33,6 @@ P50_BOUND_S = 0.25
 
 @pytest.fixture
 def server(tmp_path):
-    port = free_port()
     config = {
         "data_dir": str(tmp_path),
         "models": [{"id": SERVED_ID, "backend": "fake", "context_length": 4096}],
@@ -46,30 +43,11 @@ def server(tmp_path):
         "signup_max_per_ip": 100_000,
     }
     (tmp_path / "config.json").write_text(json.dumps(config))
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coderapi", "serve", "--port", str(port), "--config", str(tmp_path / "config.json")],
-        stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CODERAPI_")},
-    )
-    try:
-        key = proc.stdout.readline().strip()  # the first-start key, alone on its line
-        assert key.startswith("cdr-"), key
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become healthy"
-            time.sleep(0.1)
-        yield base, key
-    finally:
-        proc.kill()
-        proc.wait()
-        log.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODERAPI_")}
+    with coderapi_serve(["--config", str(tmp_path / "config.json")], env=env, log_path=tmp_path / "server.log",
+                        healthy_within=60) as served:
+        assert served.key.startswith("cdr-"), served.key  # the first-start key, alone on its line
+        yield served.base, served.key
 
 
 async def _flood(base: str, started: threading.Event) -> list[int]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,8 +14,16 @@ import httpx
 import pytest
 
 from tests.api.conftest import ALIAS_ID, SERVED_ID
-from tests.integration.faults import Seen, read_event, chat_body, new_id, post_chat, reconcile, rows_from_sqlite
-from tests.servers import free_port
+from tests.integration.faults import (
+    Seen,
+    chat_body,
+    new_id,
+    post_chat,
+    read_event,
+    reconcile,
+    rows_from_sqlite,
+)
+from tests.servers import coderapi_serve
 
 pytestmark = pytest.mark.model
 
@@ -29,7 +35,6 @@ MAX_TOKENS = 32
 @pytest.fixture
 def server(tmp_path):
     pytest.importorskip("llama_cpp")
-    port = free_port()
     # One llama.cpp thread: on a loaded machine its threads would wait on each other at every barrier.
     model = {"id": SERVED_ID, "aliases": [ALIAS_ID], "n_parallel": N_PARALLEL, "context_length": 2048, "n_threads": 1,
              "price_input_per_million": 0.07, "price_output_per_million": 0.16}
@@ -41,29 +46,8 @@ def server(tmp_path):
         "CODERAPI_SHUTDOWN_GRACE_SECONDS": "120",  # long enough for the whole queue: drained, not cut
         "CODERAPI_LOG_LEVEL": "warning",
     }
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
-    )
-    try:
-        key = proc.stdout.readline().strip()  # the bootstrap key is printed alone on stdout
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not become healthy"
-            time.sleep(0.2)
-        yield proc, base, key, tmp_path / "coderapi.db"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with coderapi_serve([], env=env, log_path=tmp_path / "server.log", healthy_within=180) as served:
+        yield served.proc, served.base, served.key, tmp_path / "coderapi.db"
 
 
 def test_sigterm_under_load_drains_every_request(server):

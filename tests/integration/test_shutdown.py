@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +14,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import ALIAS_ID
+from tests.servers import coderapi_serve
 
 pytestmark = pytest.mark.model
 
@@ -24,16 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 GRACE_SECONDS = 3
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
     pytest.importorskip("llama_cpp")
-    port = free_port()
     env = {
         **os.environ,
         "CODERAPI_DATA_DIR": str(tmp_path),
@@ -41,30 +32,8 @@ def server(tmp_path):
         "CODERAPI_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
         "CODERAPI_LOG_LEVEL": "warning",
     }
-    log = (tmp_path / "server.log").open("w")  # a file, not a pipe nobody reads (it could fill and block)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
-    )
-    try:
-        key = proc.stdout.readline().strip()  # the bootstrap key is printed alone on stdout
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            pytest.fail("server did not become healthy")
-        yield proc, base, key, tmp_path / "coderapi.db"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with coderapi_serve([], env=env, log_path=tmp_path / "server.log") as served:
+        yield served.proc, served.base, served.key, tmp_path / "coderapi.db"
 
 
 END_TOKENS = {"151643": -100, "151645": -100}  # Qwen2.5's <|endoftext|> and <|im_end|>
