@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -89,3 +90,17 @@ def launch_gateway(data_dir: Path, *, gguf: str, model_cache_dir: Path | None = 
             platform = Platform(base, app, key, management_key="")
             platform.user_id = user_id
             yield platform
+
+
+def stream_then_hang_up(base: str, key: str, payload: dict, *, words: int, timeout: float = 60) -> str:
+    """Streams `payload` and hangs up once `words` WORDs came back; the content received until then."""
+    received = ""
+    with httpx.Client(base_url=base, timeout=timeout) as client:
+        with client.stream("POST", "/v1/chat/completions", json=payload,
+                           headers={"Authorization": f"Bearer {key}"}) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    received += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+                if received.count(WORD) >= words:
+                    break  # hang up mid-stream
+    return received

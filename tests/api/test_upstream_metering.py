@@ -9,13 +9,11 @@ estimate; tests/integration/test_upstream_tokens.py counts with the real Qwen vo
 
 from __future__ import annotations
 
-import json
 
-import httpx
 import pytest
 
 from coderapi.backends.upstream.token_count import estimate_tokens
-from tests.fake_upstream import MODEL, SECRET, WORD, launch_gateway
+from tests.fake_upstream import MODEL, SECRET, WORD, launch_gateway, stream_then_hang_up
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
@@ -31,15 +29,7 @@ def test_a_stream_the_client_cancels_is_charged_for_what_was_streamed(gateway):
     before = len(gateway.usage_rows(gateway.user_id))
     content = "count me " * 20
     payload = {"model": MODEL, "messages": [{"role": "user", "content": content}], "stream": True}
-    received = ""
-    with httpx.Client(base_url=gateway.base, timeout=30) as client:
-        with client.stream("POST", "/v1/chat/completions", json=payload,
-                           headers={"Authorization": f"Bearer {gateway.key}"}) as response:
-            for line in response.iter_lines():
-                if line.startswith("data: {"):
-                    received += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-                if received.count(WORD) >= 20:
-                    break  # hang up mid-stream
+    received = stream_then_hang_up(gateway.base, gateway.key, payload, words=20, timeout=30)
     row = _last_row(gateway, before + 1)
     assert row.status == "cancelled"
     assert row.completion_tokens >= estimate_tokens(received) > 0  # at least what the client got

@@ -3,13 +3,11 @@ vocab-only load of the embedded GGUF), prompt and completion, and charged."""
 
 from __future__ import annotations
 
-import json
 
-import httpx
 import pytest
 
 from coderapi.backends.upstream.token_count import estimate_tokens
-from tests.fake_upstream import MODEL, WORD, launch_gateway
+from tests.fake_upstream import MODEL, WORD, launch_gateway, stream_then_hang_up
 from tests.integration.embedded import embedded_gguf
 
 pytestmark = pytest.mark.model
@@ -32,15 +30,7 @@ def test_a_cancelled_upstream_stream_is_counted_with_the_model_vocabulary(vocab,
     content = "def fibonacci(n):\n    return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)\n" * 3
     payload = {"model": MODEL, "messages": [{"role": "user", "content": content}], "stream": True}
     with launch_gateway(tmp_path, gguf=str(path)) as gateway:
-        received = ""
-        with httpx.Client(base_url=gateway.base, timeout=60) as client:
-            with client.stream("POST", "/v1/chat/completions", json=payload,
-                               headers={"Authorization": f"Bearer {gateway.key}"}) as response:
-                for line in response.iter_lines():
-                    if line.startswith("data: {"):
-                        received += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
-                    if received.count(WORD) >= 20:
-                        break
+        received = stream_then_hang_up(gateway.base, gateway.key, payload, words=20)
         row = gateway.wait_rows(gateway.user_id, 1, timeout=30)[0]
     assert row.status == "cancelled" and row.cost > 0
     assert _count(tokenizer, received) <= row.completion_tokens < _count(tokenizer, WORD * 400)
