@@ -35,7 +35,7 @@ def machine() -> str:
 def llama_cpp_python_direct(gguf: Path, max_tokens: int, runs: int) -> list[float]:
     from llama_cpp import Llama
 
-    from coderapi.backends.local.template import ChatTemplate
+    from coderapi.backends.coder.template import ChatTemplate
 
     llm = Llama(str(gguf), n_ctx=4096, n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(), verbose=False)
     template = ChatTemplate(llm.metadata["tokenizer.chat_template"])

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from tool_corpus_cases import CASES, SAMPLED, TOOLS  # noqa: E402
 
-from coderapi.backends.local.messages import template_messages, template_tools  # noqa: E402
-from coderapi.backends.local.template import ChatTemplate  # noqa: E402
+from coderapi.backends.coder.messages import template_messages, template_tools  # noqa: E402
+from coderapi.backends.coder.template import ChatTemplate  # noqa: E402
 from coderapi.protocol.chat import ChatCompletionRequest  # noqa: E402
 from coderapi.weights.packaged import resolve_gguf  # noqa: E402
 

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from coderapi.backends.local.chat_flow import render_prompt
-from coderapi.backends.local.messages import template_messages, template_tools
-from coderapi.backends.local.template import ChatTemplate
+from coderapi.backends.coder.chat_flow import render_prompt
+from coderapi.backends.coder.messages import template_messages, template_tools
+from coderapi.backends.coder.template import ChatTemplate
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.chat import ChatCompletionRequest
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coderapi.backends.local.completion_flow import completion_prompt
+from coderapi.backends.coder.completion_flow import completion_prompt
 from coderapi.protocol.completions import CompletionRequest
 
 

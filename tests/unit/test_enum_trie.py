@@ -6,7 +6,7 @@ import json
 import random
 import re
 
-from coderapi.backends.local.enum_trie import trie_alternation
+from coderapi.backends.coder.enum_trie import trie_alternation
 
 _TOKEN = re.compile(r'"((?:[^"\\]|\\.)*)"|(\()|(\))|(\|)|(\?)|\s+')
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n", "\\r": "\r", "\\t": "\t"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from coderapi.backends.local import grammars
-from coderapi.backends.local.grammar_limits import GrammarLimits, check_gbnf
-from coderapi.backends.local.schema_limits import SchemaLimits, check_schema_limits
+from coderapi.backends.coder import grammars
+from coderapi.backends.coder.grammar_limits import GrammarLimits, check_gbnf
+from coderapi.backends.coder.schema_limits import SchemaLimits, check_schema_limits
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.chat import ResponseFormat, Tool
 
@@ -217,7 +217,7 @@ def _tools(count: int, properties: int):
 
 
 def test_all_tools_together_are_held_to_one_schemas_budget():
-    from coderapi.backends.local.grammars import check_tools
+    from coderapi.backends.coder.grammars import check_tools
 
     check_tools(_tools(128, 30))  # 3,840 properties in all: fine
     with pytest.raises(InvalidRequest) as refused:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coderapi.backends.local import grammars
+from coderapi.backends.coder import grammars
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.chat import ChatCompletionRequest, ResponseFormat, Tool
 from coderapi.protocol.completions import CompletionRequest

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 from jsonschema import Draft4Validator, Draft202012Validator
 
-from coderapi.backends.local.automaton import render_gbnf
-from coderapi.backends.local.numeric_grammar import (
+from coderapi.backends.coder.automaton import render_gbnf
+from coderapi.backends.coder.numeric_grammar import (
     EXTRA_FRACTION_DIGITS,
     NumericSchemaError,
     bounds,

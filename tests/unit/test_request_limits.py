@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from coderapi.backends.local.choice import ChoiceDelta
-from coderapi.backends.local.fanout import collect, interleave
+from coderapi.backends.coder.choice import ChoiceDelta
+from coderapi.backends.coder.fanout import collect, interleave
 from coderapi.backends.prep_pool import PrepPool
 from coderapi.engines.base import SamplingParams
 from coderapi.errors import InvalidRequest, Overloaded

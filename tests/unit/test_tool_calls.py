@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from coderapi.backends.local.json_scan import JsonScanner
-from coderapi.backends.local.tool_calls import parse_tool_calls
-from coderapi.backends.local.tool_stream import CallArguments, CallStart, ContentText, ToolCallStream
+from coderapi.backends.coder.json_scan import JsonScanner
+from coderapi.backends.coder.tool_calls import parse_tool_calls
+from coderapi.backends.coder.tool_stream import CallArguments, CallStart, ContentText, ToolCallStream
 
 NAMES = {"get_weather", "read_file", "git_status"}
 PARIS = '{"name": "get_weather", "arguments": {"location": "Paris"}}'

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from coderapi.backends.local.tool_calls import parse_tool_calls
-from coderapi.backends.local.tool_stream import CallArguments, CallStart, ContentText, ToolCallStream
+from coderapi.backends.coder.tool_calls import parse_tool_calls
+from coderapi.backends.coder.tool_stream import CallArguments, CallStart, ContentText, ToolCallStream
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "tool_corpus.jsonl"
 _FENCED_JSON = re.compile(r"```[a-zA-Z_]*\s*\n\s*[\[{]")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from coderapi.backends.local.backend import LocalBackend
+from coderapi.backends.coder.backend import CoderBackend
 from coderapi.config import ModelSpec, Settings
 from coderapi.engines.base import Engine
 from coderapi.services.registry import ServedModel
@@ -45,9 +45,9 @@ def build_served_models(
             from coderapi.engines.fake import FakeEngine
 
             engine = engine_factory(spec) if engine_factory else FakeEngine(context_length=spec.context_length)
-            served.append(ServedModel(spec, LocalBackend(spec, engine), f"{engine.info.model_path} (scripted)"))
+            served.append(ServedModel(spec, CoderBackend(spec, engine), f"{engine.info.model_path} (scripted)"))
             continue
         path = resolve_gguf(spec.gguf, settings.resolved_model_cache_dir, progress)
         engine = llama_cpp_engine(spec, path, settings.max_waiting_requests)
-        served.append(ServedModel(spec, LocalBackend(spec, engine), f"{path.name} via llama.cpp"))
+        served.append(ServedModel(spec, CoderBackend(spec, engine), f"{path.name} via llama.cpp"))
     return served

@@ -52,7 +52,7 @@ class Services:
         registry = ModelRegistry(served)
         prep = PrepPool(settings.prepare_threads, settings.prepare_queue)
         for model in served:
-            attach = getattr(model.backend, "attach_prep_pool", None)  # local backends prepare requests
+            attach = getattr(model.backend, "attach_prep_pool", None)  # Coder backends prepare requests
             if attach is not None:
                 attach(prep)
         metrics = ServingMetrics(lambda: services.engine_stats())

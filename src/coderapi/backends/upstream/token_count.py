@@ -79,7 +79,7 @@ class TokenCounter:
     def _render_chat(self, request: ChatCompletionRequest) -> str | None:
         if self._template is None:
             return None
-        from coderapi.backends.local.messages import template_messages, template_tools
+        from coderapi.backends.coder.messages import template_messages, template_tools
 
         try:
             return self._template.render(template_messages(request.messages), tools=template_tools(request.tools))
@@ -119,7 +119,7 @@ def _chat_template(vocab):
     source = (getattr(vocab, "metadata", None) or {}).get("tokenizer.chat_template")
     if not source:
         return None
-    from coderapi.backends.local.template import ChatTemplate
+    from coderapi.backends.coder.template import ChatTemplate
 
     try:
         return ChatTemplate(source)

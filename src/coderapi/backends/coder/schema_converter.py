@@ -21,10 +21,10 @@ from typing import Any
 
 from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
 
-from coderapi.backends.local.automaton import render_gbnf
-from coderapi.backends.local.enum_trie import trie_alternation
-from coderapi.backends.local.numeric_grammar import NUMERIC_KEYWORDS, NumericSchemaError, number_automaton
-from coderapi.backends.local.schema_support import finite_domain
+from coderapi.backends.coder.automaton import render_gbnf
+from coderapi.backends.coder.enum_trie import trie_alternation
+from coderapi.backends.coder.numeric_grammar import NUMERIC_KEYWORDS, NumericSchemaError, number_automaton
+from coderapi.backends.coder.schema_support import finite_domain
 
 _ANY = {"type": ["object", "array", "string", "number", "boolean", "null"]}
 _LEADS = ("$ref", "anyOf", "oneOf")

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from coderapi.backends.base import RequestTally
-from coderapi.backends.local import grammars
-from coderapi.backends.local.choice import ChoiceDelta, run_choice
-from coderapi.backends.local.fanout import collect, interleave
-from coderapi.backends.local.messages import template_messages, template_tools
-from coderapi.backends.local.sampling import SamplingRequest, completion_budget, sampling_params
-from coderapi.backends.local.tool_calls import ParsedOutput, parse_tool_calls
+from coderapi.backends.coder import grammars
+from coderapi.backends.coder.choice import ChoiceDelta, run_choice
+from coderapi.backends.coder.fanout import collect, interleave
+from coderapi.backends.coder.messages import template_messages, template_tools
+from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, sampling_params
+from coderapi.backends.coder.tool_calls import ParsedOutput, parse_tool_calls
 from coderapi.engines.base import SamplingParams
 from coderapi.protocol.chat import (
     ChatChoice,

@@ -23,7 +23,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 from functools import lru_cache
 from typing import Any
 
-from coderapi.backends.local.automaton import Automaton, AutomatonTooLarge, explore
+from coderapi.backends.coder.automaton import Automaton, AutomatonTooLarge, explore
 
 NUMERIC_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 MAX_MODULUS = 1000

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coderapi.backends.local.call_shapes import ParsedCall, calls_in
-from coderapi.backends.local.tool_stream import ContentText, ToolCallStream
+from coderapi.backends.coder.call_shapes import ParsedCall, calls_in
+from coderapi.backends.coder.tool_stream import ContentText, ToolCallStream
 
 __all__ = ["ParsedCall", "ParsedOutput", "calls_in", "parse_tool_calls"]
 

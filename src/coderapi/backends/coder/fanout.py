@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator
 
-from coderapi.backends.local.choice import ChoiceDelta
+from coderapi.backends.coder.choice import ChoiceDelta
 
 _DONE = object()
 

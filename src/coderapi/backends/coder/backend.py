@@ -1,4 +1,5 @@
-"""The in-process backend: OpenAI-level requests on a token engine (llama.cpp or the fake)."""
+"""The Coder layer: OpenAI-level requests on any token engine (in-process llama.cpp, a remote
+completion server, or the fake), with Qwen2.5-Coder's template, tool calls, grammars and FIM."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import uuid
 from typing import Callable, TypeVar
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
-from coderapi.backends.local import chat_flow, chat_stream, completion_flow
-from coderapi.backends.local.messages import template_messages
-from coderapi.backends.local.template import ChatTemplate
+from coderapi.backends.coder import chat_flow, chat_stream, completion_flow
+from coderapi.backends.coder.messages import template_messages
+from coderapi.backends.coder.template import ChatTemplate
 from coderapi.backends.prep_pool import PrepPool
 from coderapi.config import ModelSpec
 from coderapi.engines.base import Engine
@@ -25,7 +26,7 @@ _TOKENIZE_INLINE_CHARS = 2048  # longer texts are tokenized off the event loop
 T = TypeVar("T")
 
 
-class LocalBackend:
+class CoderBackend:
     def __init__(self, spec: ModelSpec, engine: Engine) -> None:
         self.spec = spec
         self.engine = engine
@@ -66,7 +67,7 @@ class LocalBackend:
 
     async def prepare(self, work: Callable[..., T], *args) -> T:
         if self._prep is None:
-            raise RuntimeError("LocalBackend has no PrepPool: Services.build attaches one")
+            raise RuntimeError("CoderBackend has no PrepPool: Services.build attaches one")
         return await self._prep.run(work, *args)
 
     async def tokenize(self, text: str) -> list[int]:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from coderapi.backends.base import RequestTally
-from coderapi.backends.local.choice import ChoiceDelta, run_choice
-from coderapi.backends.local.fanout import collect, interleave
-from coderapi.backends.local.sampling import SamplingRequest, completion_budget, sampling_params
+from coderapi.backends.coder.choice import ChoiceDelta, run_choice
+from coderapi.backends.coder.fanout import collect, interleave
+from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, sampling_params
 from coderapi.engines.base import SamplingParams
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.common import LogprobEntry, Usage, stop_list

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 from coderapi.backends.base import RequestTally
-from coderapi.backends.local.chat_flow import PreparedChat, deltas
-from coderapi.backends.local.choice import ChoiceDelta
-from coderapi.backends.local.tool_stream import CallArguments, CallStart, ContentText, ToolCallStream, ToolEvent
+from coderapi.backends.coder.chat_flow import PreparedChat, deltas
+from coderapi.backends.coder.choice import ChoiceDelta
+from coderapi.backends.coder.tool_stream import CallArguments, CallStart, ContentText, ToolCallStream, ToolEvent
 from coderapi.protocol.chat import ChatCompletionChunk, ChunkChoice, Delta, DeltaToolCall, DeltaToolCallFunction
 from coderapi.protocol.common import LogprobEntry, Logprobs, Usage
 

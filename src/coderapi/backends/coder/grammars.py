@@ -29,9 +29,9 @@ import json
 import re
 from typing import Any, Callable
 
-from coderapi.backends.local.grammar_limits import check_gbnf
-from coderapi.backends.local.schema_limits import check_schema_limits
-from coderapi.backends.local.schema_support import check_strict
+from coderapi.backends.coder.grammar_limits import check_gbnf
+from coderapi.backends.coder.schema_limits import check_schema_limits
+from coderapi.backends.coder.schema_support import check_strict
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.chat import NamedToolChoice, ResponseFormat, Tool
 
@@ -73,7 +73,7 @@ def check_schema(schema: Any, param: str, what: str) -> None:
 def schema_to_gbnf(schema: dict[str, Any], param: str) -> str | None:
     """The grammar of `schema` (as json_schema_to_gbnf builds it, with our converter), None without llama_cpp."""
     try:  # lazy: only the llama.cpp engine uses grammars; without it (the scripted engine) none is built
-        from coderapi.backends.local.schema_converter import BoundedSchemaConverter, SchemaTooHard
+        from coderapi.backends.coder.schema_converter import BoundedSchemaConverter, SchemaTooHard
     except ImportError:
         return None
     try:

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from coderapi.backends.local.json_scan import JsonScanner
-from coderapi.backends.local.call_shapes import ParsedCall, calls_in
+from coderapi.backends.coder.json_scan import JsonScanner
+from coderapi.backends.coder.call_shapes import ParsedCall, calls_in
 
 OPEN_TAG, CLOSE_TAG, FENCE = "<tool_call>", "</tool_call>", "```"
 CALL_FENCE_LANGS = {"", "json", "json5", "jsonc", "tool_call", "tool_code", "tool"}

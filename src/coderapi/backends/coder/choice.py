@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from coderapi.backends.base import RequestTally
-from coderapi.backends.local.stops import StopMatcher
+from coderapi.backends.coder.stops import StopMatcher
 from coderapi.engines.base import Engine, SamplingParams, TokenEvent
 from coderapi.protocol.common import LogprobEntry, TopLogprobEntry
 
