@@ -73,7 +73,7 @@ def launch_gateway(data_dir: Path, *, gguf: str, model_cache_dir: Path | None = 
     id is `platform.user_id`). `gguf` names the gateway's tokenizer for counting locally."""
     with serve_in_thread(upstream_app()) as upstream:
         spec = ModelSpec(
-            id=MODEL, backend="upstream", upstream_urls=[upstream + "/v1"], gguf=gguf,
+            id=MODEL, backend="upstream", upstream_mode="passthrough", upstream_urls=[upstream + "/v1"], gguf=gguf,
             price_input_per_million=1.0, price_output_per_million=2.0,
         )
         settings = Settings(data_dir=data_dir, models=[spec], bootstrap_admin=False, model_cache_dir=model_cache_dir)

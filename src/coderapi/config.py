@@ -45,6 +45,19 @@ class ModelSpec(BaseModel):
     upstream_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible base URLs.")
     upstream_model: str | None = Field(None, description="Model name the upstream servers expect.")
     upstream_api_key: str | None = Field(None, description="Bearer key sent to the upstream servers.")
+    upstream_mode: Literal["coder", "passthrough"] = Field(
+        "coder",
+        description="backend 'upstream' only. 'coder': coderapi's Coder layer (chat template, tool calls, "
+        "JSON grammars, FIM, usage counted locally) over the servers' raw completion endpoint, with the "
+        "tokenizer of the local `gguf` (same family as the served model); 'passthrough': OpenAI requests "
+        "forwarded as they are, for models without a Coder layer.",
+    )
+    upstream_api: Literal["llama-server", "openai-completions"] = Field(
+        "openai-completions",
+        description="upstream_mode 'coder' only: the servers' raw completion API. 'openai-completions': "
+        "POST {url}/completions with token-id prompts and a GBNF `structured_outputs.grammar` (vLLM >= 0.10.2, "
+        "another coderapi); 'llama-server': llama.cpp's POST /completion with `grammar`.",
+    )
     context_length: int = Field(8192, description="Tokens per sequence (prompt + completion).")
     n_parallel: int = Field(8, description="Sequences decoded together (continuous batching).")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")

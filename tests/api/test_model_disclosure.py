@@ -20,7 +20,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    spec = ModelSpec(id=MODEL, backend="upstream", upstream_urls=[PRIVATE_URL], upstream_model="x")
+    spec = ModelSpec(id=MODEL, backend="upstream", upstream_mode="passthrough", upstream_urls=[PRIVATE_URL], upstream_model="x")
     settings = Settings(data_dir=tmp_path_factory.mktemp("disclosure"), models=[spec], bootstrap_admin=False)
     app = create_app(settings)
     accounts = app.state.services.accounts

@@ -24,7 +24,7 @@ GATEWAY_MODEL = "Qwen/Qwen2.5-Coder-32B-Instruct"
 def gateway(platform, tmp_path_factory) -> Platform:
     dead = f"http://127.0.0.1:{free_port()}/v1"
     spec = ModelSpec(
-        id=GATEWAY_MODEL, backend="upstream", upstream_urls=[dead, platform.base + "/v1"],
+        id=GATEWAY_MODEL, backend="upstream", upstream_mode="passthrough", upstream_urls=[dead, platform.base + "/v1"],
         upstream_model=ALIAS_ID, upstream_api_key=platform.key, price_output_per_million=1.0,
     )
     settings = Settings(data_dir=tmp_path_factory.mktemp("gateway"), models=[spec], bootstrap_admin=False)

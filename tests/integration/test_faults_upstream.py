@@ -57,7 +57,7 @@ def gateway(tmp_path):
     ports = {"A": free_port(), "B": free_port()}
     logs = {name: tmp_path / f"replica-{name}.log" for name in ports}
     urls = [f"http://127.0.0.1:{ports[name]}/v1" for name in ("A", "B")]
-    spec = ModelSpec(id=GATEWAY_MODEL, backend="upstream", upstream_urls=urls, upstream_model="replica-model",
+    spec = ModelSpec(id=GATEWAY_MODEL, backend="upstream", upstream_mode="passthrough", upstream_urls=urls, upstream_model="replica-model",
                      price_input_per_million=1.0, price_output_per_million=2.0)
     settings = Settings(data_dir=tmp_path / "gateway", models=[spec], bootstrap_admin=False)
     app = create_app(settings)

@@ -89,7 +89,7 @@ def topology(tmp_path_factory):
     with fresh_schema("coderapi_topology") as schema, redis_server(redis_port, tmp):
         # R1 holds requests that say "hold" (not yet streaming when it is killed); R2 answers them.
         replicas = [ReplicaProcess("R1", free_port(), tmp / "r1.log", hold=60), ReplicaProcess("R2", free_port(), tmp / "r2.log")]
-        model = {"id": MODEL, "backend": "upstream", "upstream_urls": [r.url for r in replicas],
+        model = {"id": MODEL, "backend": "upstream", "upstream_mode": "passthrough", "upstream_urls": [r.url for r in replicas],
                  "upstream_model": "replica-model", "context_length": 4096,
                  "price_input_per_million": float(PRICE_IN), "price_output_per_million": float(PRICE_OUT)}
         flags = gateway_flags(schema.dsn, f"redis://127.0.0.1:{redis_port}/0", model)

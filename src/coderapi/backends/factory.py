@@ -27,11 +27,33 @@ def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int) -> Engi
     )
 
 
+def remote_engine(spec: ModelSpec, gguf_path: Path) -> Engine:
+    """The Coder layer's engine for backend 'upstream' in mode 'coder': the replicas' raw completions,
+    tokenized with the local GGUF's vocabulary."""
+    from coderapi.engines.remote import RemoteCompletionEngine
+
+    return RemoteCompletionEngine(
+        spec.upstream_urls,
+        gguf_path,
+        api=spec.upstream_api,
+        model=spec.upstream_model or spec.id,
+        api_key=spec.upstream_api_key,
+        context_length=spec.context_length,
+    )
+
+
 def build_served_models(
     settings: Settings, engine_factory: EngineFactory | None = None, progress: Progress | None = None
 ) -> list[ServedModel]:
     served = []
     for spec in settings.models:
+        if spec.backend == "upstream" and spec.upstream_mode == "coder":
+            if not spec.upstream_urls:
+                raise ValueError(f"model {spec.id}: backend 'upstream' needs upstream_urls")
+            engine = remote_engine(spec, resolve_gguf(spec.gguf, settings.resolved_model_cache_dir, progress))
+            where = f"{spec.upstream_api}: " + ", ".join(spec.upstream_urls)
+            served.append(ServedModel(spec, CoderBackend(spec, engine), f"{where} (Coder layer, tokenizer {spec.gguf})"))
+            continue
         if spec.backend == "upstream":
             from coderapi.backends.upstream import UpstreamBackend
             from coderapi.backends.upstream.token_count import TokenCounter

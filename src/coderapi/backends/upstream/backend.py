@@ -4,17 +4,18 @@ llama-server, another coderapi): least-outstanding routing, failover before the 
 from __future__ import annotations
 
 import json
+from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import httpx
 from pydantic import BaseModel
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
-from coderapi.backends.upstream.pool import Replica, ReplicaPool
 from coderapi.config import ModelSpec
-from coderapi.backends.upstream.errors import error_from, stream_failed, unreachable
 from coderapi.backends.upstream.streamed import StreamedText, answer_text
 from coderapi.backends.upstream.token_count import TokenCounter
+from coderapi.engines.remote.errors import error_from, stream_failed, unreachable
+from coderapi.engines.remote.pool import Replica, ReplicaPool
 from coderapi.errors import CoderapiError
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from coderapi.protocol.common import Usage
@@ -60,76 +61,89 @@ class UpstreamBackend:
             body["stream_options"] = {"include_usage": True}  # usage is metered here either way
         return body
 
-    async def _send(self, path: str, body: dict, *, stream: bool) -> tuple[httpx.Response, Replica]:
-        """Tries replicas in order until one answers; client errors are not retried."""
+    async def _try(self, replica: Replica, path: str, body: dict, stream: bool) -> httpx.Response | CoderapiError:
+        """One replica's answer (status < 400), or the error to fail over on; client errors raise."""
+        try:
+            request = self._client.build_request("POST", replica.base_url + path, json=body)
+            response = await self._client.send(request, stream=stream)
+        except httpx.TransportError as exc:
+            self._pool.mark_failed(replica)
+            return unreachable(replica.base_url, exc)
+        if response.status_code < 400:
+            return response
+        if stream:
+            await response.aread()
+        await response.aclose()
+        error = error_from(response, replica.base_url)
+        if response.status_code < 500 and response.status_code != 429:
+            raise error
+        if response.status_code >= 500:
+            self._pool.mark_failed(replica)
+        return error
+
+    @asynccontextmanager
+    async def _opened(self, path: str, body: dict, *, stream: bool) -> AsyncIterator[tuple[httpx.Response, Replica]]:
+        """Tries replicas in order until one answers; the replica stays leased while the block runs."""
         last: CoderapiError | None = None
         for replica in self._pool.order():
-            replica.outstanding += 1
-            try:
-                request = self._client.build_request("POST", replica.base_url + path, json=body)
-                response = await self._client.send(request, stream=stream)
-            except httpx.TransportError as exc:
-                replica.outstanding -= 1
-                self._pool.mark_failed(replica)
-                last = unreachable(replica.base_url, exc)
-                continue
-            if response.status_code < 400:
-                return response, replica
-            if stream:
-                await response.aread()
-            await response.aclose()
-            replica.outstanding -= 1
-            error = error_from(response, replica.base_url)
-            if response.status_code < 500 and response.status_code != 429:
-                raise error
-            last = error
-            if response.status_code >= 500:
-                self._pool.mark_failed(replica)
+            with self._pool.lease(replica):
+                answer = await self._try(replica, path, body, stream)
+                if isinstance(answer, CoderapiError):
+                    last = answer
+                    continue
+                try:
+                    yield answer, replica
+                finally:
+                    await answer.aclose()
+                return
         raise last or self._pool.none_left()
 
     async def _post(self, path: str, body: dict) -> dict:
-        response, replica = await self._send(path, body, stream=False)
-        replica.outstanding -= 1
-        return response.json()
+        async with self._opened(path, body, stream=False) as (response, _):
+            return response.json()
 
-    async def _stream(self, request, body: dict, tally: RequestTally, chunk_type: type[BaseModel], include_usage: bool) -> AsyncIterator:
+    async def _chunks(self, request, body: dict, tally: RequestTally, chunk_type: type[BaseModel], include_usage: bool) -> AsyncIterator:
+        """The stream, opened at the first iteration (services waits for the first chunk, so an
+        error before any output is still a plain HTTP error)."""
         path = "/chat/completions" if isinstance(request, ChatCompletionRequest) else "/completions"
-        response, replica = await self._send(path, body, stream=True)
-        return self._chunks(request, response, replica, tally, chunk_type, include_usage)
-
-    async def _chunks(self, request, response, replica, tally, chunk_type, include_usage) -> AsyncIterator:
         streamed = StreamedText()
+        opened = False
         try:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    break
-                data = json.loads(payload)
-                if "error" in data:
-                    raise stream_failed(replica.base_url, data["error"])
-                chunk = chunk_type.model_validate(data)
-                streamed.add(chunk)
-                chunk.model = self.served_model
-                if chunk.choices:
-                    tally.mark_first_token()
-                if chunk.usage is not None:
-                    self._count(tally, chunk.usage)
-                    streamed.reported = True
-                    if not include_usage:
-                        if not chunk.choices:
-                            continue
-                        chunk.usage = None
-                yield chunk
-        except httpx.TransportError as exc:  # the replica died or the connection broke mid-stream
-            self._pool.mark_failed(replica)
-            raise stream_failed(replica.base_url, repr(exc)) from exc
+            async with self._opened(path, body, stream=True) as (response, replica):
+                opened = True
+                try:
+                    async for chunk in self._relay(response, replica, tally, chunk_type, include_usage, streamed):
+                        yield chunk
+                except httpx.TransportError as exc:  # the replica died or the connection broke mid-stream
+                    self._pool.mark_failed(replica)
+                    raise stream_failed(replica.base_url, repr(exc)) from exc
         finally:
-            if not streamed.reported:  # cut short, or no usage sent: count it here, before recording
+            if opened and not streamed.reported:  # cut short, or no usage sent: count it here, before recording
                 tally.count_later = lambda: self._count_locally(request, streamed.text(), tally)
-            replica.outstanding -= 1
-            await response.aclose()
+
+    async def _relay(self, response, replica, tally, chunk_type, include_usage, streamed: StreamedText) -> AsyncIterator:
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                break
+            data = json.loads(payload)
+            if "error" in data:
+                raise stream_failed(replica.base_url, data["error"])
+            chunk = chunk_type.model_validate(data)
+            streamed.add(chunk)
+            chunk.model = self.served_model
+            if chunk.choices:
+                tally.mark_first_token()
+            if chunk.usage is not None:
+                self._count(tally, chunk.usage)
+                streamed.reported = True
+                if not include_usage:
+                    if not chunk.choices:
+                        continue
+                    chunk.usage = None
+            yield chunk
 
     async def _count_locally(self, request, completion_text: str, tally: RequestTally) -> None:
         tally.prompt_tokens = await self._counter.count_prompt(request)
@@ -146,7 +160,7 @@ class UpstreamBackend:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         body = self._body(request)
         if request.stream:
-            return await self._stream(request, body, tally, ChatCompletionChunk, include_usage)
+            return self._chunks(request, body, tally, ChatCompletionChunk, include_usage)
         data = await self._post("/chat/completions", body)
         tally.mark_first_token()
         return await self._finish(request, ChatCompletion, data, tally)
@@ -155,7 +169,7 @@ class UpstreamBackend:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         body = self._body(request)
         if request.stream:
-            return await self._stream(request, body, tally, Completion, include_usage)
+            return self._chunks(request, body, tally, Completion, include_usage)
         data = await self._post("/completions", body)
         tally.mark_first_token()
         return await self._finish(request, Completion, data, tally)

@@ -99,24 +99,27 @@ class TokenCounter:
         if self._locate is None:
             return None, None
         try:
-            from llama_cpp import Llama
+            from coderapi.engines.remote.tokenizer import FamilyTokenizer
 
-            vocab = Llama(model_path=str(self._locate()), vocab_only=True, verbose=False)
+            vocab = FamilyTokenizer(self._locate())
+            vocab.load()
         except Exception as exc:
             log.warning("no local tokenizer for upstream usage (%s); counting by estimate", exc)
             return None, None
         return vocab, _chat_template(vocab)
 
     def close(self) -> None:
-        self._vocab = None
+        vocab, self._vocab = self._vocab, None
+        if vocab is not None:
+            vocab.close()
 
 
 def _tokenize_count(vocab, text: str) -> int:
-    return len(vocab.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=True))
+    return len(vocab.tokenize(text))
 
 
 def _chat_template(vocab):
-    source = (getattr(vocab, "metadata", None) or {}).get("tokenizer.chat_template")
+    source = vocab.chat_template
     if not source:
         return None
     from coderapi.backends.coder.template import ChatTemplate

@@ -1,4 +1,4 @@
-"""Upstream failures as the caller sees them: our own words, never the upstream's.
+"""Model-server failures as the caller sees them: our own words, never the server's.
 
 An upstream's URL and its error body may name internal hosts, versions or other tenants'
 details; they are logged here, server-side, and the client gets a generic message with a code.
@@ -68,3 +68,8 @@ def unreachable(url: str, exc: BaseException) -> UpstreamError:
 def stream_failed(url: str, detail) -> UpstreamError:
     log.warning("upstream %s failed mid-stream: %s", url, str(detail)[:_LOGGED_BODY])
     return UpstreamError("The model server failed in the middle of the answer.", code="upstream_stream_error")
+
+
+def may_fail_over(response: httpx.Response) -> bool:
+    """A busy (429) or failing (5xx) replica: another may answer. Client errors (4xx) would not."""
+    return response.status_code >= 500 or response.status_code == 429

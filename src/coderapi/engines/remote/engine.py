@@ -1,0 +1,221 @@
+"""`RemoteCompletionEngine`: the Engine contract over a pool of raw-completion servers.
+
+The Coder layer (backends/coder) renders, tokenizes and builds grammars here, on the gateway, then
+this engine sends the prompt's token ids and the sampling fields (GBNF grammar included) to a
+replica's raw completion endpoint (llama-server's /completion, or /v1/completions of vLLM or
+another coderapi; dialects.py) and turns its stream back into one TokenEvent per token
+(assembler.py). Prompt and completion are counted here by the same tokenizer, so usage needs
+nothing from the server, and a stream cut short is metered by what was received.
+
+Routing: least outstanding among healthy replicas (pool.py). A replica that cannot be reached,
+fails (5xx), is busy (429) or breaks before its first token is passed over for the next one;
+after the first token, a broken stream ends with `upstream_stream_error`. Closing the iterator
+(the client hung up) closes the HTTP stream at once, so the replica stops generating.
+
+Grammars are parsed by the real llama.cpp in a local sandbox process before they are sent (the
+same check as the in-process engine's), so a grammar that would crash a llama-server replica is a
+400 here instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import AsyncIterator
+
+import httpx
+
+from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
+from coderapi.engines.remote.assembler import TokenAssembler
+from coderapi.engines.remote.dialects import dialect
+from coderapi.engines.remote.errors import error_from, may_fail_over, stream_failed, unreachable
+from coderapi.engines.remote.pool import Replica, ReplicaPool
+from coderapi.engines.remote.tokenizer import FamilyTokenizer
+from coderapi.errors import CoderapiError, ContextLengthExceeded, InvalidRequest, ModelNotReady
+
+log = logging.getLogger("coderapi.upstream")
+
+
+class _NoTokenYet(Exception):
+    """This replica failed before its first token: the next one may be tried."""
+
+    def __init__(self, error: CoderapiError) -> None:
+        self.error = error
+
+
+class RemoteCompletionEngine:
+    def __init__(
+        self,
+        urls: list[str],
+        gguf_path: Path,
+        *,
+        api: str = "openai-completions",
+        model: str | None = None,
+        api_key: str | None = None,
+        context_length: int = 8192,
+        check_interval: float = 5.0,
+        verify_grammars: bool = True,
+    ) -> None:
+        """`urls`: the replicas' base URLs (http://host:port/v1; llama-server's root works too).
+        `gguf_path`: a local GGUF of the same tokenizer family (vocabulary only is loaded).
+        `model`: the name the servers expect in `model` (openai-completions)."""
+        if not urls:
+            raise ValueError("the remote engine needs at least one replica URL")
+        self._dialect = dialect(api)
+        self._model = model
+        self.tokenizer = FamilyTokenizer(gguf_path)
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(600.0, connect=5.0))
+        self._pool = ReplicaPool(urls, self._client, check_interval, health_path=self._dialect.health_path)
+        self._context_length = context_length
+        self.info = EngineInfo(
+            model_path=", ".join(urls), context_length=context_length, vocab_size=0,
+            chat_template=None, bos_token="", eos_token="",
+        )
+        self._sandbox = None
+        if verify_grammars:
+            from coderapi.engines.llama_cpp.grammar_sandbox import GrammarSandbox
+
+            self._sandbox = GrammarSandbox(Path(gguf_path))
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self._pool.any_healthy
+
+    @property
+    def pool(self) -> ReplicaPool:
+        return self._pool
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.tokenizer.load)
+        tok = self.tokenizer
+        await self._pool.start()
+        context = min([self._context_length, *await self._server_contexts()])
+        self.info = EngineInfo(
+            model_path=self.info.model_path, context_length=context, vocab_size=tok.vocab_size,
+            chat_template=tok.chat_template, bos_token=tok.bos_token, eos_token=tok.eos_token, metadata=tok.metadata,
+        )
+        if self._sandbox is not None:
+            await asyncio.to_thread(self._sandbox.start)
+        self._ready = True
+
+    async def _server_contexts(self) -> list[int]:
+        """llama-server's tokens per slot (/props), so no request is cut short by the server's context."""
+        if self._dialect.name != "llama-server":
+            return []
+        sizes = []
+        for replica in self._pool.replicas:
+            try:
+                props = (await self._client.get(replica.root + "/props", timeout=3.0)).json()
+                sizes.append(int(props["default_generation_settings"]["n_ctx"]))
+            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                continue
+        if sizes and min(sizes) < self._context_length:
+            log.warning("upstream slots hold %d tokens: context_length lowered from %d", min(sizes), self._context_length)
+        return sizes
+
+    async def close(self) -> None:
+        self._ready = False
+        await self._pool.close()
+        await self._client.aclose()
+        if self._sandbox is not None:
+            await asyncio.to_thread(self._sandbox.close)
+
+    def verify_grammar(self, grammar: str) -> str | None:
+        """None when llama.cpp parses `grammar` (in the local sandbox process), else why not. Blocks."""
+        return self._sandbox.verify(grammar) if self._sandbox is not None else None
+
+    # -- vocabulary (local) ---------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        return self.tokenizer.tokenize(text, add_special=add_special)
+
+    def detokenize(self, token_ids: list[int]) -> str:
+        return self.tokenizer.detokenize(token_ids)
+
+    def token_text(self, token_id: int) -> str:
+        return self.tokenizer.token_text(token_id)
+
+    def stats(self) -> EngineStats:
+        return EngineStats(running=self._pool.outstanding)
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        """Validate now (errors raise here, before any request is sent) and return the stream."""
+        if not self._ready:
+            raise ModelNotReady("The model's tokenizer is still loading.", retry_after=5)
+        self._validate(prompt_ids, params)
+        return self._stream(list(prompt_ids), params)
+
+    def _validate(self, prompt: list[int], params: SamplingParams) -> None:
+        n_vocab = self.info.vocab_size
+        if not prompt:
+            raise InvalidRequest("The prompt must contain at least one token.", param="prompt")
+        if min(prompt) < 0 or max(prompt) >= n_vocab:
+            raise InvalidRequest("The prompt contains an unknown token id.", param="prompt")
+        if len(prompt) >= self.info.context_length:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.info.context_length} tokens, "
+                f"but the prompt has {len(prompt)} tokens.",
+                param="messages",
+            )
+        if params.max_tokens < 1:
+            raise InvalidRequest("max_tokens must be at least 1.", param="max_tokens")
+        if any(not 0 <= int(t) < n_vocab for t in params.logit_bias):
+            raise InvalidRequest("logit_bias names an unknown token id.", param="logit_bias")
+
+    async def _stream(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        body = self._dialect.body(prompt, params, self._model)
+        assembler = TokenAssembler(self.tokenizer, len(prompt), params, self.info.context_length)
+        last: CoderapiError | None = None
+        for replica in self._pool.order():
+            with self._pool.lease(replica):
+                try:
+                    async for event in self._from_replica(replica, body, assembler):
+                        yield event
+                    return
+                except _NoTokenYet as failed:
+                    last = failed.error
+        raise last or self._pool.none_left()
+
+    async def _from_replica(self, replica: Replica, body: dict, assembler: TokenAssembler) -> AsyncIterator[TokenEvent]:
+        url = self._dialect.url(replica.base_url, replica.root)
+        try:
+            async with self._client.stream("POST", url, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    error = error_from(response, url)
+                    if not may_fail_over(response):
+                        raise error
+                    if response.status_code >= 500:
+                        self._pool.mark_failed(replica)
+                    raise _NoTokenYet(error)
+                async for line in response.aiter_lines():
+                    for event in self._events(line, url, assembler):
+                        yield event
+                    if assembler.finished:
+                        return
+        except httpx.TransportError as exc:  # unreachable, or the connection broke
+            self._pool.mark_failed(replica)
+            if assembler.count == 0:
+                raise _NoTokenYet(unreachable(url, exc)) from exc
+            raise stream_failed(url, repr(exc)) from exc
+        if not assembler.finished and assembler.count == 0:
+            raise _NoTokenYet(stream_failed(url, "the stream ended before any token"))
+
+    def _events(self, line: str, url: str, assembler: TokenAssembler) -> list[TokenEvent]:
+        if not line.startswith("data:"):
+            return []  # blank separators, SSE comments (pings)
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return []
+        data = json.loads(payload)
+        if "error" in data:
+            error = stream_failed(url, data["error"])
+            raise _NoTokenYet(error) if assembler.count == 0 else error
+        tokens = self._dialect.parse(data)
+        return assembler.events(tokens) if tokens is not None else []
