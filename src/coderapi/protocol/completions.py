@@ -35,6 +35,15 @@ class RepoContext(BaseModel):
     files: list[RepoFile] = Field(default_factory=list, max_length=MAX_REPO_FILES)
 
 
+class StructuredOutputs(BaseModel):
+    """vLLM's structured-output field (>= 0.10.2), of which coderapi takes the raw GBNF `grammar`:
+    the form another gateway's remote engine sends its grammars in."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    grammar: str
+
+
 class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
@@ -60,6 +69,9 @@ class CompletionRequest(BaseModel):
     min_p: float | None = Field(None, ge=0.001, le=0.999)
     repetition_penalty: float | None = Field(None, gt=0, le=2)
     repo_context: RepoContext | None = None
+    # vLLM extensions: a GBNF grammar the output must follow, and logprob tokens named "token_id:N"
+    structured_outputs: StructuredOutputs | None = None
+    return_tokens_as_token_ids: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> "CompletionRequest":

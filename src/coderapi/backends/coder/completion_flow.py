@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from coderapi.backends.base import RequestTally
+from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
 from coderapi.backends.coder.fanout import collect, interleave
 from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, sampling_params
+from coderapi.backends.coder.token_names import TokenIdNames, named_id
 from coderapi.engines.base import SamplingParams
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.common import LogprobEntry, Usage, stop_list
@@ -35,6 +37,7 @@ class PreparedCompletion:
     params: SamplingParams
     stops: list[str]
     echo: bool
+    token_id_names: bool = False  # return_tokens_as_token_ids
 
 
 def completion_prompt(request: CompletionRequest, prompt: str) -> str:
@@ -96,7 +99,7 @@ def prepare_completion_now(backend, request: CompletionRequest, request_id: str)
     if request.suffix is not None or request.repo_context is not None:
         stop_ids = frozenset(t for name in FIM_END_TOKENS for t in backend.engine.tokenize(name)[:1])
     base = SamplingRequest.of(request, max_tokens=request.max_tokens, logprobs=request.logprobs)
-    params = sampling_params(base, backend.spec.generation, max_tokens=budget)
+    params = sampling_params(base, backend.spec.generation, max_tokens=budget, grammar=_grammar(backend, request))
     params = SamplingParams(**{**params.__dict__, "stop_token_ids": stop_ids})
     return PreparedCompletion(
         request_id=request_id,
@@ -107,7 +110,16 @@ def prepare_completion_now(backend, request: CompletionRequest, request_id: str)
         params=params,
         stops=stop_list(request.stop),
         echo=request.echo,
+        token_id_names=request.return_tokens_as_token_ids,
     )
+
+
+def _grammar(backend, request: CompletionRequest) -> str | None:
+    """`structured_outputs.grammar`, through the same guard as every grammar (limits, then llama.cpp's parser)."""
+    if request.structured_outputs is None:
+        return None
+    verify = getattr(backend.engine, "verify_grammar", None)
+    return grammars.checked(request.structured_outputs.grammar, "structured_outputs.grammar", verify)
 
 
 def _stream(backend, prepared: PreparedCompletion, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
@@ -115,24 +127,31 @@ def _stream(backend, prepared: PreparedCompletion, tally: RequestTally) -> Async
     # prompts x n is at most MAX_COMPLETION_CHOICES (protocol); the choices run at most
     # n_parallel at a time, so one request never fills the engine's waiting queue.
     streams = []
+    engine = TokenIdNames(backend.engine) if prepared.token_id_names else backend.engine
     for p_index, prompt in enumerate(prepared.prompts):
         for j in range(prepared.n):
             params = prepared.params
             if params.seed is not None and j:
                 params = SamplingParams(**{**params.__dict__, "seed": params.seed + j})
-            streams.append(run_choice(backend.engine, p_index * prepared.n + j, prompt.ids, params, prepared.stops, tally))
+            streams.append(run_choice(engine, p_index * prepared.n + j, prompt.ids, params, prepared.stops, tally))
     return interleave(streams, max_active=backend.spec.n_parallel)
 
 
-def _legacy_logprobs(entries: list[LogprobEntry], offset: int) -> CompletionLogprobs:
+def _legacy_logprobs(entries: list[LogprobEntry], offset: int, engine=None) -> CompletionLogprobs:
+    """`engine`: given when tokens are named "token_id:N", to measure their text for `text_offset`."""
     result = CompletionLogprobs()
     for entry in entries:
         result.tokens.append(entry.token)
         result.token_logprobs.append(entry.logprob)
         result.top_logprobs.append({t.token: t.logprob for t in entry.top_logprobs})
         result.text_offset.append(offset)
-        offset += len(entry.token)
+        token_id = named_id(entry.token) if engine is not None else None
+        offset += len(engine.token_text(token_id) if token_id is not None else entry.token)
     return result
+
+
+def _namer(backend, prepared: PreparedCompletion):
+    return backend.engine if prepared.token_id_names else None
 
 
 def _prefix(prepared: PreparedCompletion, index: int) -> str:
@@ -148,7 +167,7 @@ async def complete_completion(backend, prepared: PreparedCompletion, tally: Requ
             index=r.index,
             text=_prefix(prepared, r.index) + r.text,
             finish_reason=r.finish_reason,
-            logprobs=_legacy_logprobs(r.logprobs, len(_prefix(prepared, r.index))) if want_logprobs else None,
+            logprobs=_legacy_logprobs(r.logprobs, len(_prefix(prepared, r.index)), _namer(backend, prepared)) if want_logprobs else None,
         )
         for r in results
     ]
@@ -172,11 +191,12 @@ async def stream_completion(
     async for delta in _stream(backend, prepared, tally):
         if delta.finish_reason is not None:
             tally.finish_reason = tally.finish_reason or delta.finish_reason
-        if not delta.text and delta.finish_reason is None:
+        # A token with no text of its own (part of a UTF-8 character) still has its logprob entry.
+        if not delta.text and delta.finish_reason is None and not (want_logprobs and delta.logprobs):
             continue
         offset = offsets.get(delta.index, len(_prefix(prepared, delta.index)))
         offsets[delta.index] = offset + len(delta.text)
-        logprobs = _legacy_logprobs(delta.logprobs, offset) if want_logprobs and delta.logprobs else None
+        logprobs = _legacy_logprobs(delta.logprobs, offset, _namer(backend, prepared)) if want_logprobs and delta.logprobs else None
         yield chunk([CompletionChoice(index=delta.index, text=delta.text, finish_reason=delta.finish_reason, logprobs=logprobs)])
     if include_usage:
         yield chunk([], usage=tally.usage())
