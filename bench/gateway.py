@@ -86,8 +86,9 @@ def instant_upstream(logs: Path) -> Iterator[Target]:
 @contextmanager
 def coderapi(upstream: str, logs: Path) -> Iterator[Target]:
     port, data_dir = servers.free_port(), Path(tempfile.mkdtemp(prefix="coderapi-gw-bench-"))
-    spec = {"id": MODEL, "backend": "upstream", "upstream_urls": [upstream], "upstream_model": MODEL,
-            "price_input_per_million": 0.07, "price_output_per_million": 0.16}
+    # passthrough: forwarded as OpenAI requests, as LiteLLM does (no chat template, no local tokenizer).
+    spec = {"id": MODEL, "backend": "upstream", "upstream_mode": "passthrough", "upstream_urls": [upstream],
+            "upstream_model": MODEL, "price_input_per_million": 0.07, "price_output_per_million": 0.16}
     config = data_dir / "config.json"
     config.write_text(json.dumps({"models": [spec]}))
     env = {**os.environ, "CODERAPI_DATA_DIR": str(data_dir / "data"), "CODERAPI_STARTING_CREDIT": "1000000",

@@ -39,6 +39,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await asyncio.to_thread(services.db.upgrade)
+        await services.ledger.recover()  # usage a killed gateway journaled but never committed
         secret = await services.accounts.bootstrap_admin() if settings.bootstrap_admin else None
         if announce is not None:
             announce(services, secret)

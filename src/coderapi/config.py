@@ -188,6 +188,12 @@ class Settings(BaseSettings):
         description="How long a request's cost reservation holds money; a gateway that dies mid-request "
         "leaves holds that lapse after this. Keep it above the longest request.",
     )
+    key_cache_size: int = Field(
+        10_000, ge=0,
+        description="Inference keys remembered after their first lookup (0: look every key up on every "
+        "request). A cached key is still checked against its database row in the transaction that "
+        "reserves the request's cost, so a key disabled, deleted or changed anywhere is refused at once.",
+    )
     max_waiting_requests: int = Field(64, description="Queued requests beyond which the API answers 503.")
     max_request_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024,

@@ -12,14 +12,16 @@ from coderapi.services.accounts import Principal
 from coderapi.services.container import Services
 
 
-def get_services(request: Request) -> Services:
+# Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per
+# request for what is one attribute read.
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     return request.scope["state"]["request_id"]
 
 
@@ -43,6 +45,15 @@ async def key_principal(request: Request, services: ServicesDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(key_principal)]
+
+
+async def inference_key_principal(request: Request, services: ServicesDep) -> Principal:
+    """The key of an inference request, from the key cache once seen: the request's cost
+    reservation checks it against its row (see services/key_cache.py)."""
+    return await services.accounts.authenticate_inference_key(bearer_secret(request))
+
+
+InferencePrincipalDep = Annotated[Principal, Depends(inference_key_principal)]
 
 
 async def metrics_reader(request: Request, services: ServicesDep) -> None:

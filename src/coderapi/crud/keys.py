@@ -57,3 +57,19 @@ def touch(session: Session, key_id: int, when: datetime) -> None:
 
 def delete(session: Session, key: ApiKey) -> None:
     session.delete(key)
+
+
+def with_owners_by_ids(session: Session, key_ids: list[int]) -> dict[int, tuple[ApiKey, User]]:
+    """Keys and their owners by key id, in one query; a deleted key is left out."""
+    if not key_ids:
+        return {}
+    query = select(ApiKey, User).join(User, ApiKey.user_id == User.id).where(ApiKey.id.in_(sorted(set(key_ids))))
+    return {key.id: (key, user) for key, user in session.execute(query).all()}
+
+
+def touch_many(session: Session, key_ids: list[int], when: datetime) -> None:
+    if key_ids:
+        session.execute(
+            update(ApiKey).where(ApiKey.id.in_(sorted(set(key_ids)))).values(last_used_at=when),
+            execution_options={"synchronize_session": False},
+        )

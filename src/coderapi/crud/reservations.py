@@ -84,3 +84,95 @@ def purge_expired(session: Session, user_id: int, now: datetime) -> None:
         ),
         execution_options={"synchronize_session": False},
     )
+
+
+# Batches: one statement for every user (or key) of a group-committed batch of holds and settlements.
+
+
+def lock_users(session: Session, user_ids: list[int]) -> dict[int, Decimal]:
+    """The users' balances, their rows locked until the transaction ends (in id order, the order
+    every gateway takes them in, so two batches cannot deadlock); a missing user is left out."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    if session.get_bind().dialect.name == "sqlite":  # see lock_user: the write lock first
+        session.execute(
+            update(User).where(User.id.in_(ids)).values(balance=User.balance),
+            execution_options={"synchronize_session": False},
+        )
+        return dict(session.execute(select(User.id, User.balance).where(User.id.in_(ids))).all())
+    query = select(User.id, User.balance).where(User.id.in_(ids)).order_by(User.id).with_for_update()
+    return dict(session.execute(query).all())
+
+
+def balances(session: Session, user_ids: list[int]) -> dict[int, Decimal]:
+    return dict(session.execute(select(User.id, User.balance).where(User.id.in_(sorted(set(user_ids))))).all())
+
+
+def held_by_users(session: Session, user_ids: list[int], now: datetime) -> dict[int, Decimal]:
+    query = (
+        select(CostReservation.user_id, func.sum(CostReservation.amount))
+        .where(CostReservation.user_id.in_(sorted(set(user_ids))), CostReservation.expires_at > now,
+               CostReservation.settled_at.is_(None))
+        .group_by(CostReservation.user_id)
+    )
+    return {user_id: to_money(total) for user_id, total in session.execute(query)}
+
+
+def held_by_keys(session: Session, key_ids: list[int], now: datetime) -> dict[int, Decimal]:
+    if not key_ids:
+        return {}
+    query = (
+        select(CostReservation.key_id, func.sum(CostReservation.amount))
+        .where(CostReservation.key_id.in_(sorted(set(key_ids))), CostReservation.expires_at > now,
+               CostReservation.settled_at.is_(None))
+        .group_by(CostReservation.key_id)
+    )
+    return {key_id: to_money(total) for key_id, total in session.execute(query)}
+
+
+def purge_expired_for(session: Session, user_ids: list[int], now: datetime) -> None:
+    """purge_expired for several users in one statement."""
+    session.execute(
+        delete(CostReservation).where(
+            CostReservation.user_id.in_(sorted(set(user_ids))),
+            (CostReservation.expires_at <= now) | (CostReservation.settled_at <= now - SETTLED_KEPT),
+        ),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def insert_many(session: Session, rows: list[dict]) -> list[int]:
+    """Holds (the fields of `insert`, `now` as created_at) in one flush; their ids, in order."""
+    objects = [
+        CostReservation(user_id=r["user_id"], key_id=r["key_id"], request_id=r["request_id"][:64],
+                        amount=r["amount"], created_at=r["now"], expires_at=r["expires_at"])
+        for r in rows
+    ]
+    session.add_all(objects)
+    session.flush()
+    return [o.id for o in objects]
+
+
+def settled_ids(session: Session, reservation_ids: list[int]) -> set[int]:
+    """Of these holds, those settled already (a retried settlement must charge nothing twice)."""
+    if not reservation_ids:
+        return set()
+    query = select(CostReservation.id).where(
+        CostReservation.id.in_(reservation_ids), CostReservation.settled_at.is_not(None)
+    )
+    return set(session.scalars(query))
+
+
+def mark_settled_many(session: Session, reservation_ids: list[int], now: datetime) -> None:
+    if reservation_ids:
+        session.execute(
+            update(CostReservation).where(CostReservation.id.in_(reservation_ids)).values(settled_at=now),
+            execution_options={"synchronize_session": False},
+        )
+
+
+def existing_ids(session: Session, reservation_ids: list[int]) -> set[int]:
+    if not reservation_ids:
+        return set()
+    return set(session.scalars(select(CostReservation.id).where(CostReservation.id.in_(reservation_ids))))

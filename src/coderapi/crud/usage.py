@@ -42,6 +42,14 @@ def insert(session: Session, **fields) -> UsageEvent:
     return event
 
 
+def insert_many(session: Session, rows: list[dict]) -> list[UsageEvent]:
+    """Usage events in one flush (a group-committed batch of settlements)."""
+    events = [UsageEvent(**_fit_strings(fields)) for fields in rows]
+    session.add_all(events)
+    session.flush()
+    return events
+
+
 def spend_since(session: Session, key_id: int, since: datetime | None) -> Decimal:
     query = select(func.coalesce(func.sum(UsageEvent.cost), 0)).where(UsageEvent.key_id == key_id)
     if since is not None:
@@ -70,3 +78,13 @@ def spend_by_key_since(session: Session, key_ids: Iterable[int], since: datetime
         .group_by(UsageEvent.key_id)
     )
     return {key_id: to_money(total) for key_id, total in session.execute(query)}
+
+
+def recorded(session: Session, record) -> bool:
+    """Whether this request's usage row exists (same request id, key, model and latency): a
+    journal replayed after its hold was purged must not write it twice."""
+    query = select(UsageEvent.id).where(
+        UsageEvent.request_id == record.request_id[:64], UsageEvent.key_id == record.key_id,
+        UsageEvent.latency_ms == record.latency_ms, UsageEvent.user_id == record.user_id,
+    ).limit(1)
+    return session.scalar(query) is not None

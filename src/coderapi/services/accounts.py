@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from coderapi.errors import InvalidRequest
-from coderapi.services import key_ops, signup_ops, user_limits, user_ops
+from coderapi.services import key_ops, keygen, signup_ops, user_limits, user_ops
 from coderapi.services.account_types import (
     DEFAULT_SCOPES,
     KNOWN_SCOPES,
@@ -28,6 +28,7 @@ from coderapi.services.account_types import (
     ROLES,
     UserInfo,
 )
+from coderapi.services.key_cache import KeyCache
 from coderapi.services.passwords import PasswordPool, needs_rehash
 from coderapi.services.signup_ops import InviteInfo
 from coderapi.store.database import Database
@@ -50,12 +51,14 @@ class AccountService:
     def __init__(
         self, db: Database, *, starting_credit: float, clock: Callable[[], datetime] = utcnow,
         max_keys_per_user: int | None = None, passwords: PasswordPool | None = None,
+        key_cache_size: int = 0,
     ) -> None:
         self._db = db
         self.passwords = passwords or PasswordPool()
         self._max_keys = max_keys_per_user  # None: no cap (tests, tools); the app sets the setting
         self._starting_credit = to_money(starting_credit)
         self._now = clock
+        self.key_cache = KeyCache(key_cache_size)  # inference keys; see key_cache for why it is safe
 
     # users ---------------------------------------------------------------------------------
 
@@ -152,6 +155,18 @@ class AccountService:
         """Unknown or malformed: AuthenticationFailed; disabled key or user: PermissionDenied
         (code key_disabled / user_disabled). Stamps last_used_at at most once a minute."""
         return await asyncio.to_thread(key_ops.authenticate, self._db, secret, self._now())
+
+    async def authenticate_inference_key(self, secret: str) -> Principal:
+        """As `authenticate_key`, answered from the key cache when the key was seen before: only for
+        callers that check the principal against its row later (inference, see `key_cache`)."""
+        if not isinstance(secret, str) or not keygen.is_well_formed(secret):
+            return await self.authenticate_key(secret)  # refused there, as any malformed key
+        digest = keygen.hash_secret(secret)
+        principal = self.key_cache.get(digest)
+        if principal is None:
+            principal = await self.authenticate_key(secret)
+            self.key_cache.put(digest, principal)
+        return principal
 
     async def list_keys(self, user_id: int) -> list[KeyInfo]:
         """The user's keys, oldest first, each with its spend this UTC month."""

@@ -20,13 +20,17 @@ requests get them from their reservation, refused and failed ones from `label`.
 from __future__ import annotations
 
 from coderapi.config import ModelSpec
-from coderapi.errors import CoderapiError, PermissionDenied, RateLimited
+from coderapi.errors import AuthenticationFailed, CoderapiError, PermissionDenied, RateLimited, ServiceUnavailable
 from coderapi.limits import RateLimits
 from coderapi.services.accounts import Principal
 from coderapi.services.cost_estimate import estimate_tokens, worst_case_cost
 from coderapi.services.in_flight import InFlightLimits
+from coderapi.services.key_cache import KeyCache
+from coderapi.services.ledger_writer import LedgerWriter
 from coderapi.services.metering import MeterScope
-from coderapi.services.reservations import CostReservations
+from coderapi.services.reservations import CostReservations, KeyChanged
+
+_KEY_CHANGES_TOLERATED = 3  # a key changed again between two tries: give up with a 503
 
 CHAT_SCOPE = "model:chat"
 
@@ -44,10 +48,15 @@ def check_key(principal: Principal) -> None:
 
 
 class Admission:
-    def __init__(self, limits: RateLimits, reservations: CostReservations, in_flight: InFlightLimits) -> None:
+    def __init__(
+        self, limits: RateLimits, reservations: CostReservations, in_flight: InFlightLimits,
+        writer: LedgerWriter, keys: KeyCache,
+    ) -> None:
         self._limits = limits
         self._reservations = reservations
         self._in_flight = in_flight
+        self._writer = writer
+        self._keys = keys
 
     def count_in(self, principal: Principal, scope: MeterScope) -> None:
         """One more request running for the key and the user (429 over the caps); the scope
@@ -70,9 +79,38 @@ class Admission:
         scope.settle = lambda used: self._limits.settle(reservation, used)
 
     async def reserve_cost(self, principal: Principal, spec: ModelSpec, request, body_size: int, scope: MeterScope) -> None:
-        """Hold the worst-case cost; the scope drops the hold when it records the usage."""
+        """Hold the worst-case cost; the scope drops the hold when it records the usage. The
+        principal may come from the key cache: the hold's transaction checks it against its row."""
         amount = worst_case_cost(request, body_size, spec)
-        scope.reservation_id = await self._reservations.reserve(principal, scope.request_id, amount)
+        for _ in range(_KEY_CHANGES_TOLERATED):
+            try:
+                scope.reservation_id = await self._writer.reserve(principal, scope.request_id, amount, confirm_key=True)
+                return
+            except KeyChanged as changed:  # scopes or limits changed since it was cached: admit it as it is
+                principal = scope.principal = changed.fresh
+                self._keys.refresh(principal)
+                check_key(principal)
+            except (AuthenticationFailed, PermissionDenied) as exc:
+                if isinstance(exc, AuthenticationFailed) or exc.code in ("key_disabled", "user_disabled"):
+                    self._keys.forget(principal.key_id)
+                raise
+        raise ServiceUnavailable("This API key is being changed; please retry.", retry_after=1, code="key_changing")
+
+    async def confirm_refusal(self, principal: Principal, error: CoderapiError, scope: MeterScope) -> CoderapiError:
+        """A request refused before its hold (bad body, rate limit, unknown model) was admitted on
+        a possibly cached key: if the key is now disabled or deleted, that is the answer."""
+        if scope.reservation_id is not None or isinstance(error, (AuthenticationFailed, PermissionDenied, ServiceUnavailable)):
+            return error
+        try:
+            verdict = await self._reservations.confirm_key(principal)
+        except ServiceUnavailable:
+            return error
+        if isinstance(verdict, KeyChanged):
+            self._keys.refresh(verdict.fresh)
+        elif verdict is not None:
+            self._keys.forget(principal.key_id)
+            return verdict
+        return error
 
     async def label(self, error: CoderapiError, principal: Principal, scope: MeterScope) -> None:
         """Put the rate-limit headers on an error answer (a refused 429 has its own already)."""

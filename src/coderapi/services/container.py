@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from coderapi.backends.prep_pool import PrepPool
 from coderapi.config import Settings
@@ -14,6 +15,7 @@ from coderapi.services.admission import Admission
 from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.billing import Billing
 from coderapi.services.inference import InferenceService
+from coderapi.services.ledger_writer import LedgerWriter
 from coderapi.services.metering import Metering
 from coderapi.services.metrics import ServingMetrics
 from coderapi.services.passwords import PasswordPool
@@ -21,6 +23,7 @@ from coderapi.services.registry import ModelRegistry, ServedModel
 from coderapi.services.reservations import CostReservations
 from coderapi.services.spending import PeriodSpend
 from coderapi.services.tokenizer import TokenizerService
+from coderapi.services.usage_journal import UsageJournal
 from coderapi.services.usage_reports import UsageReports
 from coderapi.store.database import Database
 
@@ -41,6 +44,7 @@ class Services:
     billing: Billing
     prep: PrepPool  # threads that prepare inference requests off the event loop
     tokenizer: TokenizerService
+    ledger: LedgerWriter  # holds and usage rows, group-committed; usage journaled until committed
 
     @classmethod
     def build(cls, settings: Settings, served: list[ServedModel]) -> "Services":
@@ -48,6 +52,7 @@ class Services:
         accounts = AccountService(
             db, starting_credit=settings.starting_credit, max_keys_per_user=settings.max_keys_per_user,
             passwords=PasswordPool(settings.password_hash_workers, settings.password_hash_max_waiting),
+            key_cache_size=settings.key_cache_size,
         )
         registry = ModelRegistry(served)
         prep = PrepPool(settings.prepare_threads, settings.prepare_queue)
@@ -57,17 +62,19 @@ class Services:
                 attach(prep)
         metrics = ServingMetrics(lambda: services.engine_stats())
         reservations = CostReservations(db, PeriodSpend(db), ttl_seconds=settings.reservation_ttl_seconds)
-        metering = Metering(reservations, metrics)
+        ledger = LedgerWriter(reservations, UsageJournal(Path(settings.data_dir) / "usage-journal"))
+        metering = Metering(ledger, metrics)
         limits = RateLimits(
             build_limiter(settings.redis_url, settings.redis_failure_mode), default_rpm=settings.default_rpm, default_tpm=settings.default_tpm,
             default_user_rpm=settings.default_user_rpm, default_user_tpm=settings.default_user_tpm,
         )
         in_flight = InFlightLimits(settings.max_concurrent_requests_per_key, settings.max_concurrent_requests_per_user)
-        inference = InferenceService(registry, metering, Admission(limits, reservations, in_flight))
+        admission = Admission(limits, reservations, in_flight, ledger, accounts.key_cache)
+        inference = InferenceService(registry, metering, admission)
         services = cls(
             settings, db, accounts, registry, metrics, metering, inference,
             limits=limits, reports=UsageReports(db), billing=Billing(accounts, settings.models),
-            prep=prep, tokenizer=TokenizerService(registry, limits, metering),
+            prep=prep, tokenizer=TokenizerService(registry, limits, metering), ledger=ledger,
         )
         return services
 
@@ -85,6 +92,7 @@ class Services:
 
     async def close(self) -> None:
         await self.metering.drain()
+        await self.ledger.close()
         await self.limits.close()
         await asyncio.gather(*(m.backend.close() for m in self.registry.models), return_exceptions=True)
         self.prep.close()

@@ -94,9 +94,12 @@ class InferenceService:
             scope.finish("cancelled", 499, "client_disconnected")
             raise
         except CoderapiError as exc:
-            scope.fail(exc)
-            await self._admission.label(exc, principal, scope)
-            raise
+            error = await self._admission.confirm_refusal(principal, exc, scope)
+            scope.fail(error)
+            await self._admission.label(error, principal, scope)
+            if error is exc:
+                raise
+            raise error from None
         except Exception as exc:
             scope.fail(exc)
             error = InternalError("The server had an error while processing your request.")

@@ -29,7 +29,7 @@ from coderapi.services.account_types import (
 from coderapi.services import passwords, user_ops
 from coderapi.services.user_ops import exact_money
 from coderapi.store.database import Database
-from coderapi.store.tables import ApiKey
+from coderapi.store.tables import ApiKey, User
 
 UPDATABLE_FIELDS = frozenset({"name", "disabled", "scopes", "limit_threshold", "limit_retention"})
 LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -158,20 +158,25 @@ def authenticate(db: Database, secret: str, now: datetime) -> Principal:
             raise PermissionDenied("This account is disabled", code="user_disabled")
         if key.last_used_at is None or now - key.last_used_at >= LAST_USED_GRANULARITY:
             crud.keys.touch(session, key.id, now)
-        return Principal(
-            user_id=user.id,
-            email=user.email,
-            role=user.role,
-            key_id=key.id,
-            key_prefix=key.prefix,
-            key_kind=key.kind,
-            scopes=tuple(key.scopes or ()),
-            rpm_limit=user.rpm_limit,
-            tpm_limit=user.tpm_limit,
-            limit_threshold=key.limit_threshold,
-            limit_retention=key.limit_retention,
-            balance=user.balance,
-        )
+        return principal_from(key, user)
+
+
+def principal_from(key: ApiKey, user: User) -> Principal:
+    """The caller a key stands for, from its row and its owner's (enabled or not: callers check)."""
+    return Principal(
+        user_id=user.id,
+        email=user.email,
+        role=user.role,
+        key_id=key.id,
+        key_prefix=key.prefix,
+        key_kind=key.kind,
+        scopes=tuple(key.scopes or ()),
+        rpm_limit=user.rpm_limit,
+        tpm_limit=user.tpm_limit,
+        limit_threshold=key.limit_threshold,
+        limit_retention=key.limit_retention,
+        balance=user.balance,
+    )
 
 
 def _month_start(now: datetime) -> datetime:

@@ -3,7 +3,7 @@
 Money: a request's cost is its tokens at the model's prices per million (`ModelSpec`), computed in
 `Decimal` and rounded to the store's six places; it is written on the usage row, debited from
 the user's balance and the request's cost reservation is dropped, in the same transaction
-(`CostReservations.settle`). Successful requests and requests whose client hung
+(`CostReservations.apply`, batched by `LedgerWriter`, journaled on disk until committed). Successful requests and requests whose client hung
 up (the tokens were generated) are charged; failed and refused ones cost nothing.
 """
 
@@ -18,18 +18,16 @@ from typing import AsyncIterator, Awaitable, Callable
 
 from coderapi.backends.base import RequestTally
 from coderapi.config import ModelSpec
-from coderapi.errors import CoderapiError, ServiceUnavailable
+from coderapi.errors import CoderapiError
 from coderapi.services.accounts import Principal, UsageRecord
 from coderapi.services.metrics import UNKNOWN_MODEL_LABEL, ServingMetrics
-from coderapi.services.reservations import CostReservations
+from coderapi.services.ledger_writer import LedgerWriter
 from coderapi.store.tables import to_money
 
 log = logging.getLogger("coderapi.metering")
 
 CHARGED_STATUSES = ("success", "cancelled")
 _MILLION = Decimal(1_000_000)
-# Seconds between attempts to write a usage row while the database is unavailable (about 5 minutes in all).
-RECORD_RETRY_DELAYS = (0.5, 1, 2, 4) + (8,) * 36
 
 
 def request_cost(spec: ModelSpec | None, tally: RequestTally) -> Decimal:
@@ -102,7 +100,7 @@ class MeterScope:
 
 
 class Metering:
-    def __init__(self, ledger: CostReservations, metrics: ServingMetrics) -> None:
+    def __init__(self, ledger: LedgerWriter, metrics: ServingMetrics) -> None:
         self._ledger = ledger
         self._metrics = metrics
         self._pending: set[asyncio.Task] = set()
@@ -164,16 +162,8 @@ class Metering:
                 await settle(used)
         except Exception:
             log.exception("could not settle the rate limit of %s", record.request_id)
-        for delay in RECORD_RETRY_DELAYS:  # a locked or unreachable database: wait, the row must not be lost
-            try:
-                await self._ledger.settle(record, reservation_id)
-                return
-            except ServiceUnavailable:
-                await asyncio.sleep(delay)
-            except Exception:
-                log.exception("could not record usage for %s", record.request_id)
-                return
-        log.error("usage for %s not recorded: the database stayed unavailable (%r)", record.request_id, record)
+        # Journaled on disk now, committed with the next batch (retried while the database is down).
+        self._ledger.settle(record, reservation_id)
 
     def _observe(self, scope: MeterScope, status: str, now: float) -> None:
         # Labels come from the registry only: a caller's made-up model name must not add a series.
@@ -196,3 +186,4 @@ class Metering:
         """Waits for usage rows still being written (tests, shutdown)."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self._ledger.drain()

@@ -13,23 +13,69 @@ user's row locked (SELECT ... FOR UPDATE on PostgreSQL; the write lock on SQLite
 Where the request ends (success, error, refusal, client gone), one transaction, again under the
 user's lock, writes its usage row, debits its real cost and drops its hold. A hold whose gateway
 died before settling lapses after `reservation_ttl_seconds`.
+
+Holds and settlements are applied in batches (`apply`): one transaction for all that a gateway
+has queued (see `ledger_writer`), the users' rows locked in id order. A hold taken for a cached
+key (`confirm_key`) also checks the key against its row in that transaction, so a key disabled,
+deleted or changed anywhere is refused at once, without a lookup of its own per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy.orm import Session
+
 from coderapi import crud
-from coderapi.errors import AuthenticationFailed, QuotaExceeded
+from coderapi.errors import AuthenticationFailed, CoderapiError, PermissionDenied, QuotaExceeded
 from coderapi.services.account_types import Principal, UsageRecord
+from coderapi.services.key_ops import LAST_USED_GRANULARITY, principal_from
 from coderapi.services.spending import PeriodSpend
 from coderapi.store.database import Database
 from coderapi.store.tables import to_money, utcnow
 
 _PERIODS = {"no_reset": "in total", "day": "per day", "week": "per week", "month": "per month"}
+
+
+class KeyChanged(Exception):
+    """The cached key's row changed (scopes, limits, its owner's limits): admit it again as `fresh`."""
+
+    def __init__(self, fresh: Principal) -> None:
+        super().__init__("the key changed since it was cached")
+        self.fresh = fresh
+
+
+@dataclass
+class Hold:
+    """One request's worst-case cost to hold; `result` (the hold's id) or `error` once applied."""
+
+    principal: Principal
+    request_id: str
+    amount: Decimal
+    confirm_key: bool = False  # a cached principal: check it against the key's row first
+    result: int | None = None
+    error: Exception | None = None
+
+
+@dataclass
+class Settlement:
+    """One ended request: its usage row to write and its hold to drop (`record` None: only drop
+    the hold). `replayed`: from a journal left by a gateway that died; written unless its row is
+    there already. `result`: the usage row's id, None when it was settled already."""
+
+    record: UsageRecord | None
+    reservation_id: int | None
+    replayed: bool = False
+    result: int | None = None
+
+
+def _unbalanced(principal: Principal) -> Principal:
+    return replace(principal, balance=None)
 
 
 class CostReservations:
@@ -43,45 +89,126 @@ class CostReservations:
 
     async def reserve(self, principal: Principal, request_id: str, amount: Decimal) -> int:
         """Hold `amount` USD for the request, or raise QuotaExceeded holding nothing; the hold's id."""
-        return await asyncio.to_thread(self._reserve, principal, request_id, to_money(amount))
+        hold = Hold(principal, request_id, to_money(amount))
+        await asyncio.to_thread(self.apply, [], [hold])
+        if hold.error is not None:
+            raise hold.error
+        return hold.result
 
     async def settle(self, record: UsageRecord, reservation_id: int | None) -> int | None:
         """Write the usage row, debit its cost and release the hold, in one transaction; the row's
         id, or None when this reservation was settled already (a retry: nothing is charged twice)."""
-        return await asyncio.to_thread(self._settle, record, reservation_id)
+        settlement = Settlement(record, reservation_id)
+        await asyncio.to_thread(self.apply, [settlement], [])
+        return settlement.result
 
-    def _reserve(self, principal: Principal, request_id: str, amount: Decimal) -> int:
+    def apply(self, settlements: list[Settlement], holds: list[Hold]) -> None:
+        """Settlements, then holds (which see the money the settlements freed), in one transaction.
+        A hold that does not fit gets its `error`; a failing transaction raises (nothing applied)."""
         now = self._now()
+        users = [s.record.user_id for s in settlements if s.record] + [h.principal.user_id for h in holds]
         with self._db.session() as session:
-            balance = crud.reservations.lock_user(session, principal.user_id)
-            if balance is None:
-                raise AuthenticationFailed("Invalid API key")  # the account was deleted meanwhile
-            crud.reservations.purge_expired(session, principal.user_id, now)
-            held = crud.reservations.held_by_user(session, principal.user_id, now)
-            _check_balance(to_money(balance), held, amount)
-            if principal.limit_threshold is not None:
-                spent = self._spend.spent_in(
-                    session, principal.key_id, principal.key_prefix, principal.limit_retention
-                )
-                key_held = crud.reservations.held_by_key(session, principal.key_id, now)
-                _check_key_limit(principal, spent, key_held, amount)
-            return crud.reservations.insert(
-                session, user_id=principal.user_id, key_id=principal.key_id, request_id=request_id,
-                amount=amount, now=now, expires_at=now + self._ttl,
-            )
+            # The locks first, as every writer takes them: one lock order, no deadlock on PostgreSQL.
+            crud.reservations.lock_users(session, users)
+            if settlements:
+                self._settle_all(session, settlements, now)
+            if holds:
+                self._hold_all(session, holds, now)
 
-    def _settle(self, record: UsageRecord, reservation_id: int | None) -> int | None:
-        cost = to_money(record.cost)
-        now = self._now()
-        with self._db.session() as session:
-            # The lock first, as reserving takes it: one lock order, no deadlock on PostgreSQL.
-            crud.reservations.lock_user(session, record.user_id)
-            if reservation_id is not None and not crud.reservations.mark_settled(session, reservation_id, now):
-                return None  # an earlier try committed, but its acknowledgement was lost
-            event = crud.usage.insert(session, **{**vars(record), "cost": cost, "created_at": now})
+    def _settle_all(self, session: Session, settlements: list[Settlement], now: datetime) -> None:
+        ids = [s.reservation_id for s in settlements if s.reservation_id is not None]
+        done = crud.reservations.settled_ids(session, ids)
+        present = crud.reservations.existing_ids(session, ids) if any(s.replayed for s in settlements) else set()
+        todo: list[Settlement] = []
+        for s in settlements:
+            if s.reservation_id is not None:
+                if s.reservation_id in done:
+                    continue  # an earlier try committed, but its acknowledgement was lost
+                done.add(s.reservation_id)
+            if s.replayed and s.record and s.reservation_id not in present and crud.usage.recorded(session, s.record):
+                continue  # replayed after its hold was purged, and its row is there already
+            todo.append(s)
+        crud.reservations.mark_settled_many(session, [s.reservation_id for s in todo if s.reservation_id], now)
+        written = [s for s in todo if s.record is not None]
+        rows = [{**vars(s.record), "cost": to_money(s.record.cost), "created_at": now} for s in written]
+        debits: dict[int, Decimal] = defaultdict(Decimal)
+        for s, event in zip(written, crud.usage.insert_many(session, rows)):
+            s.result = event.id
+            debits[s.record.user_id] += to_money(s.record.cost)
+        for user_id, cost in sorted(debits.items()):
             if cost:
-                crud.users.adjust_balance(session, record.user_id, -cost)
-            return event.id
+                crud.users.adjust_balance(session, user_id, -cost)
+
+    def _hold_all(self, session: Session, holds: list[Hold], now: datetime) -> None:
+        users = sorted({h.principal.user_id for h in holds})
+        self._confirm_keys(session, [h for h in holds if h.confirm_key], now)
+        crud.reservations.purge_expired_for(session, users, now)
+        balances = crud.reservations.balances(session, users)
+        held = defaultdict(Decimal, crud.reservations.held_by_users(session, users, now))
+        limited = {h.principal.key_id: h.principal for h in holds if h.error is None and h.principal.limit_threshold is not None}
+        key_held = defaultdict(Decimal, crud.reservations.held_by_keys(session, list(limited), now))
+        spent = {key_id: self._spend.spent_in(session, key_id, p.key_prefix, p.limit_retention) for key_id, p in limited.items()}
+        admitted: list[Hold] = []
+        for hold in holds:
+            if hold.error is not None:
+                continue
+            principal, amount = hold.principal, hold.amount
+            try:
+                if principal.user_id not in balances:
+                    raise AuthenticationFailed("Invalid API key")  # the account was deleted meanwhile
+                _check_balance(to_money(balances[principal.user_id]), held[principal.user_id], amount)
+                if principal.limit_threshold is not None:
+                    _check_key_limit(principal, spent[principal.key_id], key_held[principal.key_id], amount)
+            except CoderapiError as exc:
+                hold.error = exc
+                continue
+            held[principal.user_id] += amount
+            key_held[principal.key_id] += amount
+            admitted.append(hold)
+        rows = [dict(user_id=h.principal.user_id, key_id=h.principal.key_id, request_id=h.request_id,
+                     amount=h.amount, now=now, expires_at=now + self._ttl) for h in admitted]
+        for hold, hold_id in zip(admitted, crud.reservations.insert_many(session, rows)):
+            hold.result = hold_id
+
+    async def confirm_key(self, principal: Principal) -> Exception | None:
+        """A cached principal against its key's row, in a transaction of its own: the refusal
+        authentication would give now (or KeyChanged), None when the key is as cached."""
+        return await asyncio.to_thread(self._confirm_one, principal)
+
+    def _confirm_one(self, principal: Principal) -> Exception | None:
+        with self._db.session() as session:
+            found = crud.keys.with_owners_by_ids(session, [principal.key_id]).get(principal.key_id)
+            return _key_verdict(found, principal)
+
+    @staticmethod
+    def _confirm_keys(session: Session, holds: list[Hold], now: datetime) -> None:
+        """Cached principals against their keys' rows, for the whole batch in one query."""
+        if not holds:
+            return
+        rows = crud.keys.with_owners_by_ids(session, [h.principal.key_id for h in holds])
+        stale_stamps = set()
+        for hold in holds:
+            found = rows.get(hold.principal.key_id)
+            hold.error = _key_verdict(found, hold.principal)
+            if hold.error is None and (found[0].last_used_at is None or now - found[0].last_used_at >= LAST_USED_GRANULARITY):
+                stale_stamps.add(found[0].id)
+        crud.keys.touch_many(session, list(stale_stamps), now)
+
+
+def _key_verdict(found, principal: Principal) -> Exception | None:
+    """A key deleted or disabled is refused as authentication would refuse it; one changed
+    otherwise (scopes, limits, its owner's limits) is to be admitted again (KeyChanged)."""
+    if found is None:
+        return AuthenticationFailed("Invalid API key")
+    key, user = found
+    if key.disabled:
+        return PermissionDenied("This API key is disabled", code="key_disabled")
+    if user.disabled:
+        return PermissionDenied("This account is disabled", code="user_disabled")
+    fresh = principal_from(key, user)
+    if _unbalanced(fresh) != _unbalanced(principal):
+        return KeyChanged(fresh)
+    return None
 
 
 def _check_balance(balance: Decimal, held: Decimal, amount: Decimal) -> None:

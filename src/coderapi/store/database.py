@@ -34,6 +34,7 @@ log = logging.getLogger("coderapi.store")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_TIMEOUT_SECONDS = 30.0  # tools (CLI, tests); the server passes `database_timeout_seconds`
+SQLITE_POOL_SIZE = 40  # above the event loop's default worker threads (min(32, cores + 4))
 UNAVAILABLE_RETRY_AFTER = 2.0  # seconds, in the 503's Retry-After
 # Any constant works; it keeps two gateway replicas from migrating PostgreSQL at the same time.
 _PG_MIGRATION_LOCK = 0x636F646572617069
@@ -59,7 +60,9 @@ def _sqlite_engine(url: URL, echo: bool, timeout: float) -> Engine:
     else:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         connect_args = {"check_same_thread": False, "timeout": timeout}
-        engine = create_engine(url, echo=echo, connect_args=connect_args)
+        # More pooled connections than worker threads: an overflow connection is closed when it is
+        # returned, and opening one (with its PRAGMAs) costs more than the query it was opened for.
+        engine = create_engine(url, echo=echo, connect_args=connect_args, pool_size=SQLITE_POOL_SIZE)
     busy_ms = int(timeout * 1000)
 
     def pragmas(dbapi_connection, _record) -> None:

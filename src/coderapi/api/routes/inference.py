@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from coderapi.api.deps import PrincipalDep, RequestIdDep, ServicesDep
+from coderapi.api.deps import InferencePrincipalDep, RequestIdDep, ServicesDep
 from coderapi.api.openapi import INFERENCE_ERRORS, openapi_body, streaming_responses
 from coderapi.api.sse import sse_response
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
@@ -35,7 +35,7 @@ def _respond(outcome: InferenceOutcome) -> Response:
 )
 @router.post("/chat/completions", include_in_schema=False)
 async def create_chat_completion(
-    request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
+    request: Request, principal: InferencePrincipalDep, services: ServicesDep, request_id: RequestIdDep
 ) -> Response:
     # The body is parsed by the service, so a malformed request is metered like any other.
     client_id = _client_request_id(request)
@@ -52,7 +52,7 @@ async def create_chat_completion(
 )
 @router.post("/completions", include_in_schema=False)
 async def create_completion(
-    request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
+    request: Request, principal: InferencePrincipalDep, services: ServicesDep, request_id: RequestIdDep
 ) -> Response:
     client_id = _client_request_id(request)
     body = await request.body()

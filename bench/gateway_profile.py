@@ -1,0 +1,65 @@
+"""Where coderapi's gateway CPU goes: bench/gateway.py's coderapi target alone, in front of the
+instant upstream, at c=64 for a bounded time per mode; prints CPU milliseconds per request (the
+gateway's process tree) and, with --py-spy, records a flame graph / speedscope profile of it.
+
+    .venv/bin/python bench/gateway_profile.py [--seconds 10] [--py-spy OUT_PREFIX] [--serve-flag ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+from contextlib import AsyncExitStack, ExitStack
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import gateway  # noqa: E402
+
+
+async def load(target: gateway.Target, seconds: float, concurrency: int) -> None:
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=1.0)
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=60, trust_env=False))
+                   for _ in range(concurrency)]
+        for body in gateway.MODES.values():  # warm-up
+            await gateway.concurrent(clients, target, body, 200, 30)
+        for mode, body in gateway.MODES.items():
+            latencies, wall, cpu = await gateway.concurrent(clients, target, body, 10**9, seconds)
+            print(f"{mode:<12} {len(latencies)} requests in {wall:.1f} s: {len(latencies) / wall:.0f} req/s, "
+                  f"{cpu * 1000 / len(latencies):.2f} CPU-ms per request, "
+                  f"{len(latencies) / cpu:.0f} per CPU-s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--py-spy", type=Path, default=None, help="record a py-spy profile to this prefix")
+    parser.add_argument("--serve-flag", action="append", default=[], help="extra `coderapi serve` argument")
+    args = parser.parse_args()
+    gateway.CAPS_OFF = [*gateway.CAPS_OFF, *args.serve_flag]
+    logs = Path(tempfile.mkdtemp(prefix="gateway-profile-"))
+    with ExitStack() as stack:
+        upstream = stack.enter_context(gateway.instant_upstream(logs))
+        target = stack.enter_context(gateway.coderapi(upstream.base_url, logs))
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(target.pid),
+                                    "--subprocesses", "--rate", "250", "--format", "speedscope",
+                                    "-o", f"{args.py_spy}.speedscope.json"], stdout=subprocess.DEVNULL)
+        asyncio.run(load(target, args.seconds, args.concurrency))
+        if spy is not None:
+            spy.send_signal(2)  # SIGINT: py-spy writes the profile and exits
+            spy.wait(60)
+    print(f"logs: {logs}")
+
+
+if __name__ == "__main__":
+    main()
