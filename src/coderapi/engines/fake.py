@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from typing import AsyncIterator, Callable
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent, TopLogprob
@@ -22,6 +23,13 @@ EOS_ID = 256  # <|endoftext|>
 IM_END_ID = 258
 _SPECIAL_RE = re.compile("|".join(re.escape(s) for s in SPECIALS))
 GREETING = "Hello! How can I assist you today?"
+_ANSWER_START = "<|im_start|>assistant\n"
+
+
+def answer_so_far(prompt: str) -> str:
+    """The assistant text a prompt already ends with (a continuation), "" for a fresh answer."""
+    head, found, tail = prompt.rpartition(_ANSWER_START)
+    return tail if found and "<|im_end|>" not in tail else ""
 
 
 def default_script(prompt: str) -> str:
@@ -60,6 +68,8 @@ class FakeEngine:
         self._running = 0
         self._waiting = 0
         self._ready = False
+        # (prompt ids, params) of the latest generate calls, for tests of what the engine was asked
+        self.requests: deque[tuple[list[int], SamplingParams]] = deque(maxlen=64)
 
     @property
     def ready(self) -> bool:
@@ -102,9 +112,13 @@ class FakeEngine:
     def _reply(self, prompt_ids: list[int]) -> tuple[list[int], int | None]:
         prompt = self.detokenize(prompt_ids)
         fail = re.search(r"fail after (\d+)", prompt)
-        return list(self._script(prompt).encode("utf-8")), int(fail.group(1)) if fail else None
+        reply, partial = self._script(prompt), answer_so_far(prompt)
+        if partial and reply.startswith(partial):  # asked to continue its answer: the rest of it, as a model would
+            reply = reply[len(partial) :]
+        return list(reply.encode("utf-8")), int(fail.group(1)) if fail else None
 
     async def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        self.requests.append((list(prompt_ids), params))
         if self._waiting >= self._max_waiting and self._slots.locked():
             raise Overloaded("The fake engine's queue is full", retry_after=1)
         self._waiting += 1

@@ -10,6 +10,8 @@ from coderapi.backends.base import RequestTally
 from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
 from coderapi.backends.coder.fanout import collect, interleave
+from coderapi.backends.coder.lazy_grammar import lazy_tool_grammar
+from coderapi.backends.coder.lazy_tools import LazyTools
 from coderapi.backends.coder.messages import template_messages, template_tools
 from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, sampling_params
 from coderapi.backends.coder.tool_calls import ParsedOutput, parse_tool_calls
@@ -36,6 +38,7 @@ class PreparedChat:
     tool_names: set[str]  # empty when no tools are offered (or tool_choice is "none"): no parsing
     max_calls: int | None  # 1 with parallel_tool_calls false
     echo_text: str
+    lazy_tools: LazyTools | None = None  # tool_choice "auto": each call's grammar once the model starts it
 
 
 def _sampling_request(request: ChatCompletionRequest) -> SamplingRequest:
@@ -64,6 +67,18 @@ def _grammar(request: ChatCompletionRequest, tools_active: bool, verify=None) ->
     return grammar
 
 
+def _lazy_tools(backend, request: ChatCompletionRequest, grammar: str | None, verify) -> LazyTools | None:
+    """With tool_choice "auto" (and no other grammar): the grammar a call gets once it has begun.
+    `backend.lazy_tool_calls = False` turns it off (the benchmark's "before")."""
+    if grammar is not None or not request.tools or (request.tool_choice or "auto") != "auto":
+        return None
+    if not getattr(backend, "lazy_tool_calls", True):
+        return None
+    parallel = request.parallel_tool_calls is not False
+    calls = lazy_tool_grammar(request.tools, parallel, verify)
+    return LazyTools(calls, max_calls=None if parallel else 1) if calls is not None else None
+
+
 async def prepare_chat(backend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
     """Checks, grammar, template and tokens, on the app's preparation threads (never the loop)."""
     return await backend.prepare(prepare_chat_now, backend, request, request_id)
@@ -71,7 +86,9 @@ async def prepare_chat(backend, request: ChatCompletionRequest, request_id: str)
 
 def prepare_chat_now(backend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
     tools_active = bool(request.tools) and request.tool_choice != "none"
-    grammar = _grammar(request, tools_active, getattr(backend.engine, "verify_grammar", None))
+    verify = getattr(backend.engine, "verify_grammar", None)
+    grammar = _grammar(request, tools_active, verify)
+    lazy_tools = _lazy_tools(backend, request, grammar, verify)
     backend.check_logit_bias(request.logit_bias)
     prompt = render_prompt(backend, request)
     prompt_ids = backend.engine.tokenize(prompt)
@@ -96,13 +113,14 @@ def prepare_chat_now(backend, request: ChatCompletionRequest, request_id: str) -
         tool_names={t.function.name for t in request.tools or []} if tools_active else set(),
         max_calls=1 if request.parallel_tool_calls is False else None,
         echo_text=prompt if request.echo else "",
+        lazy_tools=lazy_tools,
     )
 
 
 def deltas(backend, prepared: PreparedChat, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
     tally.prompt_tokens = len(prepared.prompt_ids)
     streams = [
-        run_choice(backend.engine, i, prepared.prompt_ids, p, prepared.stops, tally)
+        run_choice(backend.engine, i, prepared.prompt_ids, p, prepared.stops, tally, prepared.lazy_tools)
         for i, p in enumerate(prepared.params)
     ]
     return interleave(streams, max_active=backend.spec.n_parallel)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from coderapi.backends.base import RequestTally
+from coderapi.backends.coder.lazy_tools import LazyToolRun, LazyTools
 from coderapi.backends.coder.stops import StopMatcher
 from coderapi.engines.base import Engine, SamplingParams, TokenEvent
 from coderapi.protocol.common import LogprobEntry, TopLogprobEntry
@@ -60,11 +61,14 @@ async def run_choice(
     params: SamplingParams,
     stops: list[str],
     tally: RequestTally,
+    lazy: LazyTools | None = None,
 ) -> AsyncIterator[ChoiceDelta]:
+    """`lazy`: tool calls under tool_choice "auto" get their grammar once begun (lazy_tools.py)."""
     matcher = StopMatcher(stops)
     aligner = _LogprobAligner()
     want_logprobs = params.logprobs is not None
-    events = engine.generate(prompt_ids, params)
+    run = LazyToolRun(engine, prompt_ids, params, lazy) if lazy is not None else None
+    events = run.events() if run is not None else engine.generate(prompt_ids, params)
     finish_reason = "length"
     last_token_at: float | None = None
     try:
@@ -94,4 +98,6 @@ async def run_choice(
                 yield ChoiceDelta(index, emitted, aligner.release(emitted))
     finally:
         await events.aclose()
+        if run is not None:
+            tally.completion_tokens += run.discarded  # generated, then dropped at a restart: still counted
     yield ChoiceDelta(index, finish_reason=finish_reason)

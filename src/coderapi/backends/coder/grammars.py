@@ -118,7 +118,7 @@ def check_tools(tools: list[Tool] | None) -> None:
         check_schema(tool.function.parameters, tool_param(index), tool_param(index))
 
 
-def _call_schema(tool: Tool) -> dict[str, Any]:
+def call_schema(tool: Tool) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
@@ -150,12 +150,12 @@ def tool_call_grammar(
     own = []
     for index, tool in chosen:
         check_schema_limits(tool.function.parameters or {}, tool_param(index))
-        grammar = _calls_grammar(schema_to_gbnf(_call_schema(tool), tool_param(index)), repeat)
+        grammar = _calls_grammar(schema_to_gbnf(call_schema(tool), tool_param(index)), repeat)
         own.append((index, checked(grammar, tool_param(index), None)))
     if len(own) == 1 or own[0][1] is None:
         index, grammar = own[0]
         return checked(grammar, tool_param(index), verify)
-    combined = _calls_grammar(schema_to_gbnf({"anyOf": [_call_schema(t) for _, t in chosen]}, "tools"), repeat)
+    combined = _calls_grammar(schema_to_gbnf({"anyOf": [call_schema(t) for _, t in chosen]}, "tools"), repeat)
     check_gbnf(combined, "tools")
     if verify is None or verify(combined) is None:
         return combined
