@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= embedded,postgres,redis,dev
 STAMP := $(VENV)/.installed-$(shell echo "$(EXTRAS)" | tr ',' '-')
 
-.PHONY: serve test install llama smoke test-fast clean
+.PHONY: serve test install llama llama-server smoke test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(BIN)/python:
 # the script is a no-op when the right build is already installed. See scripts/build_llama.sh.
 llama: | $(BIN)/python
 	scripts/build_llama.sh wheel $(BIN)/python
+
+# llama.cpp's llama-server from the same vendored source and flags, cached outside the clone; prints
+# its path (the remote-engine integration tests run it as a replica: CODERAPI_LLAMA_SERVER).
+llama-server: | $(BIN)/python
+	@PYTHON=$(BIN)/python scripts/build_llama.sh server
 
 # Reinstalls when pyproject.toml changes.
 $(STAMP): pyproject.toml | llama
