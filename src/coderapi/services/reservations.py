@@ -39,6 +39,7 @@ from coderapi.services.spending import PeriodSpend
 from coderapi.store.database import Database
 from coderapi.store.tables import to_money, utcnow
 
+PURGE_EVERY = timedelta(seconds=60)  # between purges of one user's lapsed and settled holds
 _PERIODS = {"no_reset": "in total", "day": "per day", "week": "per week", "month": "per month"}
 
 
@@ -86,6 +87,7 @@ class CostReservations:
         self._spend = spend
         self._ttl = timedelta(seconds=ttl_seconds)
         self._now = clock
+        self._purged: dict[int, datetime] = {}  # user id -> when its holds were last purged
 
     async def reserve(self, principal: Principal, request_id: str, amount: Decimal) -> int:
         """Hold `amount` USD for the request, or raise QuotaExceeded holding nothing; the hold's id."""
@@ -109,13 +111,15 @@ class CostReservations:
         users = [s.record.user_id for s in settlements if s.record] + [h.principal.user_id for h in holds]
         with self._db.session() as session:
             # The locks first, as every writer takes them: one lock order, no deadlock on PostgreSQL.
-            crud.reservations.lock_users(session, users)
+            balances = crud.reservations.lock_users(session, users)
             if settlements:
-                self._settle_all(session, settlements, now)
+                for user_id, debit in self._settle_all(session, settlements, now).items():
+                    balances[user_id] -= debit
             if holds:
-                self._hold_all(session, holds, now)
+                self._hold_all(session, holds, balances, now)
 
-    def _settle_all(self, session: Session, settlements: list[Settlement], now: datetime) -> None:
+    def _settle_all(self, session: Session, settlements: list[Settlement], now: datetime) -> dict[int, Decimal]:
+        """Writes the rows, drops the holds, debits the users; what each user was debited."""
         ids = [s.reservation_id for s in settlements if s.reservation_id is not None]
         done = crud.reservations.settled_ids(session, ids)
         present = crud.reservations.existing_ids(session, ids) if any(s.replayed for s in settlements) else set()
@@ -132,18 +136,19 @@ class CostReservations:
         written = [s for s in todo if s.record is not None]
         rows = [{**vars(s.record), "cost": to_money(s.record.cost), "created_at": now} for s in written]
         debits: dict[int, Decimal] = defaultdict(Decimal)
-        for s, event in zip(written, crud.usage.insert_many(session, rows)):
-            s.result = event.id
+        for s, event_id in zip(written, crud.usage.insert_many(session, rows)):
+            s.result = event_id
             debits[s.record.user_id] += to_money(s.record.cost)
         for user_id, cost in sorted(debits.items()):
             if cost:
                 crud.users.adjust_balance(session, user_id, -cost)
+        return debits
 
-    def _hold_all(self, session: Session, holds: list[Hold], now: datetime) -> None:
+    def _hold_all(self, session: Session, holds: list[Hold], balances: dict[int, Decimal], now: datetime) -> None:
+        """`balances`: the users' locked balances, less what this transaction debited."""
         users = sorted({h.principal.user_id for h in holds})
         self._confirm_keys(session, [h for h in holds if h.confirm_key], now)
-        crud.reservations.purge_expired_for(session, users, now)
-        balances = crud.reservations.balances(session, users)
+        self._purge_now_and_then(session, users)
         held = defaultdict(Decimal, crud.reservations.held_by_users(session, users, now))
         limited = {h.principal.key_id: h.principal for h in holds if h.error is None and h.principal.limit_threshold is not None}
         key_held = defaultdict(Decimal, crud.reservations.held_by_keys(session, list(limited), now))
@@ -169,6 +174,20 @@ class CostReservations:
                      amount=h.amount, now=now, expires_at=now + self._ttl) for h in admitted]
         for hold, hold_id in zip(admitted, crud.reservations.insert_many(session, rows)):
             hold.result = hold_id
+
+    def _purge_now_and_then(self, session: Session, users: list[int]) -> None:
+        """Lapsed and long-settled holds are dropped at most once a minute per user: they hold
+        nothing (every sum skips them), so purging them is tidiness, not a step of every hold."""
+        now, due = self._now(), []
+        for user_id in users:
+            last = self._purged.get(user_id)
+            if last is None or now - last >= PURGE_EVERY or now < last:
+                due.append(user_id)
+                self._purged[user_id] = now
+        if len(self._purged) > 100_000:
+            self._purged.clear()
+        if due:
+            crud.reservations.purge_expired_for(session, due, now)
 
     async def confirm_key(self, principal: Principal) -> Exception | None:
         """A cached principal against its key's row, in a transaction of its own: the refusal

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from coderapi.api.deps import InferencePrincipalDep, RequestIdDep, ServicesDep
 from coderapi.api.openapi import INFERENCE_ERRORS, openapi_body, streaming_responses
@@ -23,7 +23,8 @@ def _client_request_id(request: Request) -> str | None:
 def _respond(outcome: InferenceOutcome) -> Response:
     if outcome.streaming:
         return sse_response(outcome.answer, outcome.headers)
-    return JSONResponse(outcome.answer.model_dump(mode="json"), headers=outcome.headers)
+    # pydantic-core writes the JSON (compact, UTF-8, as JSONResponse would), not json.dumps.
+    return Response(outcome.answer.model_dump_json(), media_type="application/json", headers=outcome.headers)
 
 
 @router.post(
