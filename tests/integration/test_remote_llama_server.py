@@ -168,3 +168,37 @@ def test_a_replica_down_before_the_first_token_fails_over_to_the_next(server, do
         done = chat(gateway, [{"role": "user", "content": "Say hi."}], max_tokens=8)
         assert done.choices[0].message.content
         assert not doomed.healthy and [r.outstanding for r in engine.pool.replicas] == [0, 0]
+
+
+def test_a_replica_killed_after_the_first_token_ends_the_stream_with_an_upstream_error(tmp_path):
+    """Past the first token there is no failing over (the client has text): a clear error instead."""
+    import asyncio
+
+    from coderapi.engines.base import SamplingParams
+    from coderapi.engines.remote import RemoteCompletionEngine
+    from coderapi.errors import UpstreamError
+
+    gguf = embedded_gguf()
+    endless = SamplingParams(max_tokens=500, temperature=0, logit_bias={151643: -100.0, 151645: -100.0})
+
+    async def run(root: str, proc) -> tuple[int, UpstreamError | None, int]:
+        engine = RemoteCompletionEngine([root], gguf, api="llama-server", context_length=2048, verify_grammars=False)
+        await engine.start()
+        prompt = engine.tokenize("<|im_start|>user\nCount to 1000.<|im_end|>\n<|im_start|>assistant\n")
+        seen, error = 0, None
+        try:
+            async for _ in engine.generate(prompt, endless):
+                seen += 1
+                if seen == 3:
+                    proc.kill()
+        except UpstreamError as exc:
+            error = exc
+        finally:
+            outstanding = engine.pool.outstanding
+            await engine.close()
+        return seen, error, outstanding
+
+    with llama_server(gguf, tmp_path / "doomed.log") as doomed:
+        seen, error, outstanding = asyncio.run(run(doomed.root, doomed.proc))
+    assert error is not None and error.code == "upstream_stream_error", (seen, error)
+    assert 3 <= seen < 500 and outstanding == 0
