@@ -23,14 +23,15 @@ sys.path.insert(0, str(HERE))
 import gateway  # noqa: E402
 
 
-async def load(target: gateway.Target, seconds: float, concurrency: int) -> None:
+async def load(target: gateway.Target, seconds: float, concurrency: int, modes: list[str]) -> None:
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=1.0)
     async with AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=60, trust_env=False))
                    for _ in range(concurrency)]
         for body in gateway.MODES.values():  # warm-up
             await gateway.concurrent(clients, target, body, 200, 30)
-        for mode, body in gateway.MODES.items():
+        for mode in modes:
+            body = gateway.MODES[mode]
             latencies, wall, cpu = await gateway.concurrent(clients, target, body, 10**9, seconds)
             print(f"{mode:<12} {len(latencies)} requests in {wall:.1f} s: {len(latencies) / wall:.0f} req/s, "
                   f"{cpu * 1000 / len(latencies):.2f} CPU-ms per request, "
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--py-spy", type=Path, default=None, help="record a py-spy profile to this prefix")
+    parser.add_argument("--mode", action="append", choices=list(gateway.MODES), help="default: both")
     parser.add_argument("--serve-flag", action="append", default=[], help="extra `coderapi serve` argument")
     args = parser.parse_args()
     gateway.CAPS_OFF = [*gateway.CAPS_OFF, *args.serve_flag]
@@ -54,7 +56,7 @@ def main() -> None:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(target.pid),
                                     "--subprocesses", "--rate", "250", "--format", "speedscope",
                                     "-o", f"{args.py_spy}.speedscope.json"], stdout=subprocess.DEVNULL)
-        asyncio.run(load(target, args.seconds, args.concurrency))
+        asyncio.run(load(target, args.seconds, args.concurrency, args.mode or list(gateway.MODES)))
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes the profile and exits
             spy.wait(60)
