@@ -26,6 +26,14 @@ class FamilyTokenizer:
         """Blocks (a fraction of a second): call it off the event loop."""
         from coderapi.engines.vocab import load_vocab
 
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise RuntimeError(
+                "upstream_mode 'coder' tokenizes on the gateway and needs llama-cpp-python "
+                "(pip install 'coderapi[embedded]') and a GGUF of the model's family in `gguf`; "
+                "or set upstream_mode 'passthrough'"
+            ) from None
         if self._model is None:
             model = load_vocab(self.gguf_path)
             self.metadata = model.metadata()
