@@ -1,0 +1,110 @@
+"""LedgerWriter: holds and settlements that queue together are committed together (a handful of
+transactions for many requests), the money stays exact, and the journal keeps what is queued."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import event
+
+from coderapi.errors import QuotaExceeded
+from coderapi.services.accounts import AccountService, UsageRecord
+from coderapi.services.ledger_writer import LedgerWriter
+from coderapi.services.reservations import CostReservations
+from coderapi.services.spending import PeriodSpend
+from coderapi.services.usage_journal import UsageJournal
+from coderapi.store.database import Database
+from coderapi.store.tables import CostReservation, UsageEvent
+
+
+@pytest.fixture
+def setup(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'ledger.db'}")
+    db.upgrade()
+    accounts = AccountService(db, starting_credit=1)
+
+    async def seed():
+        user = await accounts.create_user("dev@example.com", "correct horse")
+        _, secret = await accounts.create_key(user.id)
+        return await accounts.authenticate_key(secret)
+
+    principal = asyncio.run(seed())
+    ledger = CostReservations(db, PeriodSpend(db), ttl_seconds=600)
+    commits = []
+    event.listen(db.engine, "commit", lambda connection: commits.append(1))
+    yield db, accounts, ledger, principal, commits, tmp_path
+    db.dispose()
+
+
+def _record(principal, request_id: str, cost: str) -> UsageRecord:
+    return UsageRecord(request_id, principal.user_id, principal.key_id, principal.key_prefix, "m",
+                       "chat.completions", cost=Decimal(cost))
+
+
+def test_concurrent_holds_are_group_committed_and_exact(setup):
+    db, accounts, ledger, principal, commits, tmp_path = setup
+    writer = LedgerWriter(ledger, UsageJournal(tmp_path / "journal"))
+
+    async def burst():
+        tries = [writer.reserve(principal, f"r{i}", Decimal("0.03"), confirm_key=True) for i in range(60)]
+        return await asyncio.gather(*tries, return_exceptions=True)
+
+    commits.clear()
+    outcomes = asyncio.run(burst())
+    admitted = [o for o in outcomes if isinstance(o, int)]
+    refused = [o for o in outcomes if isinstance(o, QuotaExceeded)]
+    assert len(admitted) == 33 and len(refused) == 27  # $1 / $0.03: exactly 33 fit, however they queue
+    assert len(commits) <= 5  # 60 holds, a few transactions (one per request before)
+
+    async def settle_all():
+        for i, hold in enumerate(admitted):
+            writer.settle(_record(principal, f"r{i}", "0.01"), hold)
+        await writer.close()
+
+    commits.clear()
+    asyncio.run(settle_all())
+    assert len(commits) <= 3
+    assert asyncio.run(accounts.balance(principal.user_id)) == Decimal("1") - 33 * Decimal("0.01")
+    with db.session() as session:
+        assert session.query(UsageEvent).count() == 33
+        assert session.query(CostReservation).filter(CostReservation.settled_at.is_(None)).count() == 0
+    assert list((tmp_path / "journal").glob("*.jsonl")) == []  # all committed: nothing left to replay
+
+
+def test_a_cached_principal_is_checked_against_its_row_in_the_batch(setup):
+    _, accounts, ledger, principal, _, _ = setup
+    writer = LedgerWriter(ledger)
+    stale = replace(principal, scopes=("model:chat", "model:embeddings"))  # not what the row says
+    with pytest.raises(Exception) as changed:
+        asyncio.run(writer.reserve(stale, "r1", Decimal("0.01"), confirm_key=True))
+    assert type(changed.value).__name__ == "KeyChanged" and changed.value.fresh.scopes == principal.scopes
+
+
+def test_the_journal_replays_only_what_dead_gateways_left(setup, tmp_path):
+    db, accounts, ledger, principal, _, _ = setup
+    journal_dir = tmp_path / "journal"
+    hold = asyncio.run(ledger.reserve(principal, "dead", Decimal("0.5")))
+    # A gateway that died: its segment holds one whole record and one cut short by the kill.
+    dead = UsageJournal(journal_dir)
+    segment = dead.append(_record(principal, "dead", "0.2"), hold)
+    os.write(segment.fd, b'{"request_id": "cut sh')
+    fcntl.flock(segment.fd, fcntl.LOCK_UN)  # the process is gone: its lock with it
+    # A live gateway's segment is left alone.
+    alive = UsageJournal(journal_dir)
+    alive.append(_record(principal, "alive", "0.1"), None)
+
+    replayed = asyncio.run(LedgerWriter(ledger, UsageJournal(journal_dir)).recover())
+    assert replayed == 1
+    # Killed after its batch committed but before its segment was deleted: replayed, charged once.
+    again = UsageJournal(journal_dir)
+    fcntl.flock(again.append(_record(principal, "dead", "0.2"), hold).fd, fcntl.LOCK_UN)
+    assert asyncio.run(LedgerWriter(ledger, UsageJournal(journal_dir)).recover()) == 1
+    with db.session() as session:
+        assert [e.request_id for e in session.query(UsageEvent)] == ["dead"]
+    assert asyncio.run(accounts.balance(principal.user_id)) == Decimal("0.8")
+    assert len(list(journal_dir.glob("*.jsonl"))) == 1  # the live one
