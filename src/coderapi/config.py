@@ -61,6 +61,17 @@ class ModelSpec(BaseModel):
     context_length: int = Field(8192, description="Tokens per sequence (prompt + completion).")
     n_parallel: int = Field(8, description="Sequences decoded together (continuous batching).")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
+    speculation_ngram: bool = Field(
+        True,
+        description="Speculative decoding from the prompt and the output so far (n-gram lookup) for every "
+        "request, while at most 2 sequences decode; off: only a request's `prediction` drafts tokens.",
+    )
+    speculation_exact: bool = Field(
+        True,
+        description="Greedy and seeded requests verify drafts only in steps small enough for llama.cpp to "
+        "compute each row bit-identically to plain decoding (probed at start), so their answers never "
+        "change; off: longer drafts, faster, but an answer may differ where two tokens nearly tie.",
+    )
     price_input_per_million: float = Field(0.0, description="USD per million prompt tokens.")
     price_output_per_million: float = Field(0.0, description="USD per million completion tokens.")
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults)

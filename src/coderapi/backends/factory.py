@@ -24,6 +24,8 @@ def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int) -> Engi
         n_parallel=spec.n_parallel,
         n_threads=spec.n_threads or os.cpu_count(),
         max_waiting=max_waiting,
+        ngram_speculation=spec.speculation_ngram,
+        exact_speculation=spec.speculation_exact,
     )
 
 

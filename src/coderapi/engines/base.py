@@ -26,6 +26,9 @@ class SamplingParams:
     logprobs: int | None = None  # None: no logprobs; k >= 0: chosen token plus top-k alternatives
     stop_token_ids: frozenset[int] = frozenset()
     ignore_eos: bool = False
+    # Predicted Outputs: the tokens the output is expected to repeat (drafts for speculative
+    # decoding; the output itself is what the model generates, with or without them).
+    prediction_ids: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -44,6 +47,12 @@ class TokenEvent:
     finish_reason: str | None = None  # set on the last event: "stop" or "length"
     cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache
     queue_seconds: float | None = None  # first event only: time spent waiting for a sequence slot
+    # Speculative decoding, counted so far (cumulative on every event, so the last one a consumer
+    # sees has the totals): draft tokens the model agreed with, and those it refused, per source.
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+    accepted_ngram_tokens: int = 0
+    rejected_ngram_tokens: int = 0
 
 
 @dataclass

@@ -42,6 +42,9 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         max_waiting: int = 64,
         n_batch: int = 512,
+        ngram_speculation: bool = True,
+        exact_speculation: bool = True,
+        repack: bool = True,
     ) -> None:
         if n_ctx_per_seq < 16 or n_parallel < 1 or max_waiting < 0:
             raise ValueError("n_ctx_per_seq >= 16, n_parallel >= 1 and max_waiting >= 0 required")
@@ -53,6 +56,8 @@ class LlamaCppEngine:
         self._n_threads = n_threads or os.cpu_count() or 1
         self._max_waiting = max_waiting
         self._n_batch = n_batch
+        self._speculation = {"ngram_speculation": ngram_speculation, "exact_speculation": exact_speculation}
+        self._repack = repack
         self.info = EngineInfo(
             model_path=str(self.model_path),
             context_length=n_ctx_per_seq,
@@ -81,6 +86,8 @@ class LlamaCppEngine:
             n_parallel=self._n_parallel,
             n_threads=self._n_threads,
             n_batch=self._n_batch,
+            repack=self._repack,
+            **self._speculation,
         )
         self._worker = worker
         worker.start()
@@ -158,6 +165,8 @@ class LlamaCppEngine:
             raise InvalidRequest("max_tokens must be at least 1.", param="max_tokens")
         if params.logprobs is not None and params.logprobs < 0:
             raise InvalidRequest("top_logprobs must be >= 0.", param="top_logprobs")
+        if params.prediction_ids and not all(0 <= t < n_vocab for t in params.prediction_ids):
+            raise InvalidRequest("The prediction contains an unknown token id.", param="prediction")
         if any(not 0 <= int(t) < n_vocab for t in params.logit_bias):
             raise InvalidRequest("logit_bias names an unknown token id.", param="logit_bias")
 

@@ -45,7 +45,7 @@ def init_backend() -> None:
 class LlamaModel:
     """A loaded model and its vocabulary (read-only after loading, so thread-safe)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, repack: bool = True) -> None:
         init_backend()
         params = lc.llama_model_default_params()
         params.n_gpu_layers = 0
@@ -53,7 +53,7 @@ class LlamaModel:
         # Its kernels take another arithmetic path for 4+ rows than for one, so a sequence's
         # logits can depend on what else is in the batch; the scheduler keeps a request served
         # alone on one path (see scheduler.py).
-        params.use_extra_bufts = True
+        params.use_extra_bufts = repack
         model = lc.llama_model_load_from_file(str(path).encode(), params)
         if not model:
             raise InternalError(f"llama.cpp could not load the model at {path}")

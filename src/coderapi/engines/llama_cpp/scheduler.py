@@ -18,6 +18,18 @@ alone) or was evaluated cold (last token inside the whole prompt's batch). Split
 paths identical for a request served alone, at the cost of one short step. Beside other
 sequences the batch's rows differ from run to run anyway, so the split would buy nothing and
 cost a whole batched step of time to first token.
+
+Speculative decoding: a decoding sequence with a draft (drafting.py) feeds its next token and
+the draft in the same step, each row with logits, and the worker verifies them. Draft rows are
+paid from a per-step budget that shrinks as more sequences decode (`draft_budget`): alone, a
+draft row costs a fraction of a step and an accepted one saves a whole step; in a full batch
+the step is compute-bound and a row costs nearly what it may save. Context (n-gram) drafts,
+less often right than a prediction, are only made while at most `NGRAM_MAX_DECODING`
+sequences decode.
+
+Reproducible requests (greedy, or seeded) get the same answer with drafts as without: when the
+worker knows how many rows a step may hold with every row's logits bit-identical to a one-row
+step (`exact_rows`, invariance.py), their drafts keep the step's decode rows within it.
 """
 
 from __future__ import annotations
@@ -25,11 +37,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coderapi.engines.base import SamplingParams
 
 from .detok import Utf8Stream
+from .drafting import Drafter
 from .prefix_cache import Slot
 from .greedy import GreedyPicker
 from .sampling import SamplerChain
@@ -67,9 +80,17 @@ class Sequence:
         "n_generated",
         "split_last",
         "queue_seconds",
+        "drafter",
     )
 
-    def __init__(self, req: Request, slot: Slot, sampler: SamplerChain | GreedyPicker, cached: int) -> None:
+    def __init__(
+        self,
+        req: Request,
+        slot: Slot,
+        sampler: SamplerChain | GreedyPicker,
+        cached: int,
+        drafter: Drafter | None = None,
+    ) -> None:
         self.req = req
         self.slot = slot
         self.sampler = sampler
@@ -81,6 +102,7 @@ class Sequence:
         self.queue_seconds = time.monotonic() - req.created_at  # inbox + waiting queue
         params = req.params
         self.split_last = params.temperature <= 0.0 or params.seed is not None
+        self.drafter = drafter
 
     @property
     def prefilling(self) -> bool:
@@ -95,18 +117,50 @@ class BatchPart:
     tokens: list[int]
     start_pos: int
     wants_logits: bool  # True when the last token's logits are sampled after the step
-    logits_index: int = -1  # its row in the batch, set when the batch is filled
+    logits_index: int = -1  # its row in the batch (the first draft row's input is tokens[0])
+    draft: list[int] = field(default_factory=list)  # tokens[1:] of a decode part: to verify
 
 
-def plan_step(running: list[Sequence], n_batch: int) -> list[BatchPart]:
-    """Decode tokens first (one per decoding sequence), then prompt chunks in admission order."""
+MAX_DRAFT_ROWS = 16  # draft rows per step when one sequence decodes
+DRAFT_ROWS_LOST_PER_SEQUENCE = 2  # ... and fewer for every other decoding sequence
+NGRAM_MAX_DECODING = 2
+
+
+def draft_budget(n_decoding: int) -> int:
+    """Draft rows one step may verify, all sequences together, when `n_decoding` sequences decode."""
+    return max(0, MAX_DRAFT_ROWS - DRAFT_ROWS_LOST_PER_SEQUENCE * (n_decoding - 1))
+
+
+def _draft_limit(seq: Sequence, n_ctx_per_seq: int) -> int:
+    """Draft tokens this sequence may still verify: every one could become an output token."""
+    params = seq.req.params
+    room_tokens = params.max_tokens - seq.n_generated - 1
+    room_ctx = n_ctx_per_seq - len(seq.slot.tokens) - 2  # the next token and at least one more
+    return min(room_tokens, room_ctx)
+
+
+def plan_step(
+    running: list[Sequence], n_batch: int, n_ctx_per_seq: int = 1 << 30, exact_rows: int | None = None
+) -> list[BatchPart]:
+    """Decode tokens first (one per decoding sequence, plus drafts), then prompt chunks in admission order."""
     parts: list[BatchPart] = []
     budget = n_batch
     alone = len(running) == 1
-    for seq in running:
-        if seq.next_token is not None:
-            parts.append(BatchPart(seq, [seq.next_token], len(seq.slot.tokens), True))
-            budget -= 1
+    decoding = [seq for seq in running if seq.next_token is not None]
+    drafts = min(draft_budget(len(decoding)), n_batch - len(decoding))
+    rows = len(decoding)
+    for seq in decoding:
+        draft: list[int] = []
+        if seq.drafter is not None and drafts > 0:
+            limit = min(drafts, _draft_limit(seq, n_ctx_per_seq))
+            if exact_rows is not None and seq.split_last:  # reproducible: keep the step invariant
+                limit = min(limit, exact_rows - rows)
+            draft = seq.drafter.propose(limit, use_context=len(decoding) <= NGRAM_MAX_DECODING)
+            drafts -= len(draft)
+            rows += len(draft)
+        tokens = [seq.next_token, *draft]
+        parts.append(BatchPart(seq, tokens, len(seq.slot.tokens), True, draft=draft))
+        budget -= len(tokens)
     for seq in running:
         if budget <= 0:
             break

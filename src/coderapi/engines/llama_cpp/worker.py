@@ -10,6 +10,13 @@ tokens make a decode step fail (llama_decode returns an error, or the step raise
 exception in its generator; the others keep going. A failed batched step is undone in the KV cache
 and retried one sequence at a time, so only the sequence that fails alone is ended (an error
 event, then [DONE], on the API); the others finish their answers.
+
+Speculation (scheduler.py plans it, drafting.py drafts): a decode part's draft rows all get
+logits, and `_verify` samples them in order with the request's own sampler, exactly as plain
+decoding would, one token at a time (penalties, grammar and the seeded RNG see the same
+tokens in the same order): the draft holds while the sampled token equals the drafted one.
+The first sampled token that differs (or the one after the last draft) is the next token, as
+without a draft; the refused draft's positions are removed from the KV cache.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from coderapi.engines.base import TokenEvent
 from coderapi.errors import InternalError, ModelNotReady
 
 from .model import LlamaContext, LlamaModel
+from .drafting import DraftCursor, Drafter
+from .invariance import probe_invariant_rows
 from .prefix_cache import SlotPool
 from .sampling import compute_logprobs, make_sampler
 from .scheduler import BatchPart, Request, Sequence, plan_step
@@ -44,7 +53,16 @@ def _deliver(items: list) -> None:
 
 class Worker(threading.Thread):
     def __init__(
-        self, model_path: Path, *, n_ctx_per_seq: int, n_parallel: int, n_threads: int, n_batch: int
+        self,
+        model_path: Path,
+        *,
+        n_ctx_per_seq: int,
+        n_parallel: int,
+        n_threads: int,
+        n_batch: int,
+        ngram_speculation: bool = True,
+        exact_speculation: bool = True,
+        repack: bool = True,
     ) -> None:
         super().__init__(name="llama-cpp-worker", daemon=True)
         self.model_path = model_path
@@ -52,6 +70,10 @@ class Worker(threading.Thread):
         self.n_parallel = n_parallel
         self.n_threads = n_threads
         self.n_batch = n_batch
+        self.ngram_speculation = ngram_speculation
+        self.exact_speculation = exact_speculation
+        self.repack = repack
+        self.exact_rows: int | None = None  # set at load when exact_speculation (invariance.py)
         self.ready: concurrent.futures.Future = concurrent.futures.Future()
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.model: LlamaModel | None = None
@@ -98,7 +120,7 @@ class Worker(threading.Thread):
                     self.running.remove(seq)
 
     def _load(self) -> None:
-        self.model = LlamaModel(self.model_path)
+        self.model = LlamaModel(self.model_path, repack=self.repack)
         self.metadata = self.model.metadata()
         self.ctx = LlamaContext(
             self.model,
@@ -110,6 +132,9 @@ class Worker(threading.Thread):
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
         for i in range(self.n_batch):
             self._batch.n_seq_id[i] = 1
+        if self.exact_speculation:
+            self.exact_rows = probe_invariant_rows(self.model, self.ctx, self._batch, min(8, self.n_batch))
+            log.info("speculation: greedy and seeded drafts verified in steps of at most %d rows", self.exact_rows)
 
     def _shutdown(self) -> None:
         closed = ModelNotReady("The inference engine is shutting down.")
@@ -158,7 +183,7 @@ class Worker(threading.Thread):
             except Exception as exc:
                 self._send(req, exc)
         if self.running:
-            self._run_parts(plan_step(self.running, self.n_batch), isolate=True)
+            self._run_parts(plan_step(self.running, self.n_batch, self.n_ctx_per_seq, self.exact_rows), isolate=True)
 
     def _admit(self, req: Request) -> None:
         sampler = make_sampler(self.model, req.params, req.prompt)
@@ -177,7 +202,20 @@ class Worker(threading.Thread):
         del slot.tokens[keep:]
         self.prefix_queries += len(req.prompt)
         self.prefix_hits += keep
-        self.running.append(Sequence(req, slot, sampler, keep))
+        self.running.append(Sequence(req, slot, sampler, keep, self._drafter(req)))
+
+    def _drafter(self, req: Request) -> Drafter | None:
+        prediction = req.params.prediction_ids
+        predicted = None
+        if prediction:
+            predicted = DraftCursor(list(prediction), grows=False, aligned_at_start=True)
+        context = None
+        if self.ngram_speculation:
+            capacity = min(req.params.max_tokens, self.n_ctx_per_seq)
+            context = DraftCursor(
+                req.prompt, grows=True, capacity=capacity, min_match=2, max_match=4, max_draft=8, first_draft=2
+            )
+        return Drafter(predicted, context) if predicted or context else None
 
     # -- one decode step ------------------------------------------------------------------------
 
@@ -216,8 +254,10 @@ class Worker(threading.Thread):
                 i += 1
                 pos += 1
             if part.wants_logits:
-                batch.logits[i - 1] = 1
-                part.logits_index = i - 1
+                rows = 1 + len(part.draft)  # the next token's row, then one per draft token
+                for row in range(i - rows, i):
+                    batch.logits[row] = 1
+                part.logits_index = i - rows
         batch.n_tokens = i
         rc = lc.llama_decode(self.ctx.ptr, batch)
         if rc != 0:
@@ -240,16 +280,50 @@ class Worker(threading.Thread):
         for part in parts:
             if part.wants_logits:
                 try:
-                    self._sample(part.seq, part.logits_index)
+                    self._verify(part)
                 except Exception as exc:
                     log.exception("sampling failed")
                     self._fail(part.seq, exc)
 
-    def _sample(self, seq: Sequence, index: int) -> None:
+    def _verify(self, part: BatchPart) -> None:
+        """Sample each row in order while the draft holds; drop the refused draft from the KV."""
+        seq, draft = part.seq, part.draft
+        row = 0
+        while True:
+            token, event = self._sample(seq, part.logits_index + row)
+            if event.finish_reason is not None or row == len(draft) or token != draft[row]:
+                break
+            row += 1
+        accepted = row + (row < len(draft) and token == draft[row])
+        # Rows 0..row fed tokens the output keeps (a prompt chunk's last row is its last token).
+        keep = part.start_pos + len(part.tokens) - len(draft) + row
+        if keep < len(seq.slot.tokens):
+            self.ctx.seq_rm(seq.slot.seq_id, keep, -1)
+            del seq.slot.tokens[keep:]
+        if seq.drafter is not None:
+            seq.drafter.verified(len(draft), accepted)
+            self._count_drafts(seq.drafter, event)
+        if event.finish_reason is None:
+            seq.next_token = token
+        else:
+            self._release(seq)
+
+    @staticmethod
+    def _count_drafts(drafter: Drafter, event: TokenEvent) -> None:
+        # The step's events are still in the outbox: its last one carries the totals so far.
+        event.accepted_prediction_tokens = drafter.prediction_stats.accepted
+        event.rejected_prediction_tokens = drafter.prediction_stats.rejected
+        event.accepted_ngram_tokens = drafter.context_stats.accepted
+        event.rejected_ngram_tokens = drafter.context_stats.rejected
+
+    def _sample(self, seq: Sequence, index: int) -> tuple[int, TokenEvent]:
+        """Sample one token from batch row `index`, send its event; the sequence stays running."""
         req = seq.req
         params = req.params
         token = seq.sampler.sample(self.ctx.ptr, index)
         seq.n_generated += 1
+        if seq.drafter is not None:
+            seq.drafter.observe(token)
         logprob = top = None
         if params.logprobs is not None:
             lp = compute_logprobs(
@@ -267,11 +341,11 @@ class Worker(threading.Thread):
                 finish = "length"
                 text += seq.stream.flush()
         queued = seq.queue_seconds if seq.n_generated == 1 else None
-        self._send(req, TokenEvent(token, text, logprob, top, finish, seq.cached, queued))
-        if finish is None:
-            seq.next_token = token
-        else:
-            self._release(seq)
+        event = TokenEvent(token, text, logprob, top, finish, seq.cached, queued)
+        if seq.drafter is not None:
+            self._count_drafts(seq.drafter, event)
+        self._send(req, event)
+        return token, event
 
     # -- sequences out --------------------------------------------------------------------------
 

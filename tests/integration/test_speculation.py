@@ -1,0 +1,147 @@
+"""Speculative decoding on the real Qwen2.5-Coder-0.5B: predictions and n-gram drafts never change
+the answer (greedy: token for token; sampled: in distribution), and refused drafts leave the KV cache."""
+
+from __future__ import annotations
+
+import asyncio
+import colorsys
+import inspect
+from collections import Counter
+
+import llama_cpp as lc
+import pytest
+
+from coderapi.engines.base import SamplingParams, TokenEvent
+from tests.integration.embedded import embedded_gguf
+
+pytestmark = pytest.mark.model
+
+CODE = inspect.getsource(colorsys)[:900]
+
+
+def chat(user: str) -> str:
+    return f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+
+
+PROMPTS = [
+    chat("Rename the function rgb_to_yiq to to_yiq. Return the whole file.\n\n```python\n" + CODE + "\n```"),
+    chat("Write a Python function that checks whether a number is prime."),
+    chat("List the first ten square numbers, comma separated."),
+]
+
+
+@pytest.fixture(scope="module")
+def engines():
+    """(plain: no n-gram drafts, speculating: n-gram drafts on), two sequences each."""
+    path = embedded_gguf()
+    from coderapi.engines.llama_cpp import LlamaCppEngine
+
+    plain = LlamaCppEngine(path, n_parallel=2, n_ctx_per_seq=2048, ngram_speculation=False)
+    speculating = LlamaCppEngine(path, n_parallel=2, n_ctx_per_seq=2048, ngram_speculation=True)
+    asyncio.run(plain.start())
+    asyncio.run(speculating.start())
+    yield plain, speculating
+    asyncio.run(plain.close())
+    asyncio.run(speculating.close())
+
+
+async def run(engine, prompt: str, params: SamplingParams) -> list[TokenEvent]:
+    return [e async for e in engine.generate(engine.tokenize(prompt), params)]
+
+
+def ids(events: list[TokenEvent]) -> list[int]:
+    return [e.token_id for e in events]
+
+
+def kv_matches_slots(engine) -> bool:
+    """Every slot's KV stream holds exactly the positions its token list says (prefix cache intact)."""
+    worker = engine._worker
+    return all(
+        lc.llama_memory_seq_pos_max(worker.ctx.mem, slot.seq_id) == len(slot.tokens) - 1 for slot in worker.pool.slots
+    )
+
+
+async def test_greedy_output_is_identical_with_predictions_and_ngram_drafts(engines):
+    plain, speculating = engines
+    greedy = SamplingParams(max_tokens=160, temperature=0.0)
+    for prompt in PROMPTS:
+        reference = ids(await run(plain, prompt, greedy))
+        exact = tuple(reference)
+        # A prediction that is wrong in places: the original file, words swapped, a line dropped.
+        edited = tuple(plain.tokenize(plain.detokenize(reference).replace("def ", "def  ").replace("\n", "\n#", 3)))
+        for engine, params in [
+            (plain, greedy.__class__(**{**greedy.__dict__, "prediction_ids": exact})),
+            (plain, greedy.__class__(**{**greedy.__dict__, "prediction_ids": edited})),
+            (speculating, greedy),
+            (speculating, greedy.__class__(**{**greedy.__dict__, "prediction_ids": edited})),
+        ]:
+            events = await run(engine, prompt, params)
+            assert ids(events) == reference, (prompt[:60], params.prediction_ids is not None)
+            assert kv_matches_slots(engine)
+        assert events[-1].accepted_prediction_tokens + events[-1].accepted_ngram_tokens > 0
+
+
+async def test_refused_drafts_are_counted_and_removed_from_the_kv_cache(engines):
+    plain, _ = engines
+    greedy = SamplingParams(max_tokens=60, temperature=0.0)
+    prompt = PROMPTS[1]
+    reference = ids(await run(plain, prompt, greedy))
+    wrong = plain.tokenize(plain.detokenize(reference).replace("prime", "composite").replace("return", "yield"))
+    events = await run(plain, prompt, SamplingParams(max_tokens=60, temperature=0.0, prediction_ids=tuple(wrong)))
+    assert ids(events) == reference
+    last = events[-1]
+    assert last.rejected_prediction_tokens > 0 and last.accepted_prediction_tokens > 0
+    assert last.accepted_ngram_tokens == last.rejected_ngram_tokens == 0  # this engine drafts no n-grams
+    assert kv_matches_slots(plain)
+    # The slot's KV (refused drafts removed) serves the same prompt again from the prefix cache.
+    again = await run(plain, prompt, greedy)
+    assert again[0].cached_prompt_tokens > 0
+    assert ids(again) == reference
+
+
+async def test_penalties_logprobs_and_grammar_stay_consistent_with_drafts(engines):
+    plain, _ = engines
+    prompt = PROMPTS[2]
+    grammar = 'root ::= num ("," " "? num)*\nnum ::= [0-9]+'
+    for extra in (
+        {"frequency_penalty": 0.5, "presence_penalty": 0.3},
+        {"logprobs": 2},
+        {"grammar": grammar},
+    ):
+        params = SamplingParams(max_tokens=40, temperature=0.0, **extra)
+        reference = await run(plain, prompt, params)
+        guess = tuple(plain.tokenize("1, 4, 9, 16, 25, 36, 49, 64, 81, 100"))
+        drafted = await run(plain, prompt, SamplingParams(max_tokens=40, temperature=0.0, prediction_ids=guess, **extra))
+        assert ids(drafted) == ids(reference), extra
+        assert drafted[-1].accepted_prediction_tokens > 0, extra
+        if "logprobs" in extra:
+            # exact mode: verification steps keep to rows llama.cpp computes as it does one alone
+            assert [(e.logprob, e.top_logprobs) for e in drafted] == [(e.logprob, e.top_logprobs) for e in reference]
+
+
+async def test_sampled_outputs_are_unchanged_in_distribution(engines):
+    """Same seeds with and without a prediction: the draft is verified by sampling from the target
+    at each position with the request's own chain, so each seed gives the same tokens (up to the
+    float noise of batched rows) and the token frequencies at every position agree."""
+    plain, _ = engines
+    prompt = chat("Name a colour.")
+    runs = 40
+    base = SamplingParams(max_tokens=6, temperature=1.0)
+    guess = tuple(plain.tokenize("The colour is blue."))
+    without, with_draft = [], []
+    accepted = rejected = 0
+    for seed in range(runs):
+        without.append(ids(await run(plain, prompt, SamplingParams(**{**base.__dict__, "seed": seed}))))
+        events = await run(plain, prompt, SamplingParams(**{**base.__dict__, "seed": seed, "prediction_ids": guess}))
+        with_draft.append(ids(events))
+        accepted += events[-1].accepted_prediction_tokens
+        rejected += events[-1].rejected_prediction_tokens
+    assert accepted > 0 and rejected > 0  # both outcomes of verification were exercised
+    assert len({tuple(w) for w in without}) > 3  # really sampled, not one answer
+    same = sum(a == b for a, b in zip(without, with_draft))
+    assert same >= runs - 2
+    for position in range(3):
+        a = Counter(w[position] for w in without if len(w) > position)
+        b = Counter(w[position] for w in with_draft if len(w) > position)
+        total_variation = sum(abs(a[t] - b[t]) for t in a | b) / (2 * runs)
+        assert total_variation <= 0.1, position
