@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable, Protocol, Union
 
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
-from coderapi.protocol.common import PromptTokensDetails, Usage
+from coderapi.protocol.common import CompletionTokensDetails, PromptTokensDetails, Usage
 from coderapi.protocol.completions import Completion, CompletionRequest
 
 
@@ -26,6 +26,16 @@ class RequestTally:
     # Set by a backend whose counts need async work once the request ended (an upstream stream cut
     # short: its text is tokenized here); metering awaits it before recording the usage.
     count_later: Callable[[], Awaitable[None]] | None = None
+    # Predicted Outputs (set when the request sent a prediction): draft tokens accepted and refused.
+    predicted: bool = False
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+
+    def count_prediction(self, accepted: int, rejected: int) -> None:
+        """More prediction tokens verified; refused ones are billed as completion tokens (OpenAI's rule)."""
+        self.accepted_prediction_tokens += accepted
+        self.rejected_prediction_tokens += rejected
+        self.completion_tokens += rejected
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:
@@ -37,6 +47,12 @@ class RequestTally:
             completion_tokens=self.completion_tokens,
             total_tokens=self.prompt_tokens + self.completion_tokens,
             prompt_tokens_details=PromptTokensDetails(cached_tokens=self.cached_tokens),
+            completion_tokens_details=CompletionTokensDetails(
+                accepted_prediction_tokens=self.accepted_prediction_tokens,
+                rejected_prediction_tokens=self.rejected_prediction_tokens,
+            )
+            if self.predicted
+            else None,
         )
 
     @property

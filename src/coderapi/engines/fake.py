@@ -42,6 +42,28 @@ def default_script(prompt: str) -> str:
     return GREETING
 
 
+def prediction_counts(output: list[int], prediction: tuple[int, ...] | None) -> list[tuple[int, int]]:
+    """Predicted Outputs, scripted: after each output token, prediction tokens accepted and refused
+    so far. While aligned, the prediction's next token is the draft: accepted if the output has it,
+    else refused and alignment is lost; it comes back after the next place, forward, where the
+    output's last three tokens occur in the prediction."""
+    counts, accepted, rejected, at, aligned = [], 0, 0, 0, True
+    prediction = tuple(prediction or ())
+    for i, token in enumerate(output):
+        if aligned and at < len(prediction):
+            if prediction[at] == token:
+                accepted, at = accepted + 1, at + 1
+            else:
+                rejected, aligned = rejected + 1, False
+        elif not aligned:
+            tail = tuple(output[max(0, i - 2) : i + 1])
+            found = next((j for j in range(at, len(prediction) - 2) if prediction[j : j + 3] == tail), None)
+            if found is not None:
+                at, aligned = found + 3, True
+        counts.append((accepted, rejected))
+    return counts
+
+
 class FakeEngine:
     def __init__(
         self,
@@ -141,6 +163,7 @@ class FakeEngine:
         reply, fail_after = self._reply(prompt_ids)
         room = min(params.max_tokens, self.info.context_length - len(prompt_ids))
         pending = bytearray()
+        predicted = prediction_counts(reply[:room] + [IM_END_ID], params.prediction_ids)
         for count, token in enumerate(reply[:room] + [IM_END_ID], start=1):
             if fail_after is not None and count > fail_after:
                 raise RuntimeError("scripted engine failure")
@@ -160,7 +183,9 @@ class FakeEngine:
                 top = [TopLogprob(token, self.token_text(token), -0.25)]
                 top += [TopLogprob(i, chr(i), -2.0 - i / 100) for i in range(97, 97 + params.logprobs - 1)]
                 top = top[: params.logprobs]
-            yield TokenEvent(token, text, logprob, top, finish)
+            event = TokenEvent(token, text, logprob, top, finish)
+            event.accepted_prediction_tokens, event.rejected_prediction_tokens = predicted[count - 1]
+            yield event
             if finish:
                 return
 

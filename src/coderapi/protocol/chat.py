@@ -138,8 +138,14 @@ class ResponseFormat(_Lenient):
 
 
 class Prediction(_Lenient):
+    """Predicted Outputs: text the answer is expected to repeat (the file being edited)."""
+
     type: Literal["content"]
     content: TextContent
+
+    @property
+    def text(self) -> str:
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
 class ChatCompletionRequest(_Lenient):

@@ -50,11 +50,21 @@ class PromptTokensDetails(BaseModel):
     cached_tokens: int = 0
 
 
+class CompletionTokensDetails(BaseModel):
+    """Predicted Outputs: prediction tokens the answer repeated, and those verified and refused.
+    Refused ones are billed: `completion_tokens` includes them (OpenAI's rule)."""
+
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None  # set when a prediction was sent
 
 
 class TopLogprobEntry(BaseModel):

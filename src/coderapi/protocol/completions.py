@@ -6,6 +6,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from coderapi.protocol.chat import Prediction
 from coderapi.protocol.common import LogitBias, StopSpec, StreamOptions, Usage
 from coderapi.protocol.limits import (
     MAX_BEST_OF,
@@ -69,6 +70,7 @@ class CompletionRequest(BaseModel):
     min_p: float | None = Field(None, ge=0.001, le=0.999)
     repetition_penalty: float | None = Field(None, gt=0, le=2)
     repo_context: RepoContext | None = None
+    prediction: Prediction | None = None  # Predicted Outputs, as on chat
     # vLLM extensions: a GBNF grammar the output must follow, and logprob tokens named "token_id:N"
     structured_outputs: StructuredOutputs | None = None
     return_tokens_as_token_ids: bool = False

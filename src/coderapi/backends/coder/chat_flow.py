@@ -13,7 +13,7 @@ from coderapi.backends.coder.fanout import collect, interleave
 from coderapi.backends.coder.lazy_grammar import lazy_tool_grammar
 from coderapi.backends.coder.lazy_tools import LazyTools
 from coderapi.backends.coder.messages import template_messages, template_tools
-from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, sampling_params
+from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, prediction_ids, sampling_params
 from coderapi.backends.coder.tool_calls import ParsedOutput, parse_tool_calls
 from coderapi.engines.base import SamplingParams
 from coderapi.protocol.chat import (
@@ -99,8 +99,11 @@ def prepare_chat_now(backend, request: ChatCompletionRequest, request_id: str) -
         backend.spec.generation.max_tokens,
     )
     base = _sampling_request(request)
+    predicted = prediction_ids(backend.engine, request.prediction)
     params = [
-        sampling_params(base, backend.spec.generation, max_tokens=budget, grammar=grammar, seed_offset=i)
+        sampling_params(
+            base, backend.spec.generation, max_tokens=budget, grammar=grammar, seed_offset=i, prediction=predicted
+        )
         for i in range(request.n or 1)
     ]
     return PreparedChat(
@@ -119,6 +122,7 @@ def prepare_chat_now(backend, request: ChatCompletionRequest, request_id: str) -
 
 def deltas(backend, prepared: PreparedChat, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
     tally.prompt_tokens = len(prepared.prompt_ids)
+    tally.predicted = prepared.params[0].prediction_ids is not None
     streams = [
         run_choice(backend.engine, i, prepared.prompt_ids, p, prepared.stops, tally, prepared.lazy_tools)
         for i, p in enumerate(prepared.params)

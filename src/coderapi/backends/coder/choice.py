@@ -71,8 +71,14 @@ async def run_choice(
     events = run.events() if run is not None else engine.generate(prompt_ids, params)
     finish_reason = "length"
     last_token_at: float | None = None
+    verified = (0, 0)  # prediction tokens accepted and refused so far (cumulative on the events)
     try:
         async for event in events:
+            counts = (event.accepted_prediction_tokens, event.rejected_prediction_tokens)
+            if counts[0] < verified[0] or counts[1] < verified[1]:
+                verified = (0, 0)  # a restarted generation counts from 0 again
+            tally.count_prediction(counts[0] - verified[0], counts[1] - verified[1])
+            verified = counts
             tally.mark_first_token()
             now = time.monotonic()
             if last_token_at is not None:

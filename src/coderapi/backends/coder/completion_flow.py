@@ -10,7 +10,7 @@ from coderapi.backends.base import RequestTally
 from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
 from coderapi.backends.coder.fanout import collect, interleave
-from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, sampling_params
+from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, prediction_ids, sampling_params
 from coderapi.backends.coder.token_names import TokenIdNames, named_id
 from coderapi.engines.base import SamplingParams
 from coderapi.errors import InvalidRequest
@@ -100,7 +100,8 @@ def prepare_completion_now(backend, request: CompletionRequest, request_id: str)
         stop_ids = frozenset(t for name in FIM_END_TOKENS for t in backend.engine.tokenize(name)[:1])
     base = SamplingRequest.of(request, max_tokens=request.max_tokens, logprobs=request.logprobs)
     params = sampling_params(base, backend.spec.generation, max_tokens=budget, grammar=_grammar(backend, request))
-    params = SamplingParams(**{**params.__dict__, "stop_token_ids": stop_ids})
+    predicted = prediction_ids(backend.engine, request.prediction)
+    params = SamplingParams(**{**params.__dict__, "stop_token_ids": stop_ids, "prediction_ids": predicted})
     return PreparedCompletion(
         request_id=request_id,
         created=int(time.time()),
@@ -124,6 +125,7 @@ def _grammar(backend, request: CompletionRequest) -> str | None:
 
 def _stream(backend, prepared: PreparedCompletion, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
     tally.prompt_tokens = sum(len(p.ids) for p in prepared.prompts)
+    tally.predicted = prepared.params.prediction_ids is not None
     # prompts x n is at most MAX_COMPLETION_CHOICES (protocol); the choices run at most
     # n_parallel at a time, so one request never fills the engine's waiting queue.
     streams = []

@@ -48,6 +48,14 @@ def completion_budget(requested: int | None, prompt_tokens: int, context_length:
     return requested if requested is not None else min(default, room)
 
 
+def prediction_ids(engine, prediction) -> tuple[int, ...] | None:
+    """Predicted Outputs: the prediction's tokens (drafts only: they never change the answer), at
+    most a context's worth; None without a prediction."""
+    if prediction is None:
+        return None
+    return tuple(engine.tokenize(prediction.text)[: engine.info.context_length])
+
+
 def sampling_params(
     request: SamplingRequest,
     defaults: GenerationDefaults,
@@ -55,6 +63,7 @@ def sampling_params(
     max_tokens: int,
     grammar: str | None = None,
     seed_offset: int = 0,
+    prediction: tuple[int, ...] | None = None,
 ) -> SamplingParams:
     def pick(value, default):
         return default if value is None else value
@@ -73,4 +82,5 @@ def sampling_params(
         seed=None if request.seed is None else request.seed + seed_offset,
         grammar=grammar,
         logprobs=request.logprobs,
+        prediction_ids=prediction,
     )
