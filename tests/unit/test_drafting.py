@@ -132,3 +132,43 @@ def test_draft_budget_shrinks_with_load():
     assert budgets == sorted(budgets, reverse=True)
     assert budgets[0] >= 8 and draft_budget(9) == 0
     assert NGRAM_MAX_DECODING < 8
+
+
+def decoding_sequence(seq_id: int, prediction: list[int] | None, context: list[int] | None, greedy: bool = False):
+    from coderapi.engines.base import SamplingParams
+    from coderapi.engines.llama_cpp.prefix_cache import Slot
+    from coderapi.engines.llama_cpp.scheduler import Request, Sequence
+
+    params = SamplingParams(max_tokens=100, temperature=0.0 if greedy else 0.7)
+    prompt = context or [1, 2, 3]
+    req = Request(prompt, params, loop=None)
+    cursor_p = DraftCursor(prediction, grows=False, aligned_at_start=True, first_draft=8) if prediction else None
+    cursor_c = DraftCursor(prompt, grows=True, capacity=100, min_match=1, first_draft=8) if context else None
+    seq = Sequence(req, Slot(seq_id, list(prompt)), None, len(prompt), Drafter(cursor_p, cursor_c))
+    seq.n_prompt_done = len(prompt)
+    seq.next_token = 7
+    return seq
+
+
+def test_plan_step_adds_drafts_and_stops_context_drafts_under_load():
+    from coderapi.engines.llama_cpp.scheduler import plan_step
+
+    alone = decoding_sequence(0, None, [7, 8, 9, 10, 11, 7])
+    [part] = plan_step([alone], n_batch=512)
+    assert part.tokens == [7, 8, 9, 10, 11, 7] and part.draft == [8, 9, 10, 11, 7]  # n-gram drafts while alone
+    busy = [decoding_sequence(i, [8, 9, 10, 11, 12], [7, 8, 9, 10, 11, 7]) for i in range(NGRAM_MAX_DECODING)]
+    busy += [decoding_sequence(i, None, [7, 8, 9, 10, 11, 7]) for i in range(NGRAM_MAX_DECODING, 4)]
+    parts = plan_step(busy, n_batch=512)
+    assert [len(p.draft) for p in parts] == [5, 5, 0, 0]  # predictions still draft; n-grams do not
+    assert sum(len(p.draft) for p in plan_step(busy * 3, n_batch=512)) <= draft_budget(12)
+
+
+def test_plan_step_keeps_reproducible_requests_within_the_invariant_rows():
+    from coderapi.engines.llama_cpp.scheduler import plan_step
+
+    greedy = decoding_sequence(0, [8, 9, 10, 11, 12], None, greedy=True)
+    [part] = plan_step([greedy], n_batch=512, exact_rows=3)
+    assert part.draft == [8, 9]  # 3 rows: the next token and two drafts
+    sampled = decoding_sequence(0, [8, 9, 10, 11, 12], None)
+    [part] = plan_step([sampled], n_batch=512, exact_rows=3)
+    assert part.draft == [8, 9, 10, 11, 12]  # unseeded sampling is not reproducible anyway

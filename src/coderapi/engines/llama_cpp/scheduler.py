@@ -121,8 +121,8 @@ class BatchPart:
     draft: list[int] = field(default_factory=list)  # tokens[1:] of a decode part: to verify
 
 
-MAX_DRAFT_ROWS = 16  # draft rows per step when one sequence decodes
-DRAFT_ROWS_LOST_PER_SEQUENCE = 2  # ... and fewer for every other decoding sequence
+MAX_DRAFT_ROWS = 32  # draft rows per step when one sequence decodes
+DRAFT_ROWS_LOST_PER_SEQUENCE = 4  # ... and fewer for every other decoding sequence
 NGRAM_MAX_DECODING = 2
 
 

@@ -208,12 +208,12 @@ class Worker(threading.Thread):
         prediction = req.params.prediction_ids
         predicted = None
         if prediction:
-            predicted = DraftCursor(list(prediction), grows=False, aligned_at_start=True)
+            predicted = DraftCursor(list(prediction), grows=False, aligned_at_start=True, max_draft=32, first_draft=8)
         context = None
         if self.ngram_speculation:
             capacity = min(req.params.max_tokens, self.n_ctx_per_seq)
             context = DraftCursor(
-                req.prompt, grows=True, capacity=capacity, min_match=2, max_match=4, max_draft=8, first_draft=2
+                req.prompt, grows=True, capacity=capacity, min_match=3, max_match=8, max_draft=16, first_draft=4
             )
         return Drafter(predicted, context) if predicted or context else None
 
