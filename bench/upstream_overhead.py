@@ -6,7 +6,8 @@ Two targets on 127.0.0.1, the same 0.5B GGUF, one llama-server process:
             "llama-server" in front of that server: the template, tokenization and usage counting
             happen in the gateway, which sends token ids to llama-server's /completion; the key is
             authenticated, admitted, metered and priced on every request
-Per target, N greedy chat requests (interleaved: raw, coderapi, raw, ...), one at a time:
+Per target, N greedy chat requests (interleaved, the order alternating per round; each prompt is
+put in llama-server's prompt cache first, so neither target pays for it alone), one at a time:
 whole-answer latency (non-streamed) and time to the first content delta (streamed). Prints the
 medians, the completion tokens each target generated (the same work), the ratios, and the CPU time
 the gateway process spent per request (utime+stime from /proc: on a loaded machine the figure that
@@ -107,7 +108,12 @@ def measure(targets: dict[str, tuple[str, dict]], args, gateway_pid: int) -> dic
     for i in range(args.requests + 1):  # the first round warms both up and is not counted
         messages = [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
         body = {"model": MODEL, "messages": messages, "temperature": 0, "max_tokens": args.max_tokens}
-        for name, (base, _) in targets.items():
+        # The prompt is evaluated once first, so both targets find it in llama-server's prompt cache
+        # (whichever ran first would otherwise pay for it); the order alternates per round too.
+        warm_base = targets["raw"][0]
+        clients["raw"].post(warm_base + "/v1/chat/completions", json={**body, "max_tokens": 1}).raise_for_status()
+        order = list(targets.items()) if i % 2 else list(reversed(targets.items()))
+        for name, (base, _) in order:
             cpu = cpu_seconds(gateway_pid)
             seconds, tokens = whole(clients[name], base + "/v1/chat/completions", body)
             cpu = cpu_seconds(gateway_pid) - cpu
