@@ -182,8 +182,9 @@ def test_a_replica_killed_after_the_first_token_ends_the_stream_with_an_upstream
     endless = SamplingParams(max_tokens=500, temperature=0, logit_bias={151643: -100.0, 151645: -100.0})
 
     async def run(root: str, proc) -> tuple[int, UpstreamError | None, int]:
-        engine = RemoteCompletionEngine([root], gguf, api="llama-server", context_length=2048, verify_grammars=False)
+        engine = RemoteCompletionEngine([root], gguf, api="llama-server", context_length=8192, verify_grammars=False)
         await engine.start()
+        assert engine.info.context_length == 2048  # lowered to the server's slot size (-c 4096 -np 2)
         prompt = engine.tokenize("<|im_start|>user\nCount to 1000.<|im_end|>\n<|im_start|>assistant\n")
         seen, error = 0, None
         try:

@@ -103,18 +103,21 @@ class RemoteCompletionEngine:
         self._ready = True
 
     async def _server_contexts(self) -> list[int]:
-        """llama-server's tokens per slot (/props), so no request is cut short by the server's context."""
-        if self._dialect.name != "llama-server":
-            return []
+        """The replicas' own context per sequence (llama-server: /props; vLLM: `max_model_len` in
+        /v1/models), so no request is admitted that a server would cut short or refuse."""
         sizes = []
         for replica in self._pool.replicas:
             try:
-                props = (await self._client.get(replica.root + "/props", timeout=3.0)).json()
-                sizes.append(int(props["default_generation_settings"]["n_ctx"]))
+                if self._dialect.name == "llama-server":
+                    props = (await self._client.get(replica.root + "/props", timeout=3.0)).json()
+                    sizes.append(int(props["default_generation_settings"]["n_ctx"]))
+                    continue
+                listed = (await self._client.get(replica.base_url + "/models", timeout=3.0)).json()["data"]
+                sizes += [int(m["max_model_len"]) for m in listed if m.get("id") == self._model and m.get("max_model_len")]
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
                 continue
         if sizes and min(sizes) < self._context_length:
-            log.warning("upstream slots hold %d tokens: context_length lowered from %d", min(sizes), self._context_length)
+            log.warning("upstream sequences hold %d tokens: context_length lowered from %d", min(sizes), self._context_length)
         return sizes
 
     async def close(self) -> None:
