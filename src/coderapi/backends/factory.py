@@ -26,6 +26,7 @@ def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int) -> Engi
         max_waiting=max_waiting,
         ngram_speculation=spec.speculation_ngram,
         exact_speculation=spec.speculation_exact,
+        repack=spec.weight_repack,
     )
 
 
