@@ -21,6 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import gateway  # noqa: E402
+from gateway_report import percentile  # noqa: E402
 
 
 async def load(target: gateway.Target, seconds: float, concurrency: int, modes: list[str]) -> None:
@@ -35,7 +36,8 @@ async def load(target: gateway.Target, seconds: float, concurrency: int, modes: 
             latencies, wall, cpu = await gateway.concurrent(clients, target, body, 10**9, seconds)
             print(f"{mode:<12} {len(latencies)} requests in {wall:.1f} s: {len(latencies) / wall:.0f} req/s, "
                   f"{cpu * 1000 / len(latencies):.2f} CPU-ms per request, "
-                  f"{len(latencies) / cpu:.0f} per CPU-s", flush=True)
+                  f"{len(latencies) / cpu:.0f} per CPU-s, p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+                  f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms", flush=True)
 
 
 def main() -> None:
