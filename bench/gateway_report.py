@@ -108,7 +108,9 @@ def report(cells: dict, versions: dict, args, seconds: float) -> str:
         *_ratio_rows(cells, base, modes),
         "",
         "Not like for like: LiteLLM runs without a database (master-key auth only, no spend rows); coderapi "
-        "looks the key up in SQLite, admits (balance), prices and writes a usage row per request.",
+        "checks the key against its SQLite row and holds the request's worst-case cost (in one group-committed "
+        "transaction with the other requests queued meanwhile), prices it, journals its usage on disk and "
+        "writes a usage row per request (group-committed too), forwarding in passthrough mode.",
         "",
         "Reproduce: `python3 -m venv .venv-litellm && .venv-litellm/bin/pip install 'litellm[proxy]==1.108.7'`, "
         "then `.venv/bin/python bench/gateway.py --markdown docs/gateway-bench.md`.",
