@@ -207,8 +207,9 @@ class RemoteCompletionEngine:
             if assembler.count == 0:
                 raise _NoTokenYet(unreachable(url, exc)) from exc
             raise stream_failed(url, repr(exc)) from exc
-        if not assembler.finished and assembler.count == 0:
-            raise _NoTokenYet(stream_failed(url, "the stream ended before any token"))
+        if not assembler.finished:  # both dialects end a sequence with a finish of their own
+            error = stream_failed(url, "the stream ended before the sequence did")
+            raise _NoTokenYet(error) if assembler.count == 0 else error
 
     def _events(self, line: str, url: str, assembler: TokenAssembler) -> list[TokenEvent]:
         if not line.startswith("data:"):
