@@ -36,6 +36,7 @@ class TriggerScanner:
         self.safe = 0  # text[:safe] holds no trigger and no start of one
         self._pos = 0  # where scanning resumes (a candidate start, or the end of the safe text)
         self._in_code = False  # inside a ``` block that is not a call fence
+        self._code_line = False  # ... and still on its opening line (the language name)
         self._json: JsonScanner | None = None  # inside a JSON value that is no call (skipped whole)
 
     def feed(self, piece: str, *, final: bool = False) -> Trigger | None:
@@ -58,6 +59,12 @@ class TriggerScanner:
                     return None
                 self._json = None
                 continue
+            if self._code_line:
+                line_end = text.find("\n", self._pos)
+                self._pos = self.safe = len(text) if line_end < 0 else line_end + 1
+                if line_end < 0:
+                    return None
+                self._code_line = False
             if self._in_code:
                 end = text.find(FENCE, self._pos)
                 if end < 0:  # a closing fence may be arriving: keep scanning from its first backtick
@@ -77,7 +84,8 @@ class TriggerScanner:
                 self._pos = self.safe = start
                 return trigger
             self._pos = resume
-            self._in_code = verdict == "code"
+            self._in_code = verdict in ("code", "code-line")
+            self._code_line = verdict == "code-line"
             if verdict == "json":  # a JSON value that is no call: nothing inside it is one either
                 self._json = JsonScanner()
 
@@ -112,8 +120,8 @@ def _classify_fence(text: str, start: int) -> tuple[str, Trigger | None, int]:
     if line_end < 0:
         if could_call and len(rest) <= _MAX_FENCE_LINE:
             return "maybe", None, start
-        return "code", None, start + len(FENCE)
-    if language not in CALL_FENCE_LANGS:
+        return "code-line", None, start + len(FENCE)  # a code block: its body begins after this line
+    if language not in CALL_FENCE_LANGS or line_end > _MAX_FENCE_LINE:
         return "code", None, start + line_end + 1
     body = rest[line_end + 1 :]
     json_at = line_end + 1 + len(body) - len(body.lstrip(_WHITESPACE))

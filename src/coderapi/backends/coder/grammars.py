@@ -70,14 +70,16 @@ def check_schema(schema: Any, param: str, what: str) -> None:
         raise InvalidRequest(f"{what} is not a valid JSON Schema: {exc.message}", param=param) from None
 
 
-def schema_to_gbnf(schema: dict[str, Any], param: str) -> str | None:
-    """The grammar of `schema` (as json_schema_to_gbnf builds it, with our converter), None without llama_cpp."""
+def schema_to_gbnf(schema: dict[str, Any], param: str, *, ordered: bool = False) -> str | None:
+    """The grammar of `schema` (as json_schema_to_gbnf builds it, with our converter), None without llama_cpp.
+    `ordered`: object properties in the schema's order, optional ones skippable (ordered_objects.py)."""
     try:  # lazy: only the llama.cpp engine uses grammars; without it (the scripted engine) none is built
+        from coderapi.backends.coder.ordered_objects import OrderedObjectConverter
         from coderapi.backends.coder.schema_converter import BoundedSchemaConverter, SchemaTooHard
     except ImportError:
         return None
     try:
-        converter = BoundedSchemaConverter()
+        converter = OrderedObjectConverter() if ordered else BoundedSchemaConverter()
         copy = converter.resolve_refs(json.loads(json.dumps(schema)), "stdin")
         converter.visit(copy, "")
         return converter.format_grammar()

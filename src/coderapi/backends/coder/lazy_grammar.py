@@ -76,7 +76,7 @@ def lazy_tool_grammar(
     be built (llama_cpp missing, or a refusal: then the answer is generated freely, as before)."""
     try:
         schema = call_schema(tools[0]) if len(tools) == 1 else {"anyOf": [call_schema(t) for t in tools]}
-        converted = schema_to_gbnf(schema, "tools")
+        converted = schema_to_gbnf(schema, "tools", ordered=True)  # arguments in the tool's declared order
         if converted is None:
             return None
         rules = _SPACE.sub(COMPACT_SPACE, _ROOT.sub("call ::=", converted, count=1))
