@@ -52,7 +52,12 @@ class LedgerWriter:
 
     def settle(self, record: UsageRecord, reservation_id: int | None) -> None:
         """Journal the record, then queue it; it is committed with the next batch."""
-        segment = self._journal.append(record, reservation_id) if self._journal else None
+        segment = None
+        if self._journal is not None:
+            try:
+                segment = self._journal.append(record, reservation_id)
+            except OSError:  # a full or read-only disk: still written to the database, unjournaled
+                log.exception("could not journal the usage of %s", record.request_id)
         self._settlements.append((Settlement(record, reservation_id), segment))
         self._kick()
 
