@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import time
 from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import event
 
-from coderapi.errors import QuotaExceeded
+from coderapi.errors import QuotaExceeded, ServiceUnavailable
 from coderapi.services.accounts import AccountService, UsageRecord
 from coderapi.services.ledger_writer import LedgerWriter
 from coderapi.services.reservations import CostReservations
@@ -108,3 +109,25 @@ def test_the_journal_replays_only_what_dead_gateways_left(setup, tmp_path):
         assert [e.request_id for e in session.query(UsageEvent)] == ["dead"]
     assert asyncio.run(accounts.balance(principal.user_id)) == Decimal("0.8")
     assert len(list(journal_dir.glob("*.jsonl"))) == 1  # the live one
+
+
+def test_while_the_database_is_away_usage_waits_in_the_journal_and_close_is_bounded(setup, tmp_path):
+    _, _, _, principal, _, _ = setup
+
+    class Away:
+        def apply(self, settlements, holds):
+            raise ServiceUnavailable("down", retry_after=2, code="database_unavailable")
+
+    writer = LedgerWriter(Away(), UsageJournal(tmp_path / "away"))
+
+    async def run():
+        writer.settle(_record(principal, "r1", "0.1"), None)
+        with pytest.raises(ServiceUnavailable):
+            await writer.reserve(principal, "r2", Decimal("0.1"), confirm_key=True)
+        started = time.monotonic()
+        await writer.close(timeout=0.5)
+        return time.monotonic() - started
+
+    assert asyncio.run(run()) < 5  # shutdown is not held hostage by the database
+    kept = list((tmp_path / "away").glob("*.jsonl"))
+    assert len(kept) == 1 and b'"request_id":"r1"' in kept[0].read_bytes()  # for the next start
