@@ -45,6 +45,11 @@ class ModelSpec(BaseModel):
     upstream_urls: list[str] = Field(default_factory=list, description="OpenAI-compatible base URLs.")
     upstream_model: str | None = Field(None, description="Model name the upstream servers expect.")
     upstream_api_key: str | None = Field(None, description="Bearer key sent to the upstream servers.")
+    upstream_connections_per_replica: int = Field(
+        256, ge=1,
+        description="upstream_mode 'passthrough' only: connections (requests in flight) to each replica at most; "
+        "a request beyond waits for one (up to 600 s), a stream holds one until it ends.",
+    )
     upstream_mode: Literal["coder", "passthrough"] = Field(
         "coder",
         description="backend 'upstream' only. 'coder': coderapi's Coder layer (chat template, tool calls, "

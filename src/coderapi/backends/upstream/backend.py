@@ -3,24 +3,27 @@ llama-server, another coderapi): least-outstanding routing, failover before the 
 
 from __future__ import annotations
 
-import json
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import aiohttp
 import httpx
 from pydantic import BaseModel
+from pydantic_core import from_json, to_json
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
 from coderapi.config import ModelSpec
+from coderapi.backends.upstream.client import (
+    TRANSPORT_ERRORS, LineTooLong, UpstreamClient, await_trailer, read_whole, release_or_close, sse_lines,
+)
 from coderapi.backends.upstream.streamed import StreamedText, answer_text
 from coderapi.backends.upstream.token_count import TokenCounter
-from coderapi.engines.remote.errors import error_from, stream_failed, unreachable
+from coderapi.engines.remote.errors import bad_answer, error_for, status_fails_over, stream_failed, unreachable
 from coderapi.engines.remote.pool import Replica, ReplicaPool
 from coderapi.errors import CoderapiError
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from coderapi.protocol.common import Usage
 from coderapi.protocol.completions import Completion, CompletionRequest
-
 
 
 class UpstreamBackend:
@@ -30,8 +33,9 @@ class UpstreamBackend:
         self.spec = spec
         self.served_model = spec.id
         headers = {"authorization": f"Bearer {spec.upstream_api_key}"} if spec.upstream_api_key else {}
-        self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(600.0, connect=5.0))
-        self._pool = ReplicaPool(spec.upstream_urls, self._client)
+        self._health_client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(600.0, connect=5.0))
+        self._pool = ReplicaPool(spec.upstream_urls, self._health_client)
+        self._client = UpstreamClient(spec.upstream_api_key, spec.upstream_connections_per_replica)
         self._counter = counter or TokenCounter(None)  # counts streams the upstream did not report
 
     @property
@@ -43,14 +47,16 @@ class UpstreamBackend:
         return self.spec.context_length
 
     async def start(self) -> None:
+        await self._client.start()
         await self._pool.start()
 
     async def close(self) -> None:
         await self._pool.close()
-        await self._client.aclose()
+        await self._client.close()
+        await self._health_client.aclose()
         self._counter.close()
 
-    def _body(self, request: BaseModel) -> dict:
+    def _body(self, request: BaseModel) -> bytes:
         body = request.model_dump(mode="json", exclude_none=True, by_alias=True)
         body["model"] = self.spec.upstream_model or self.spec.id
         # An upstream's own default budget may be the whole context: send the one that admission
@@ -59,62 +65,79 @@ class UpstreamBackend:
             body["max_tokens"] = self.spec.generation.max_tokens
         if body.get("stream"):
             body["stream_options"] = {"include_usage": True}  # usage is metered here either way
-        return body
+        return to_json(body)
 
-    async def _try(self, replica: Replica, path: str, body: dict, stream: bool) -> httpx.Response | CoderapiError:
-        """One replica's answer (status < 400), or the error to fail over on; client errors raise."""
+    async def _try(self, replica: Replica, path: str, body: bytes) -> aiohttp.ClientResponse | CoderapiError:
+        """One replica's answer (status < 400, body unread), or the error to fail over on; client errors raise."""
         try:
-            request = self._client.build_request("POST", replica.base_url + path, json=body)
-            response = await self._client.send(request, stream=stream)
-        except httpx.TransportError as exc:
+            response = await self._client.post(replica.base_url + path, body)
+        except TRANSPORT_ERRORS as exc:
             self._pool.mark_failed(replica)
             return unreachable(replica.base_url, exc)
-        if response.status_code < 400:
+        if response.status < 400:
             return response
-        if stream:
-            await response.aread()
-        await response.aclose()
-        error = error_from(response, replica.base_url)
-        if response.status_code < 500 and response.status_code != 429:
+        try:
+            content = await read_whole(response)
+        except TRANSPORT_ERRORS:
+            content = b""
+        error = error_for(response.status, content, response.headers.get("retry-after"), replica.base_url)
+        if not status_fails_over(response.status):
             raise error
-        if response.status_code >= 500:
+        if response.status >= 500:
             self._pool.mark_failed(replica)
         return error
 
+    async def _post(self, path: str, body: bytes) -> dict:
+        """The first whole answer of a replica, tried in order; a body cut short fails over too."""
+        last: CoderapiError | None = None
+        for replica in self._pool.order():
+            with self._pool.lease(replica):
+                answer = await self._try(replica, path, body)
+                if isinstance(answer, CoderapiError):
+                    last = answer
+                    continue
+                try:
+                    content = await read_whole(answer)
+                except TRANSPORT_ERRORS as exc:
+                    self._pool.mark_failed(replica)
+                    last = unreachable(replica.base_url, exc)
+                    continue
+            try:
+                return from_json(content)
+            except ValueError as exc:
+                raise bad_answer(replica.base_url, exc) from exc
+        raise last or self._pool.none_left()
+
     @asynccontextmanager
-    async def _opened(self, path: str, body: dict, *, stream: bool) -> AsyncIterator[tuple[httpx.Response, Replica]]:
+    async def _opened(self, path: str, body: bytes) -> AsyncIterator[tuple[aiohttp.ClientResponse, Replica]]:
         """Tries replicas in order until one answers; the replica stays leased while the block runs."""
         last: CoderapiError | None = None
         for replica in self._pool.order():
             with self._pool.lease(replica):
-                answer = await self._try(replica, path, body, stream)
+                answer = await self._try(replica, path, body)
                 if isinstance(answer, CoderapiError):
                     last = answer
                     continue
                 try:
                     yield answer, replica
                 finally:
-                    await answer.aclose()
+                    release_or_close(answer)
                 return
         raise last or self._pool.none_left()
 
-    async def _post(self, path: str, body: dict) -> dict:
-        async with self._opened(path, body, stream=False) as (response, _):
-            return response.json()
-
-    async def _chunks(self, request, body: dict, tally: RequestTally, chunk_type: type[BaseModel], include_usage: bool) -> AsyncIterator:
+    async def _chunks(self, request, body: bytes, tally: RequestTally, chunk_type: type[BaseModel], include_usage: bool) -> AsyncIterator:
         """The stream, opened at the first iteration (services waits for the first chunk, so an
         error before any output is still a plain HTTP error)."""
         path = "/chat/completions" if isinstance(request, ChatCompletionRequest) else "/completions"
         streamed = StreamedText()
         opened = False
         try:
-            async with self._opened(path, body, stream=True) as (response, replica):
+            async with self._opened(path, body) as (response, replica):
                 opened = True
                 try:
                     async for chunk in self._relay(response, replica, tally, chunk_type, include_usage, streamed):
                         yield chunk
-                except httpx.TransportError as exc:  # the replica died or the connection broke mid-stream
+                except (*TRANSPORT_ERRORS, LineTooLong) as exc:  # the replica died or the connection broke mid-stream
                     self._pool.mark_failed(replica)
                     raise stream_failed(replica.base_url, repr(exc)) from exc
         finally:
@@ -122,13 +145,17 @@ class UpstreamBackend:
                 tally.count_later = lambda: self._count_locally(request, streamed.text(), tally)
 
     async def _relay(self, response, replica, tally, chunk_type, include_usage, streamed: StreamedText) -> AsyncIterator:
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
+        async for line in sse_lines(response):
+            if not line.startswith(b"data:"):
                 continue
             payload = line[5:].strip()
-            if payload == "[DONE]":
+            if payload == b"[DONE]":
+                await await_trailer(response)
                 break
-            data = json.loads(payload)
+            try:
+                data = from_json(payload)
+            except ValueError as exc:
+                raise stream_failed(replica.base_url, f"an event that is not JSON: {exc}") from exc
             if "error" in data:
                 raise stream_failed(replica.base_url, data["error"])
             chunk = chunk_type.model_validate(data)
@@ -189,8 +216,8 @@ class UpstreamBackend:
         return result
 
     async def tokenize(self, text: str) -> list[int]:
-        response, _ = await self._send_root("/tokenize", {"model": self.spec.upstream_model or self.spec.id, "prompt": text})
-        return response.json()["tokens"]
+        answer = await self._send_root("/tokenize", {"model": self.spec.upstream_model or self.spec.id, "prompt": text})
+        return answer["tokens"]
 
     async def tokenize_messages(self, messages: list, *, add_generation_prompt: bool = True) -> list[int]:
         body = {
@@ -198,22 +225,22 @@ class UpstreamBackend:
             "messages": [m.model_dump(mode="json", exclude_none=True) for m in messages],
             "add_generation_prompt": add_generation_prompt,
         }
-        response, _ = await self._send_root("/tokenize", body)
-        return response.json()["tokens"]
+        return (await self._send_root("/tokenize", body))["tokens"]
 
     async def detokenize(self, tokens: list[int]) -> str:
-        response, _ = await self._send_root("/detokenize", {"model": self.spec.upstream_model or self.spec.id, "tokens": tokens})
-        return response.json()["prompt"]
+        answer = await self._send_root("/detokenize", {"model": self.spec.upstream_model or self.spec.id, "tokens": tokens})
+        return answer["prompt"]
 
-    async def _send_root(self, path: str, body: dict) -> tuple[httpx.Response, Replica]:
+    async def _send_root(self, path: str, body: dict) -> dict:
         """vLLM and coderapi serve /tokenize beside /v1, not under it."""
         for replica in self._pool.order():
             try:
-                response = await self._client.post(replica.root + path, json=body)
-            except httpx.TransportError:
+                response = await self._client.post(replica.root + path, to_json(body))
+                content = await read_whole(response)
+            except TRANSPORT_ERRORS:
                 self._pool.mark_failed(replica)
                 continue
-            if response.status_code >= 400:
-                raise error_from(response, replica.root)
-            return response, replica
+            if response.status >= 400:
+                raise error_for(response.status, content, response.headers.get("retry-after"), replica.root)
+            return from_json(content)
         raise self._pool.none_left()

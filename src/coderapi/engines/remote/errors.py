@@ -9,6 +9,7 @@ when it is a plain field name.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import httpx
@@ -21,9 +22,9 @@ _LOGGED_BODY = 2000  # characters of an upstream error body kept in the log
 _MAX_PARAM = 64
 
 
-def _error_fields(response: httpx.Response) -> dict:
+def _error_fields(content: bytes) -> dict:
     try:
-        body = response.json().get("error") or {}
+        body = json.loads(content).get("error") or {}
     except (ValueError, AttributeError):
         body = {}
     return body if isinstance(body, dict) else {}
@@ -37,12 +38,17 @@ def _param(value) -> str | None:
 
 def error_from(response: httpx.Response, url: str) -> CoderapiError:
     """The error to raise for an upstream's 4xx/5xx answer (the body must have been read)."""
-    status = response.status_code
-    log.warning("upstream %s answered %s: %s", url, status, response.text[:_LOGGED_BODY])
-    fields = _error_fields(response)
+    return error_for(response.status_code, response.content, response.headers.get("retry-after"), url)
+
+
+def error_for(status: int, content: bytes, retry_after: str | None, url: str) -> CoderapiError:
+    """The error to raise for an upstream's 4xx/5xx answer, from its status, body and Retry-After
+    (whichever HTTP client read them)."""
+    log.warning("upstream %s answered %s: %s", url, status, content[:_LOGGED_BODY].decode("utf-8", "replace"))
+    fields = _error_fields(content)
     param = _param(fields.get("param"))
     if status in (429, 503):
-        retry = response.headers.get("retry-after", "1")
+        retry = retry_after or "1"
         wait = float(retry) if retry.replace(".", "", 1).isdigit() else 1.0
         return Overloaded("The model server is busy right now; please retry shortly.", retry_after=wait)
     if fields.get("code") == "context_length_exceeded":
@@ -70,6 +76,15 @@ def stream_failed(url: str, detail) -> UpstreamError:
     return UpstreamError("The model server failed in the middle of the answer.", code="upstream_stream_error")
 
 
+def bad_answer(url: str, detail) -> UpstreamError:
+    log.warning("upstream %s sent an answer that is not what an OpenAI server sends: %s", url, str(detail)[:_LOGGED_BODY])
+    return UpstreamError("The model server sent an answer that could not be read.", code="upstream_error")
+
+
 def may_fail_over(response: httpx.Response) -> bool:
+    return status_fails_over(response.status_code)
+
+
+def status_fails_over(status: int) -> bool:
     """A busy (429) or failing (5xx) replica: another may answer. Client errors (4xx) would not."""
-    return response.status_code >= 500 or response.status_code == 429
+    return status >= 500 or status == 429

@@ -1,0 +1,120 @@
+"""A raw asyncio HTTP/1.1 upstream on loopback, in a thread, for tests of the gateway's upstream
+client: it counts the connections it accepts and the requests it holds at once, and answers by
+the last message's content (health checks get a model list):
+
+  "hold"      waits HOLD_SECONDS, then answers whole (usage included)
+  "stream"    streams (chunked): a content chunk, a usage chunk, [DONE]; the body's empty last
+              chunk follows TRAILER_DELAY later, as a server that flushes [DONE] first may send it
+  "big"       streams one content chunk of BIG_CHARS characters (one SSE line), then as "stream"
+  "not json"  answers 200 with an HTML body
+  anything else: a whole answer with usage
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from tests.servers import free_port
+
+MODEL = "raw-upstream"
+HOLD_SECONDS = 0.5
+TRAILER_DELAY = 0.05
+BIG_CHARS = 300_000
+USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+
+
+class RawUpstream:
+    def __init__(self) -> None:
+        self.connections = 0  # accepted so far
+        self.chat_connections: set[int] = set()  # those that carried a chat request (not a health check)
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        connection = self.connections
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                body = await reader.readexactly(length) if length else b""
+                path = head.split(b" ")[1].decode()
+                if path.endswith("/chat/completions"):
+                    self.chat_connections.add(connection)
+                await self.answer(path, body, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def answer(self, path: str, body: bytes, writer: asyncio.StreamWriter) -> None:
+        if not path.endswith("/chat/completions"):
+            return self.whole(writer, b'{"object": "list", "data": [{"id": "raw-upstream"}]}')
+        prompt = json.loads(body)["messages"][-1]["content"]
+        if prompt == "hold":
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            await asyncio.sleep(HOLD_SECONDS)
+            self.in_flight -= 1
+        if prompt == "not json":
+            return self.whole(writer, b"<html>upstream proxy error</html>")
+        if prompt in ("stream", "big"):
+            return await self.stream(writer, "x" * BIG_CHARS if prompt == "big" else "streamed")
+        message = {"role": "assistant", "content": "whole"}
+        self.whole(writer, json.dumps({"id": "r", "object": "chat.completion", "created": 0, "model": MODEL, "usage": USAGE,
+                                       "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}).encode())
+
+    @staticmethod
+    def whole(writer: asyncio.StreamWriter, content: bytes) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+                     % (len(content), content))
+
+    @staticmethod
+    async def stream(writer: asyncio.StreamWriter, text: str) -> None:
+        def event(data: dict | str) -> bytes:
+            line = b"data: " + (data if isinstance(data, str) else json.dumps(data)).encode() + b"\n\n"
+            return b"%x\r\n%s\r\n" % (len(line), line)
+
+        def chunk(choices: list, usage=None) -> dict:
+            return {"id": "r", "object": "chat.completion.chunk", "created": 0, "model": MODEL, "choices": choices,
+                    **({"usage": usage} if usage else {})}
+
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(event(chunk([{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": "stop"}])))
+        writer.write(event(chunk([], USAGE)) + event("[DONE]"))
+        await writer.drain()
+        await asyncio.sleep(TRAILER_DELAY)
+        writer.write(b"0\r\n\r\n")
+
+
+@contextmanager
+def raw_upstream() -> Iterator[RawUpstream]:
+    upstream = RawUpstream()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    async def serve() -> None:
+        stop = loop.create_future()
+        upstream.stop = lambda: loop.call_soon_threadsafe(stop.set_result, None)
+        server = await asyncio.start_server(upstream.handle, "127.0.0.1", upstream.port)
+        started.set()
+        async with server:
+            await stop
+        server.close()
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
+    thread.start()
+    assert started.wait(10), "the raw upstream did not start"
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+        thread.join(timeout=10)
+        loop.close()
