@@ -2,7 +2,7 @@
 instant upstream, at c=64 for a bounded time per mode; prints CPU milliseconds per request (the
 gateway's process tree) and, with --py-spy, records a flame graph / speedscope profile of it.
 
-    .venv/bin/python bench/gateway_profile.py [--seconds 10] [--py-spy OUT_PREFIX] [--serve-flag ...]
+    .venv/bin/python bench/gateway_profile.py [--seconds 10] [--c1 N] [--py-spy OUT_PREFIX] [--serve-flag ...]
 """
 
 from __future__ import annotations
@@ -22,6 +22,21 @@ sys.path.insert(0, str(HERE))
 
 import gateway  # noqa: E402
 from gateway_report import percentile  # noqa: E402
+
+
+async def sequential(targets: list[gateway.Target], n: int, modes: list[str]) -> None:
+    """c=1: n requests one after the other per target and mode; the gateway's added latency."""
+    async with httpx.AsyncClient(timeout=60, trust_env=False) as client:
+        for mode in modes:
+            body = gateway.MODES[mode]
+            p50 = {}
+            for target in targets:
+                await gateway.sequential(client, target, body, 20)  # warm-up
+                latencies = await gateway.sequential(client, target, body, n)
+                p50[target.name] = percentile(latencies, 0.5) * 1000
+                print(f"{mode:<12} c=1 {target.name:<8} p50 {p50[target.name]:.2f} ms, "
+                      f"p99 {percentile(latencies, 0.99) * 1000:.2f} ms", flush=True)
+            print(f"{mode:<12} c=1 added p50 {p50['coderapi'] - p50['upstream']:.2f} ms", flush=True)
 
 
 async def load(target: gateway.Target, seconds: float, concurrency: int, modes: list[str]) -> None:
@@ -47,6 +62,7 @@ def main() -> None:
     parser.add_argument("--py-spy", type=Path, default=None, help="record a py-spy profile to this prefix")
     parser.add_argument("--mode", action="append", choices=list(gateway.MODES), help="default: both")
     parser.add_argument("--serve-flag", action="append", default=[], help="extra `coderapi serve` argument")
+    parser.add_argument("--c1", type=int, default=0, help="also N sequential requests (c=1) per mode, upstream alone too")
     args = parser.parse_args()
     gateway.CAPS_OFF = [*gateway.CAPS_OFF, *args.serve_flag]
     logs = Path(tempfile.mkdtemp(prefix="gateway-profile-"))
@@ -58,7 +74,10 @@ def main() -> None:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(target.pid),
                                     "--subprocesses", "--rate", "250", "--format", "speedscope",
                                     "-o", f"{args.py_spy}.speedscope.json"], stdout=subprocess.DEVNULL)
-        asyncio.run(load(target, args.seconds, args.concurrency, args.mode or list(gateway.MODES)))
+        if args.c1:
+            asyncio.run(sequential([upstream, target], args.c1, args.mode or list(gateway.MODES)))
+        if args.seconds > 0:
+            asyncio.run(load(target, args.seconds, args.concurrency, args.mode or list(gateway.MODES)))
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes the profile and exits
             spy.wait(60)

@@ -30,6 +30,12 @@ log = logging.getLogger("coderapi.ledger")
 MAX_BATCH = 256  # holds and settlements per transaction
 RETRY_DELAYS = (0.5, 1, 2, 4, 8)  # seconds between tries while the database is unavailable (then 8 s)
 CLOSE_TIMEOUT = 10.0  # seconds a shutdown waits for the queue to reach the database
+# Settlements with no hold queued wait this long (once) for one to share their transaction: a
+# client sending its requests one after the other then pays for one transaction per request, not
+# for its previous request's settlement too. Money stays exact: until it commits, the settled
+# request's hold still counts, and a hold in the same transaction sees the money the settlement
+# frees (settlements go first). The usage row lands that much later; the journal keeps it meanwhile.
+SETTLEMENT_WAIT = 0.05
 
 
 class LedgerWriter:
@@ -39,6 +45,7 @@ class LedgerWriter:
         self._holds: list[tuple[Hold, asyncio.Future]] = []
         self._settlements: list[tuple[Settlement, Segment | None]] = []
         self._wake: asyncio.Event | None = None
+        self._hold_queued: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
 
@@ -48,6 +55,7 @@ class LedgerWriter:
         future = asyncio.get_running_loop().create_future()
         self._holds.append((hold, future))
         self._kick()
+        self._hold_queued.set()
         return await future
 
     def settle(self, record: UsageRecord, reservation_id: int | None) -> None:
@@ -96,7 +104,7 @@ class LedgerWriter:
     def _kick(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._wake, self._idle = asyncio.Event(), asyncio.Event()
+            self._wake, self._idle, self._hold_queued = asyncio.Event(), asyncio.Event(), asyncio.Event()
             self._task = loop.create_task(self._run())
         self._idle.clear()
         self._wake.set()
@@ -107,6 +115,8 @@ class LedgerWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._holds or self._settlements:
+                if not self._holds and failures == 0:
+                    await self._wait_for_a_hold()
                 settlements, self._settlements = self._settlements[:MAX_BATCH], self._settlements[MAX_BATCH:]
                 holds, self._holds = self._holds[:MAX_BATCH], self._holds[MAX_BATCH:]
                 try:
@@ -117,6 +127,13 @@ class LedgerWriter:
                     await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
                     failures += 1
             self._idle.set()
+
+    async def _wait_for_a_hold(self) -> None:
+        self._hold_queued.clear()
+        try:
+            await asyncio.wait_for(self._hold_queued.wait(), SETTLEMENT_WAIT)
+        except asyncio.TimeoutError:
+            pass
 
     async def _commit(self, settlements: list[tuple[Settlement, Segment | None]], holds: list[tuple[Hold, asyncio.Future]]) -> None:
         try:

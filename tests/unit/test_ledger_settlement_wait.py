@@ -1,0 +1,63 @@
+"""LedgerWriter: a settlement with no hold queued waits (briefly) for the next request's hold, so
+a client sending requests one after the other costs one transaction per request, not two; the
+money stays exact and a lone settlement still commits."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import event
+
+from coderapi.services.accounts import AccountService, UsageRecord
+from coderapi.services.ledger_writer import LedgerWriter
+from coderapi.services.reservations import CostReservations
+from coderapi.services.spending import PeriodSpend
+from coderapi.services.usage_journal import UsageJournal
+from coderapi.store.database import Database
+from coderapi.store.tables import UsageEvent
+
+
+@pytest.fixture
+def setup(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'ledger.db'}")
+    db.upgrade()
+    accounts = AccountService(db, starting_credit=1)
+
+    async def seed():
+        user = await accounts.create_user("dev@example.com", "correct horse")
+        _, secret = await accounts.create_key(user.id)
+        return await accounts.authenticate_key(secret)
+
+    principal = asyncio.run(seed())
+    commits = []
+    event.listen(db.engine, "commit", lambda connection: commits.append(1))
+    yield db, accounts, CostReservations(db, PeriodSpend(db), ttl_seconds=600), principal, commits, tmp_path
+    db.dispose()
+
+
+def _record(principal, request_id: str, cost: str) -> UsageRecord:
+    return UsageRecord(request_id, principal.user_id, principal.key_id, principal.key_prefix, "m",
+                       "chat.completions", cost=Decimal(cost))
+
+
+def test_back_to_back_requests_share_one_transaction_per_request(setup):
+    db, accounts, ledger, principal, commits, tmp_path = setup
+    writer = LedgerWriter(ledger, UsageJournal(tmp_path / "journal"))
+
+    async def client_in_a_loop():
+        hold = await writer.reserve(principal, "r0", Decimal("0.5"), confirm_key=True)
+        commits.clear()
+        for i in range(1, 6):
+            writer.settle(_record(principal, f"r{i - 1}", "0.1"), hold)  # the previous request ended
+            await asyncio.sleep(0.005)  # the client reads its answer and sends the next request
+            hold = await writer.reserve(principal, f"r{i}", Decimal("0.5"), confirm_key=True)
+        writer.settle(_record(principal, "r5", "0.1"), hold)
+        await writer.close()
+
+    asyncio.run(client_in_a_loop())
+    assert len(commits) == 6  # 5 holds, each with the previous settlement, and the last settlement alone
+    with db.session() as session:
+        assert sorted(e.request_id for e in session.query(UsageEvent)) == [f"r{i}" for i in range(6)]
+    assert asyncio.run(accounts.balance(principal.user_id)) == Decimal("0.4")  # $1 less 6 x $0.1
