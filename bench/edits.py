@@ -58,11 +58,11 @@ def task(module: str) -> tuple[str, str]:
 
 
 @contextmanager
-def coderapi(ngram: bool, exact: bool, repack: bool = True):
+def coderapi(ngram: bool, exact: bool, repack: bool = True, threads: int | None = None):
     port = servers.free_port()
     data_dir = tempfile.mkdtemp(prefix="coderapi-edits-")
     model = {"id": MODEL_ID, "context_length": 4096, "n_parallel": 2, "speculation_ngram": ngram,
-             "speculation_exact": exact, "weight_repack": repack}
+             "speculation_exact": exact, "weight_repack": repack, "n_threads": threads}
     env = {**os.environ, "CODERAPI_DATA_DIR": data_dir, "CODERAPI_MODEL_CACHE_DIR": str(GGUF.parent),
            "CODERAPI_MODELS": json.dumps([model])}
     proc = subprocess.Popen([sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -123,17 +123,17 @@ def run_config(launch, tasks: list[str], with_prediction: bool) -> list[dict]:
 def configs(args) -> list[tuple[str, str, object, bool]]:
     """(name, reference config name, launcher, send prediction)."""
     out = [
-        ("coderapi plain", "coderapi plain", coderapi(ngram=False, exact=True), False),
-        ("coderapi prediction (exact)", "coderapi plain", coderapi(ngram=False, exact=True), True),
-        ("coderapi prediction (fast)", "coderapi plain", coderapi(ngram=False, exact=False), True),
-        ("coderapi n-gram only (exact)", "coderapi plain", coderapi(ngram=True, exact=True), False),
-        ("coderapi n-gram only (fast)", "coderapi plain", coderapi(ngram=True, exact=False), False),
+        ("coderapi plain", "coderapi plain", coderapi(ngram=False, exact=True, threads=args.threads), False),
+        ("coderapi prediction (exact)", "coderapi plain", coderapi(ngram=False, exact=True, threads=args.threads), True),
+        ("coderapi prediction (fast)", "coderapi plain", coderapi(ngram=False, exact=False, threads=args.threads), True),
+        ("coderapi n-gram only (exact)", "coderapi plain", coderapi(ngram=True, exact=True, threads=args.threads), False),
+        ("coderapi n-gram only (fast)", "coderapi plain", coderapi(ngram=True, exact=False, threads=args.threads), False),
     ]
     if args.no_repack:  # weight repacking off: exact speculation may verify 6 drafts a step, not 2
         plain = "coderapi plain (no repack)"
         out += [
-            (plain, plain, coderapi(ngram=False, exact=True, repack=False), False),
-            ("coderapi prediction (exact, no repack)", plain, coderapi(ngram=False, exact=True, repack=False), True),
+            (plain, plain, coderapi(ngram=False, exact=True, repack=False, threads=args.threads), False),
+            ("coderapi prediction (exact, no repack)", plain, coderapi(ngram=False, exact=True, repack=False, threads=args.threads), True),
         ]
     if args.llama_server:
         ls = "llama-server plain"
@@ -197,7 +197,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llama-server", default=None, help="llama-server binary (scripts/build_llama.sh server)")
     parser.add_argument("--tasks", default="colorsys,bisect,genericpath", type=lambda s: s.split(","))
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="llama.cpp threads, every server")
     parser.add_argument("--only", default=None, help="comma-separated config names to run (default: all)")
     parser.add_argument("--no-repack", action="store_true", help="also coderapi with weight_repack off")
     parser.add_argument("--report", default=str(ROOT / "docs" / "edits-bench.md"), help="markdown out (plot: .png)")
