@@ -33,7 +33,8 @@ class UpstreamBackend:
         self.spec = spec
         self.served_model = spec.id
         headers = {"authorization": f"Bearer {spec.upstream_api_key}"} if spec.upstream_api_key else {}
-        self._health_client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(600.0, connect=5.0))
+        # Replicas are reached directly, as the forwarding client reaches them (no HTTP(S)_PROXY).
+        self._health_client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(600.0, connect=5.0), trust_env=False)
         self._pool = ReplicaPool(spec.upstream_urls, self._health_client)
         self._client = UpstreamClient(spec.upstream_api_key, spec.upstream_connections_per_replica)
         self._counter = counter or TokenCounter(None)  # counts streams the upstream did not report

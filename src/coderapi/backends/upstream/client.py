@@ -33,7 +33,8 @@ class LineTooLong(Exception):
 
 class UpstreamClient:
     """POSTs JSON bodies to the replicas; the session is opened on the serving event loop, at start
-    or at the first request, and holds keep-alive connections, `per_replica` per host at most."""
+    or at the first request, and holds keep-alive connections, `per_replica` per host at most.
+    Replicas are reached directly: HTTP(S)_PROXY and .netrc are not read (`trust_env=False`)."""
 
     def __init__(self, api_key: str | None, per_replica: int) -> None:
         self._headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
