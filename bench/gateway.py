@@ -224,6 +224,11 @@ async def measure(targets: list[Target], args) -> dict[tuple[str, str], Cell]:
 def versions(litellm_binary: Path) -> dict[str, str]:
     found = {"python": platform.python_version(), "httpx": httpx.__version__}
     try:
+        import aiohttp  # coderapi's upstream client
+        found["aiohttp"] = aiohttp.__version__
+    except ImportError:
+        pass
+    try:
         from importlib.metadata import version
         found["coderapi"] = version("coderapi")
     except Exception:  # noqa: BLE001 - a version is informative only
