@@ -6,6 +6,8 @@ the last message's content (health checks get a model list):
   "stream"    streams (chunked): a content chunk, a usage chunk, [DONE]; the body's empty last
               chunk follows TRAILER_DELAY later, as a server that flushes [DONE] first may send it
   "big"       streams one content chunk of BIG_CHARS characters (one SSE line), then as "stream"
+  "slow"      streams a content chunk every SLOW_GAP seconds, SLOW_CHUNKS of them, and stops early
+              (counting it in `hung_up`) when the gateway closes the connection
   "not json"  answers 200 with an HTML body
   anything else: a whole answer with usage
 """
@@ -24,6 +26,7 @@ MODEL = "raw-upstream"
 HOLD_SECONDS = 0.5
 TRAILER_DELAY = 0.05
 BIG_CHARS = 300_000
+SLOW_GAP, SLOW_CHUNKS = 0.05, 200
 USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
 
 
@@ -33,6 +36,7 @@ class RawUpstream:
         self.chat_connections: set[int] = set()  # those that carried a chat request (not a health check)
         self.in_flight = 0
         self.most_in_flight = 0
+        self.hung_up = 0  # slow streams the gateway closed before their end
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
 
@@ -48,13 +52,13 @@ class RawUpstream:
                 path = head.split(b" ")[1].decode()
                 if path.endswith("/chat/completions"):
                     self.chat_connections.add(connection)
-                await self.answer(path, body, writer)
+                await self.answer(path, body, reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             writer.close()
 
-    async def answer(self, path: str, body: bytes, writer: asyncio.StreamWriter) -> None:
+    async def answer(self, path: str, body: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not path.endswith("/chat/completions"):
             return self.whole(writer, b'{"object": "list", "data": [{"id": "raw-upstream"}]}')
         prompt = json.loads(body)["messages"][-1]["content"]
@@ -65,6 +69,8 @@ class RawUpstream:
             self.in_flight -= 1
         if prompt == "not json":
             return self.whole(writer, b"<html>upstream proxy error</html>")
+        if prompt == "slow":
+            return await self.slow(reader, writer)
         if prompt in ("stream", "big"):
             return await self.stream(writer, "x" * BIG_CHARS if prompt == "big" else "streamed")
         message = {"role": "assistant", "content": "whole"}
@@ -76,22 +82,35 @@ class RawUpstream:
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
                      % (len(content), content))
 
+    async def slow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(SLOW_CHUNKS):
+            writer.write(_event(_chunk([{"index": 0, "delta": {"content": "tick "}, "finish_reason": None}])))
+            await asyncio.sleep(SLOW_GAP)
+            if reader.at_eof() or writer.is_closing():  # the gateway hung up: stop generating
+                self.hung_up += 1
+                raise ConnectionResetError
+        writer.write(_event("[DONE]") + b"0\r\n\r\n")
+
     @staticmethod
     async def stream(writer: asyncio.StreamWriter, text: str) -> None:
-        def event(data: dict | str) -> bytes:
-            line = b"data: " + (data if isinstance(data, str) else json.dumps(data)).encode() + b"\n\n"
-            return b"%x\r\n%s\r\n" % (len(line), line)
-
-        def chunk(choices: list, usage=None) -> dict:
-            return {"id": "r", "object": "chat.completion.chunk", "created": 0, "model": MODEL, "choices": choices,
-                    **({"usage": usage} if usage else {})}
-
+        event, chunk = _event, _chunk
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
         writer.write(event(chunk([{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": "stop"}])))
         writer.write(event(chunk([], USAGE)) + event("[DONE]"))
         await writer.drain()
         await asyncio.sleep(TRAILER_DELAY)
         writer.write(b"0\r\n\r\n")
+
+
+def _event(data: dict | str) -> bytes:
+    line = b"data: " + (data if isinstance(data, str) else json.dumps(data)).encode() + b"\n\n"
+    return b"%x\r\n%s\r\n" % (len(line), line)
+
+
+def _chunk(choices: list, usage=None) -> dict:
+    return {"id": "r", "object": "chat.completion.chunk", "created": 0, "model": MODEL, "choices": choices,
+            **({"usage": usage} if usage else {})}
 
 
 @contextmanager

@@ -5,6 +5,7 @@ replica, stream lines of any size, and an upstream answer that is not JSON."""
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -70,3 +71,16 @@ def test_an_upstream_answer_that_is_not_json_is_a_clean_502(gateway):
     answer = platform.http(platform.key).post("/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "not json"}]})
     assert answer.status_code == 502, answer.text
     assert answer.json()["error"]["code"] == "upstream_error" and "html" not in answer.text
+
+
+def test_a_client_that_hangs_up_mid_stream_closes_the_upstream_connection(gateway):
+    platform, upstream = gateway
+    payload = {"model": MODEL, "messages": [{"role": "user", "content": "slow"}], "stream": True}
+    with platform.http(platform.key) as api, api.stream("POST", "/v1/chat/completions", json=payload) as answer:
+        for line in answer.iter_lines():
+            if "tick" in line:
+                break  # hang up after the first chunk
+    deadline = time.monotonic() + 5
+    while upstream.hung_up == 0:
+        assert time.monotonic() < deadline, "the replica kept streaming to a gateway whose client left"
+        time.sleep(0.05)

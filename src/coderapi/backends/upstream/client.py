@@ -76,18 +76,20 @@ async def read_whole(response: aiohttp.ClientResponse) -> bytes:
 async def sse_lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The stream's lines, as they arrive, without their line ends. No line-length limit but
     MAX_SSE_LINE (aiohttp's own readline refuses lines past 128 KiB: a big tool-call chunk)."""
-    pending = b""
+    pending = bytearray()
     async for data in response.content.iter_any():
         pending += data
-        if b"\n" not in data:
-            if len(pending) > MAX_SSE_LINE:
-                raise LineTooLong(f"a stream line of more than {MAX_SSE_LINE} bytes")
-            continue
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.rstrip(b"\r")
+        if b"\n" in data:
+            *lines, rest = pending.split(b"\n")
+            pending = bytearray(rest)
+            for line in lines:
+                if len(line) > MAX_SSE_LINE:
+                    raise LineTooLong(f"a stream line of more than {MAX_SSE_LINE} bytes")
+                yield bytes(line.rstrip(b"\r"))
+        if len(pending) > MAX_SSE_LINE:
+            raise LineTooLong(f"a stream line of more than {MAX_SSE_LINE} bytes")
     if pending:
-        yield pending.rstrip(b"\r")
+        yield bytes(pending.rstrip(b"\r"))
 
 
 async def await_trailer(response: aiohttp.ClientResponse) -> None:
