@@ -145,3 +145,22 @@ async def test_sampled_outputs_are_unchanged_in_distribution(engines):
         b = Counter(w[position] for w in with_draft if len(w) > position)
         total_variation = sum(abs(a[t] - b[t]) for t in a | b) / (2 * runs)
         assert total_variation <= 0.1, position
+
+
+async def test_without_weight_repacking_exact_drafts_are_longer_and_still_identical():
+    """weight_repack off: llama.cpp's one-row path holds for more rows, so exact speculation verifies
+    longer drafts; greedy answers still equal the same engine's plain ones."""
+    from coderapi.engines.llama_cpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(embedded_gguf(), n_parallel=1, n_ctx_per_seq=2048, ngram_speculation=False, repack=False)
+    await engine.start()
+    try:
+        assert engine._worker.exact_rows >= 1
+        greedy = SamplingParams(max_tokens=120, temperature=0.0)
+        reference = ids(await run(engine, PROMPTS[0], greedy))
+        edited = engine.tokenize(engine.detokenize(reference).replace("rgb", "RGB", 2))
+        events = await run(engine, PROMPTS[0], SamplingParams(max_tokens=120, temperature=0.0, prediction_ids=tuple(edited)))
+        assert ids(events) == reference
+        assert events[-1].accepted_prediction_tokens > 0 and kv_matches_slots(engine)
+    finally:
+        await engine.close()
