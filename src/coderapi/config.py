@@ -50,6 +50,15 @@ class ModelSpec(BaseModel):
         description="upstream_mode 'passthrough' only: connections (requests in flight) to each replica at most; "
         "a request beyond waits for one (up to 600 s), a stream holds one until it ends.",
     )
+    family: str = Field(
+        "qwen2.5-coder",
+        description="The model family the Coder layer speaks to (chat template fallback, FIM markup, tool-call "
+        "parser): a name in backends/coder/families.py. Known: qwen2.5-coder.",
+    )
+    tool_parser: str | None = Field(
+        None,
+        description="The tool-call parser, when not the family's own: a name in families.TOOL_PARSERS.",
+    )
     upstream_mode: Literal["coder", "passthrough"] = Field(
         "coder",
         description="backend 'upstream' only. 'coder': coderapi's Coder layer (chat template, tool calls, "

@@ -8,6 +8,7 @@ from typing import Callable, TypeVar
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
 from coderapi.backends.coder import chat_flow, chat_stream, completion_flow
+from coderapi.backends.coder.families import family_of
 from coderapi.backends.coder.messages import template_messages
 from coderapi.backends.coder.template import ChatTemplate
 from coderapi.backends.prep_pool import PrepPool
@@ -17,11 +18,6 @@ from coderapi.errors import InvalidRequest, ModelNotReady
 from coderapi.protocol.chat import ChatCompletionRequest
 from coderapi.protocol.completions import CompletionRequest
 
-# Used only when a GGUF carries no template of its own.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 _TOKENIZE_INLINE_CHARS = 2048  # longer texts are tokenized off the event loop
 T = TypeVar("T")
 
@@ -29,6 +25,9 @@ T = TypeVar("T")
 class CoderBackend:
     def __init__(self, spec: ModelSpec, engine: Engine) -> None:
         self.spec = spec
+        chosen = family_of(spec.family, spec.tool_parser)  # ValueError at start for an unknown name
+        self.family = chosen.family
+        self.tool_parser = chosen.tool_parser
         self.engine = engine
         self.served_model = spec.id
         self._template: ChatTemplate | None = None
@@ -43,7 +42,7 @@ class CoderBackend:
         if self._template is None:
             info = self.engine.info
             self._template = ChatTemplate(
-                info.chat_template or CHATML_TEMPLATE, bos_token=info.bos_token, eos_token=info.eos_token
+                info.chat_template or self.family.fallback_chat_template, bos_token=info.bos_token, eos_token=info.eos_token
             )
         return self._template
 

@@ -1,4 +1,4 @@
-"""Legacy completions and fill-in-the-middle in Qwen2.5-Coder's format."""
+"""Legacy completions and fill-in-the-middle, in the model family's FIM format (families.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import AsyncIterator
 from coderapi.backends.base import RequestTally
 from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
+from coderapi.backends.coder.families import FimFormat, RepoFile
 from coderapi.backends.coder.fanout import collect, interleave
 from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, prediction_ids, sampling_params
 from coderapi.backends.coder.token_names import TokenIdNames, named_id
@@ -16,10 +17,6 @@ from coderapi.engines.base import SamplingParams
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.common import LogprobEntry, Usage, stop_list
 from coderapi.protocol.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
-
-# Special tokens that end a FIM middle: the model moves on to another file or pads.
-FIM_END_TOKENS = ("<|endoftext|>", "<|fim_pad|>", "<|file_sep|>", "<|repo_name|>", "<|fim_prefix|>", "<|im_end|>")
-
 
 @dataclass
 class PreparedPrompt:
@@ -40,21 +37,20 @@ class PreparedCompletion:
     token_id_names: bool = False  # return_tokens_as_token_ids
 
 
-def completion_prompt(request: CompletionRequest, prompt: str) -> str:
-    """The text the model continues: the prompt, in FIM form with a suffix, after any repo context.
-
-    Qwen2.5-Coder's repository-level format: `<|repo_name|>name`, then `<|file_sep|>path` and the
-    content of each other file, then `<|file_sep|>path` of the current file and its text.
-    """
+def completion_prompt(request: CompletionRequest, prompt: str, fim: FimFormat | None) -> str:
+    """The text the model continues: the prompt, in FIM form with a suffix, after any repo context
+    (the family's repository-level format: the other files, then the current file's path and text)."""
+    if fim is None and (request.suffix is not None or request.repo_context is not None):
+        param = "suffix" if request.suffix is not None else "repo_context"
+        raise InvalidRequest("This model's family has no fill-in-the-middle format.", param=param)
     body = prompt
     if request.suffix is not None:
-        body = f"<|fim_prefix|>{prompt}<|fim_suffix|>{request.suffix}<|fim_middle|>"
+        body = fim.middle_prompt(prompt, request.suffix)
     context = request.repo_context
     if context is None:
         return body
-    files = "".join(f"<|file_sep|>{f.path}\n{f.content}\n" for f in context.files)
-    current = f"<|file_sep|>{context.path}\n" if context.path else "<|file_sep|>"
-    return f"<|repo_name|>{context.name}\n{files}{current}{body}"
+    files = [RepoFile(f.path, f.content) for f in context.files]
+    return fim.repo_prompt(context.name, files, context.path, body)
 
 
 def _prompts(backend, request: CompletionRequest) -> list[PreparedPrompt]:
@@ -71,7 +67,7 @@ def _prompts(backend, request: CompletionRequest) -> list[PreparedPrompt]:
         if isinstance(item, list):
             prompts.append(_from_ids(backend, item, vocab))
             continue
-        prompts.append(PreparedPrompt(backend.engine.tokenize(completion_prompt(request, item)), item))
+        prompts.append(PreparedPrompt(backend.engine.tokenize(completion_prompt(request, item, backend.family.fim)), item))
     if request.suffix is not None and len(prompts) != 1:
         raise InvalidRequest("fill-in-the-middle takes a single prompt", param="prompt")
     return prompts
@@ -97,7 +93,8 @@ def prepare_completion_now(backend, request: CompletionRequest, request_id: str)
     backend.check_logit_bias(request.logit_bias)
     stop_ids = frozenset()
     if request.suffix is not None or request.repo_context is not None:
-        stop_ids = frozenset(t for name in FIM_END_TOKENS for t in backend.engine.tokenize(name)[:1])
+        ends = backend.family.fim.end_tokens if backend.family.fim else ()
+        stop_ids = frozenset(t for name in ends for t in backend.engine.tokenize(name)[:1])
     base = SamplingRequest.of(request, max_tokens=request.max_tokens, logprobs=request.logprobs)
     params = sampling_params(base, backend.spec.generation, max_tokens=budget, grammar=_grammar(backend, request))
     predicted = prediction_ids(backend.engine, request.prediction)
