@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from coderapi.api.disconnect import ClientGone, unless_client_leaves
 from coderapi.api.deps import InferencePrincipalDep, RequestIdDep, ServicesDep
 from coderapi.api.openapi import INFERENCE_ERRORS, openapi_body, streaming_responses
 from coderapi.api.sse import sse_response
@@ -18,6 +19,14 @@ router = APIRouter(tags=["inference"])
 def _client_request_id(request: Request) -> str | None:
     """The caller's own id for the call (X-Client-Request-Id), kept on the usage row and in the logs."""
     return request.headers.get("x-client-request-id") or None
+
+
+async def _answer(request: Request, work) -> Response:
+    try:
+        outcome = await unless_client_leaves(request, work)
+    except ClientGone:
+        return Response(status_code=499)  # nobody reads it: the usage row says client_disconnected
+    return _respond(outcome)
 
 
 def _respond(outcome: InferenceOutcome) -> Response:
@@ -40,8 +49,8 @@ async def create_chat_completion(
 ) -> Response:
     # The body is parsed by the service, so a malformed request is metered like any other.
     client_id = _client_request_id(request)
-    outcome = await services.inference.chat(await request.body(), principal, request_id, client_request_id=client_id)
-    return _respond(outcome)
+    body = await request.body()
+    return await _answer(request, services.inference.chat(body, principal, request_id, client_request_id=client_id))
 
 
 @router.post(
@@ -57,4 +66,4 @@ async def create_completion(
 ) -> Response:
     client_id = _client_request_id(request)
     body = await request.body()
-    return _respond(await services.inference.complete(body, principal, request_id, client_request_id=client_id))
+    return await _answer(request, services.inference.complete(body, principal, request_id, client_request_id=client_id))
