@@ -147,6 +147,9 @@ class LazyToolRun:
                     return
                 if event.finish_reason is None:
                     self._context.append(event.token_id)
+                elif event.finish_reason == "stop" and not last:
+                    # the call is complete but no budget is left for what would follow it
+                    event = replace(event, finish_reason="length")
                 yield event
                 if event.finish_reason is not None:
                     self._ended = True
