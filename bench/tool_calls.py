@@ -143,7 +143,7 @@ def coderapi_in_process(spec_fields: dict) -> Iterator[Target]:
     backend = services.registry.resolve(MODEL_ID).backend
 
     def set_lazy(on: bool) -> None:
-        backend.lazy_tool_calls = on
+        backend.spec.lazy_tool_grammar = on
 
     try:
         yield Target("", base + "/v1", {"Authorization": f"Bearer {key}"}, set_lazy)

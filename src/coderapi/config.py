@@ -55,6 +55,11 @@ class ModelSpec(BaseModel):
         description="The model family the Coder layer speaks to (chat template fallback, FIM markup, tool-call "
         "parser): a name in backends/coder/families.py. Known: qwen2.5-coder.",
     )
+    lazy_tool_grammar: bool = Field(
+        True,
+        description="Under tool_choice 'auto', finish a call the model starts under a grammar of the offered "
+        "names and their argument schemas (free text until then). Off: calls are only parsed.",
+    )
     tool_parser: str | None = Field(
         None,
         description="The tool-call parser, when not the family's own: a name in families.TOOL_PARSERS.",

@@ -39,3 +39,19 @@ def test_the_qwen_fim_markup():
     fim = FAMILIES["qwen2.5-coder"].fim
     assert fim.middle_prompt("a", "b") == "<|fim_prefix|>a<|fim_suffix|>b<|fim_middle|>"
     assert "<|file_sep|>" in fim.end_tokens and "<|endoftext|>" in fim.end_tokens
+
+
+def test_a_model_entry_chooses_its_parser(monkeypatch):
+    from coderapi.backends.coder import families
+    from coderapi.backends.coder.backend import CoderBackend
+    from coderapi.config import ModelSpec
+    from coderapi.engines.fake import FakeEngine
+
+    def tags_only(names, max_calls):
+        return ToolCallStream(names, max_calls)
+
+    monkeypatch.setitem(families.TOOL_PARSERS, "tags-only", tags_only)
+    backend = CoderBackend(ModelSpec(id="m", backend="fake", tool_parser="tags-only"), FakeEngine())
+    assert backend.tool_parser is tags_only
+    with pytest.raises(ValueError, match="unknown model family"):
+        CoderBackend(ModelSpec(id="m", backend="fake", family="gpt-2"), FakeEngine())

@@ -9,6 +9,7 @@ from typing import AsyncIterator
 from coderapi.backends.base import RequestTally
 from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
+from coderapi.backends.coder.families import TOOL_PARSERS, ToolParserFactory
 from coderapi.backends.coder.fanout import collect, interleave
 from coderapi.backends.coder.lazy_grammar import lazy_tool_grammar
 from coderapi.backends.coder.lazy_tools import LazyTools
@@ -39,6 +40,7 @@ class PreparedChat:
     max_calls: int | None  # 1 with parallel_tool_calls false
     echo_text: str
     lazy_tools: LazyTools | None = None  # tool_choice "auto": each call's grammar once the model starts it
+    tool_parser: ToolParserFactory = TOOL_PARSERS["qwen2.5-coder"]  # the model family's (families.py)
 
 
 def _sampling_request(request: ChatCompletionRequest) -> SamplingRequest:
@@ -69,10 +71,10 @@ def _grammar(request: ChatCompletionRequest, tools_active: bool, verify=None) ->
 
 def _lazy_tools(backend, request: ChatCompletionRequest, grammar: str | None, verify) -> LazyTools | None:
     """With tool_choice "auto" (and no other grammar): the grammar a call gets once it has begun.
-    `backend.lazy_tool_calls = False` turns it off (the benchmark's "before")."""
+    The model setting `lazy_tool_grammar: false` turns it off (the benchmark's "before")."""
     if grammar is not None or not request.tools or (request.tool_choice or "auto") != "auto":
         return None
-    if not getattr(backend, "lazy_tool_calls", True):
+    if not backend.spec.lazy_tool_grammar:
         return None
     parallel = request.parallel_tool_calls is not False
     calls = lazy_tool_grammar(request.tools, parallel, verify)
@@ -117,6 +119,7 @@ def prepare_chat_now(backend, request: ChatCompletionRequest, request_id: str) -
         max_calls=1 if request.parallel_tool_calls is False else None,
         echo_text=prompt if request.echo else "",
         lazy_tools=lazy_tools,
+        tool_parser=backend.tool_parser,
     )
 
 
@@ -138,7 +141,7 @@ def _tool_calls(parsed: ParsedOutput) -> list[ResponseToolCall]:
 
 
 def _choice(prepared: PreparedChat, result: ChoiceDelta) -> ChatChoice:
-    parsed = parse_tool_calls(result.text, prepared.tool_names, prepared.max_calls)
+    parsed = parse_tool_calls(result.text, prepared.tool_names, prepared.max_calls, prepared.tool_parser)
     finish = "tool_calls" if parsed.calls and not parsed.truncated else result.finish_reason
     content = parsed.content
     return ChatChoice(

@@ -1,8 +1,8 @@
 """Streaming chat: deltas of n choices -> chunks; with tools, calls become tool-call deltas.
 
 Without tools the text goes out as it comes. With tools offered, each choice's text passes
-through its own ToolCallStream: plain content still goes out live, a call goes out as a first
-tool-call delta (index, id, type, name, arguments "") and then argument fragments, and no call
+through its own tool parser (the model family's: tool_stream.ToolCallStream for Qwen2.5-Coder):
+plain content still goes out live, a call goes out as a first tool-call delta (index, id, type, name, arguments "") and then argument fragments, and no call
 markup reaches `content`. Logprobs of text still held back ride on the next chunk of that choice.
 """
 
@@ -13,7 +13,7 @@ from typing import AsyncIterator
 from coderapi.backends.base import RequestTally
 from coderapi.backends.coder.chat_flow import PreparedChat, deltas
 from coderapi.backends.coder.choice import ChoiceDelta
-from coderapi.backends.coder.tool_stream import CallArguments, CallStart, ContentText, ToolCallStream, ToolEvent
+from coderapi.backends.coder.tool_stream import CallArguments, CallStart, ContentText, ToolEvent
 from coderapi.protocol.chat import ChatCompletionChunk, ChunkChoice, Delta, DeltaToolCall, DeltaToolCallFunction
 from coderapi.protocol.common import LogprobEntry, Logprobs, Usage
 
@@ -31,9 +31,10 @@ def _tool_delta(event: ToolEvent) -> Delta:
 class _ChoiceState:
     """One choice's parser and the logprobs not yet sent."""
 
-    def __init__(self, index: int, tool_names: set[str], max_calls: int | None, want_logprobs: bool) -> None:
+    def __init__(self, index: int, prepared: PreparedChat, want_logprobs: bool) -> None:
         self.index = index
-        self.tools = ToolCallStream(tool_names, max_calls) if tool_names else None
+        tool_names = prepared.tool_names
+        self.tools = prepared.tool_parser(tool_names, prepared.max_calls) if tool_names else None
         self.want_logprobs = want_logprobs
         self.logprobs: list[LogprobEntry] = []
 
@@ -81,7 +82,7 @@ async def stream_chat(
 
     want_logprobs = prepared.params[0].logprobs is not None
     states = [
-        _ChoiceState(i, prepared.tool_names, prepared.max_calls, want_logprobs) for i in range(len(prepared.params))
+        _ChoiceState(i, prepared, want_logprobs) for i in range(len(prepared.params))
     ]
     stream = deltas(backend, prepared, tally)
     # The first token comes before the role chunk, so a refusal (queue full) is still an HTTP error.

@@ -8,9 +8,13 @@ are accepted, and only for names among the offered tools (see tool_stream.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from coderapi.backends.coder.call_shapes import ParsedCall, calls_in
 from coderapi.backends.coder.tool_stream import ContentText, ToolCallStream
+
+if TYPE_CHECKING:
+    from coderapi.backends.coder.families import ToolParserFactory
 
 __all__ = ["ParsedCall", "ParsedOutput", "calls_in", "parse_tool_calls"]
 
@@ -22,10 +26,12 @@ class ParsedOutput:
     truncated: bool = False  # the text ended inside a call
 
 
-def parse_tool_calls(text: str, tool_names: set[str], max_calls: int | None = None) -> ParsedOutput:
+def parse_tool_calls(
+    text: str, tool_names: set[str], max_calls: int | None = None, parser: ToolParserFactory | None = None
+) -> ParsedOutput:
     if not tool_names:
         return ParsedOutput(text, [])
-    stream = ToolCallStream(tool_names, max_calls)
+    stream = (parser or ToolCallStream)(tool_names, max_calls)
     events = stream.feed(text) + stream.finish()
     content = "".join(e.text for e in events if isinstance(e, ContentText))
     if not stream.calls:
