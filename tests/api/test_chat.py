@@ -69,7 +69,9 @@ def test_stream_without_usage_ends_with_done(platform):
     assert response.headers["content-type"].startswith("text/event-stream")
     assert lines[-1] == "data: [DONE]"
     payloads = [json.loads(line[6:]) for line in lines[:-1]]
-    assert all(p["object"] == "chat.completion.chunk" and "usage" not in p or p["usage"] is None for p in payloads)
+    assert payloads and all(p["object"] == "chat.completion.chunk" for p in payloads)
+    assert all(p.get("usage") is None for p in payloads)  # no usage chunk unless include_usage asks for it
+    assert "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads if p["choices"]) == GREETING
 
 
 def test_stop_sequence_across_tokens_is_not_returned(platform):
