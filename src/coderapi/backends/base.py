@@ -70,6 +70,10 @@ class Backend(Protocol):
     @property
     def ready(self) -> bool: ...
 
+    @property
+    def context_length(self) -> int:
+        """Tokens one sequence may hold (prompt and completion), as /tokenize reports it."""
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -80,5 +84,8 @@ class Backend(Protocol):
     async def complete(self, request: CompletionRequest, tally: RequestTally) -> CompletionAnswer: ...
 
     async def tokenize(self, text: str) -> list[int]: ...
+
+    async def tokenize_messages(self, messages: list, *, add_generation_prompt: bool = True) -> list[int]:
+        """The token ids of chat messages rendered by the model's chat template."""
 
     async def detokenize(self, tokens: list[int]) -> str: ...

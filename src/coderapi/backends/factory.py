@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Callable
 
 from coderapi.backends.coder.backend import CoderBackend
+from coderapi.backends.served import ServedModel
 from coderapi.config import ModelSpec, Settings
 from coderapi.engines.base import Engine
-from coderapi.services.registry import ServedModel
 from coderapi.weights.packaged import Progress, resolve_gguf
 
 EngineFactory = Callable[[ModelSpec], Engine]

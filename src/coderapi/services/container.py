@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coderapi.backends.prep_pool import PrepPool
+from coderapi.backends.stats import engine_stats
 from coderapi.config import Settings
 from coderapi.limits import RateLimits, build_limiter
 from coderapi.services.accounts import AccountService
@@ -101,6 +102,6 @@ class Services:
 
     def engine_stats(self):
         for model in self.registry.models:
-            engine = getattr(model.backend, "engine", None)
-            if engine is not None:
-                yield model.spec.id, engine.stats()
+            stats = engine_stats(model.backend)
+            if stats is not None:
+                yield model.spec.id, stats

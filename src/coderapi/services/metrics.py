@@ -7,7 +7,7 @@ from typing import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from coderapi.engines.base import EngineStats
+from coderapi.backends.stats import EngineStats
 
 StatsSource = Callable[[], Iterable[tuple[str, EngineStats]]]
 UNKNOWN_MODEL_LABEL = "unknown"  # every model name the registry does not know, as one series

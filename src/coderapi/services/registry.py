@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from coderapi.backends.base import Backend
-from coderapi.config import ModelInfo, ModelSpec
+from coderapi.backends.served import ServedModel  # re-exported: services name it from here
+from coderapi.config import ModelInfo
 from coderapi.errors import ModelNotFound
 
 CREATED = 1731369600  # Qwen2.5-Coder's release (2024-11-12), a stable `created` for the catalogue
-
-
-@dataclass
-class ServedModel:
-    spec: ModelSpec
-    backend: Backend
-    weights: str  # what really answers, in words (file name or upstream URLs): for admins
-
-    def shown_weights(self, admin: bool) -> str:
-        """What serves this model, as shown to a caller: admins see `weights`; others see only
-        the backend kind of an upstream model, whose URLs can name private hosts."""
-        if admin or self.spec.backend != "upstream":
-            return self.weights
-        return "upstream: an OpenAI-compatible server"
 
 
 class ModelRegistry:

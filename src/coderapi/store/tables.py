@@ -27,6 +27,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from coderapi.clock import utcnow  # re-exported: the columns' defaults and older callers use it here
+
 # Money is kept in USD with six decimals (a millionth of a dollar is below any per-token price).
 MONEY = Numeric(18, 6)
 # Integer on SQLite so the id is the rowid alias (autoincrement); 64-bit elsewhere.
@@ -34,10 +36,6 @@ EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 _MICRO = Decimal("0.000001")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def to_money(value: Decimal | float | int | str | None) -> Decimal:

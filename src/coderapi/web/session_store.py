@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from coderapi.crud import sessions as crud_sessions
 from coderapi.services.account_types import UserInfo
 from coderapi.store.database import Database
-from coderapi.store.tables import utcnow
+from coderapi.clock import utcnow
 
 DEFAULT_LIFETIME = timedelta(days=7)
 _TOKEN_BYTES = 32

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from coderapi.crud import auth_throttle
 from coderapi.store.database import Database
-from coderapi.store.tables import utcnow
+from coderapi.clock import utcnow
 
 LOGIN_WINDOW = timedelta(minutes=15)
 SIGNUP_WINDOW = timedelta(hours=1)

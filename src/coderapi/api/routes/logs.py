@@ -14,7 +14,7 @@ from coderapi.protocol.platform import check_query
 from coderapi.services.billing import credits
 from coderapi.services.usage_types import OUTCOMES, LogEntry
 from coderapi.services.usage_window import Window
-from coderapi.store.tables import utcnow
+from coderapi.clock import utcnow
 
 router = APIRouter(tags=["usage"])
 

@@ -16,7 +16,7 @@ from coderapi.errors import InvalidRequest
 from coderapi.protocol.platform import check_query
 from coderapi.services.usage_types import UsageGroup, UsageTotals
 from coderapi.services.usage_window import Window
-from coderapi.store.tables import utcnow
+from coderapi.clock import utcnow
 
 router = APIRouter(tags=["usage"])
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from coderapi.services.usage_window import Window
-from coderapi.store.tables import utcnow
+from coderapi.clock import utcnow
 from coderapi.web.charts import bar_chart
 from coderapi.web.context import DashboardDep, MaybeViewer, render
 from coderapi.web.snippets import example_model, examples

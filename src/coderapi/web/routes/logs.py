@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from coderapi.errors import InvalidRequest, NotFound
-from coderapi.store.tables import utcnow
+from coderapi.clock import utcnow
 from coderapi.web.context import DashboardDep, ViewerDep, render
 from coderapi.web.report_filters import PAGE_SIZE, PERIODS, STATUSES, ReportFilters
 

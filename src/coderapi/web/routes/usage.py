@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from coderapi.errors import InvalidRequest, NotFound
 from coderapi.services.usage_window import Window
-from coderapi.store.tables import utcnow
+from coderapi.clock import utcnow
 from coderapi.web.charts import bar_chart, share
 from coderapi.web.context import DashboardDep, ViewerDep, render
 from coderapi.web.filters import money
