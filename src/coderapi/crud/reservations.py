@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cache
+from types import SimpleNamespace
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy import insert as insert_statement
 from sqlalchemy.orm import Session
 
@@ -88,6 +90,41 @@ def purge_expired(session: Session, user_id: int, now: datetime) -> None:
 
 
 # Batches: one statement for every user (or key) of a group-committed batch of holds and settlements.
+# Core statements on the tables, not the ORM's bulk paths, each built once (with expanding IN
+# parameters) and compiled once by SQLAlchemy's cache: they run in every hold's transaction, and
+# building a statement per call cost about as much as running it.
+
+_USERS = User.__table__
+_HOLDS = CostReservation.__table__
+
+
+@cache
+def _statements() -> SimpleNamespace:
+    ids, users = bindparam("ids", expanding=True), _USERS.c
+    holds = _HOLDS.c
+    # Typed: the values go through UTCDateTime (UTC on every database), as the ORM's would.
+    now, kept = bindparam("now", type_=holds.expires_at.type), bindparam("kept", type_=holds.settled_at.type)
+
+    def unsettled_sum(column):
+        return (select(column, func.sum(holds.amount))
+                .where(column.in_(ids), holds.expires_at > now, holds.settled_at.is_(None)).group_by(column))
+
+    return SimpleNamespace(
+        # SQLite: the write lock is taken by a no-op UPDATE (see lock_user) that returns the balances.
+        lock_sqlite=update(_USERS).where(users.id.in_(ids)).values(balance=users.balance)
+        .returning(users.id, users.balance),
+        lock=select(users.id, users.balance).where(users.id.in_(ids)).order_by(users.id).with_for_update(),
+        debit=update(_USERS).where(users.id == bindparam("user_id"))
+        .values(balance=users.balance - bindparam("amount", type_=users.balance.type)),
+        held_by_users=unsettled_sum(holds.user_id),
+        held_by_keys=unsettled_sum(holds.key_id),
+        purge=delete(_HOLDS).where(holds.user_id.in_(ids), (holds.expires_at <= now) | (holds.settled_at <= kept)),
+        insert_one=insert_statement(_HOLDS).returning(holds.id),
+        insert_many=insert_statement(_HOLDS).returning(holds.id, sort_by_parameter_order=True),
+        release=update(_HOLDS).where(holds.id.in_(ids), holds.settled_at.is_(None)).values(settled_at=now)
+        .returning(holds.id),
+        existing=select(holds.id).where(holds.id.in_(ids)),
+    )
 
 
 def lock_users(session: Session, user_ids: list[int]) -> dict[int, Decimal]:
@@ -96,47 +133,33 @@ def lock_users(session: Session, user_ids: list[int]) -> dict[int, Decimal]:
     ids = sorted(set(user_ids))
     if not ids:
         return {}
-    if session.get_bind().dialect.name == "sqlite":  # see lock_user: the write lock first
-        session.execute(
-            update(User).where(User.id.in_(ids)).values(balance=User.balance),
-            execution_options={"synchronize_session": False},
-        )
-        return dict(session.execute(select(User.id, User.balance).where(User.id.in_(ids))).all())
-    query = select(User.id, User.balance).where(User.id.in_(ids)).order_by(User.id).with_for_update()
-    return dict(session.execute(query).all())
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    statement = _statements().lock_sqlite if sqlite else _statements().lock
+    return dict(session.execute(statement, {"ids": ids}).all())
+
+
+def debit_users(session: Session, debits: dict[int, Decimal]) -> None:
+    """Subtract each user's amount from their balance (one UPDATE per user, in id order)."""
+    for user_id, amount in sorted(debits.items()):
+        if amount:
+            session.execute(_statements().debit, {"user_id": user_id, "amount": amount})
 
 
 def held_by_users(session: Session, user_ids: list[int], now: datetime) -> dict[int, Decimal]:
-    query = (
-        select(CostReservation.user_id, func.sum(CostReservation.amount))
-        .where(CostReservation.user_id.in_(sorted(set(user_ids))), CostReservation.expires_at > now,
-               CostReservation.settled_at.is_(None))
-        .group_by(CostReservation.user_id)
-    )
-    return {user_id: to_money(total) for user_id, total in session.execute(query)}
+    rows = session.execute(_statements().held_by_users, {"ids": sorted(set(user_ids)), "now": now})
+    return {user_id: to_money(total) for user_id, total in rows}
 
 
 def held_by_keys(session: Session, key_ids: list[int], now: datetime) -> dict[int, Decimal]:
     if not key_ids:
         return {}
-    query = (
-        select(CostReservation.key_id, func.sum(CostReservation.amount))
-        .where(CostReservation.key_id.in_(sorted(set(key_ids))), CostReservation.expires_at > now,
-               CostReservation.settled_at.is_(None))
-        .group_by(CostReservation.key_id)
-    )
-    return {key_id: to_money(total) for key_id, total in session.execute(query)}
+    rows = session.execute(_statements().held_by_keys, {"ids": sorted(set(key_ids)), "now": now})
+    return {key_id: to_money(total) for key_id, total in rows}
 
 
 def purge_expired_for(session: Session, user_ids: list[int], now: datetime) -> None:
     """purge_expired for several users in one statement."""
-    session.execute(
-        delete(CostReservation).where(
-            CostReservation.user_id.in_(sorted(set(user_ids))),
-            (CostReservation.expires_at <= now) | (CostReservation.settled_at <= now - SETTLED_KEPT),
-        ),
-        execution_options={"synchronize_session": False},
-    )
+    session.execute(_statements().purge, {"ids": sorted(set(user_ids)), "now": now, "kept": now - SETTLED_KEPT})
 
 
 def insert_many(session: Session, rows: list[dict]) -> list[int]:
@@ -148,29 +171,20 @@ def insert_many(session: Session, rows: list[dict]) -> list[int]:
              created_at=r["now"], expires_at=r["expires_at"], settled_at=None)
         for r in rows
     ]
-    statement = insert_statement(CostReservation).returning(CostReservation.id, sort_by_parameter_order=True)
-    return list(session.scalars(statement, values))
+    if len(values) == 1:  # the lone request's hold: a plain INSERT ... RETURNING
+        return [session.execute(_statements().insert_one, values[0]).scalar_one()]
+    return list(session.execute(_statements().insert_many, values).scalars())
 
 
-def settled_ids(session: Session, reservation_ids: list[int]) -> set[int]:
-    """Of these holds, those settled already (a retried settlement must charge nothing twice)."""
+def release(session: Session, reservation_ids: list[int], now: datetime) -> set[int]:
+    """Marks these holds settled; those it released (one UPDATE ... RETURNING). A hold not
+    returned was settled already (a retry) or is gone (lapsed and purged): `existing_ids` tells."""
     if not reservation_ids:
         return set()
-    query = select(CostReservation.id).where(
-        CostReservation.id.in_(reservation_ids), CostReservation.settled_at.is_not(None)
-    )
-    return set(session.scalars(query))
-
-
-def mark_settled_many(session: Session, reservation_ids: list[int], now: datetime) -> None:
-    if reservation_ids:
-        session.execute(
-            update(CostReservation).where(CostReservation.id.in_(reservation_ids)).values(settled_at=now),
-            execution_options={"synchronize_session": False},
-        )
+    return set(session.execute(_statements().release, {"ids": sorted(set(reservation_ids)), "now": now}).scalars())
 
 
 def existing_ids(session: Session, reservation_ids: list[int]) -> set[int]:
     if not reservation_ids:
         return set()
-    return set(session.scalars(select(CostReservation.id).where(CostReservation.id.in_(reservation_ids))))
+    return set(session.execute(_statements().existing, {"ids": sorted(set(reservation_ids))}).scalars())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from coderapi.errors import ServiceUnavailable
@@ -48,6 +49,10 @@ class LedgerWriter:
         self._hold_queued: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        # The writer's own database thread: its transactions run one at a time anyway, and a
+        # warm thread of its own (with its pooled connection) answers sooner than the shared
+        # default executor, busy with other work under load. Made on first use.
+        self._thread: ThreadPoolExecutor | None = None
 
     async def reserve(self, principal: Principal, request_id: str, amount: Decimal, *, confirm_key: bool) -> int:
         """Hold `amount` for the request (see `CostReservations`); the hold's id, or its error."""
@@ -82,7 +87,7 @@ class LedgerWriter:
         for segment, entries in await asyncio.to_thread(self._journal.orphans):
             for start in range(0, len(entries), MAX_BATCH):
                 batch = [Settlement(record, hold, replayed=True) for record, hold in entries[start:start + MAX_BATCH]]
-                await asyncio.to_thread(self._ledger.apply, batch, [])
+                await self._in_db_thread(self._ledger.apply, batch, [])
             replayed += len(entries)
             self._journal.committed(segment, segment.written)
             log.warning("replayed %d usage records from %s", len(entries), segment.path.name)
@@ -98,8 +103,16 @@ class LedgerWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=False)  # a transaction still running ends on its own
+            self._thread = None
         if self._journal is not None:
             self._journal.close()
+
+    async def _in_db_thread(self, function, *args):
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="coderapi-ledger")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
     def _kick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -137,7 +150,7 @@ class LedgerWriter:
 
     async def _commit(self, settlements: list[tuple[Settlement, Segment | None]], holds: list[tuple[Hold, asyncio.Future]]) -> None:
         try:
-            await asyncio.to_thread(self._ledger.apply, [s for s, _ in settlements], [h for h, _ in holds])
+            await self._in_db_thread(self._ledger.apply, [s for s, _ in settlements], [h for h, _ in holds])
         except ServiceUnavailable as exc:
             self._answer_failed(holds, exc)
             raise
@@ -153,7 +166,7 @@ class LedgerWriter:
         """Isolates what made a batch fail: each item in a transaction of its own."""
         for item in settlements:
             try:
-                await asyncio.to_thread(self._ledger.apply, [item[0]], [])
+                await self._in_db_thread(self._ledger.apply, [item[0]], [])
             except ServiceUnavailable:
                 self._settlements.insert(0, item)
                 continue
@@ -162,7 +175,7 @@ class LedgerWriter:
             self._acknowledge([item])
         for hold, future in holds:
             try:
-                await asyncio.to_thread(self._ledger.apply, [], [hold])
+                await self._in_db_thread(self._ledger.apply, [], [hold])
             except Exception as exc:  # noqa: BLE001 - the request gets the error
                 hold.error = exc
             self._answer([(hold, future)])

@@ -121,27 +121,26 @@ class CostReservations:
     def _settle_all(self, session: Session, settlements: list[Settlement], now: datetime) -> dict[int, Decimal]:
         """Writes the rows, drops the holds, debits the users; what each user was debited."""
         ids = [s.reservation_id for s in settlements if s.reservation_id is not None]
-        done = crud.reservations.settled_ids(session, ids)
-        present = crud.reservations.existing_ids(session, ids) if any(s.replayed for s in settlements) else set()
+        released = crud.reservations.release(session, ids, now)  # one UPDATE ... RETURNING
+        unreleased = [i for i in ids if i not in released]
+        # Not released: settled by an earlier try (its row is there) or lapsed and purged (gone).
+        done = crud.reservations.existing_ids(session, unreleased)
         todo: list[Settlement] = []
         for s in settlements:
             if s.reservation_id is not None:
                 if s.reservation_id in done:
                     continue  # an earlier try committed, but its acknowledgement was lost
                 done.add(s.reservation_id)
-            if s.replayed and s.record and s.reservation_id not in present and crud.usage.recorded(session, s.record):
+            if s.replayed and s.record and s.reservation_id not in released and crud.usage.recorded(session, s.record):
                 continue  # replayed after its hold was purged, and its row is there already
             todo.append(s)
-        crud.reservations.mark_settled_many(session, [s.reservation_id for s in todo if s.reservation_id], now)
         written = [s for s in todo if s.record is not None]
         rows = [{**vars(s.record), "cost": to_money(s.record.cost), "created_at": now} for s in written]
         debits: dict[int, Decimal] = defaultdict(Decimal)
         for s, event_id in zip(written, crud.usage.insert_many(session, rows)):
             s.result = event_id
             debits[s.record.user_id] += to_money(s.record.cost)
-        for user_id, cost in sorted(debits.items()):
-            if cost:
-                crud.users.adjust_balance(session, user_id, -cost)
+        crud.reservations.debit_users(session, debits)
         return debits
 
     def _hold_all(self, session: Session, holds: list[Hold], balances: dict[int, Decimal], now: datetime) -> None:

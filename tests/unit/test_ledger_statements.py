@@ -1,0 +1,48 @@
+"""The lone request's cost hold is cheap: its transaction (the previous request's settlement and
+this request's hold, the usual c=1 case) takes few statements, and its money stays exact."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from sqlalchemy import event
+
+from coderapi.services.accounts import AccountService, UsageRecord
+from coderapi.services.reservations import CostReservations, Hold, Settlement
+from coderapi.services.spending import PeriodSpend
+from coderapi.store.database import Database
+from coderapi.store.tables import CostReservation, User
+
+
+def test_settlement_and_hold_take_seven_statements_and_stay_exact(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'ledger.db'}")
+    db.upgrade()
+    accounts = AccountService(db, starting_credit=1)
+
+    async def seed():
+        user = await accounts.create_user("dev@example.com", "correct horse")
+        _, secret = await accounts.create_key(user.id)
+        return await accounts.authenticate_key(secret)
+
+    principal = asyncio.run(seed())
+    ledger = CostReservations(db, PeriodSpend(db), ttl_seconds=600)
+    first = Hold(principal, "r0", Decimal("0.5"), confirm_key=True)
+    ledger.apply([], [first])  # also the once-a-minute purge: not counted below
+    statements: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    record = UsageRecord("r0", principal.user_id, principal.key_id, principal.key_prefix, "m",
+                         "chat.completions", cost=Decimal("0.2"))
+    settlement, second = Settlement(record, first.result), Hold(principal, "r1", Decimal("0.8"), confirm_key=True)
+    ledger.apply([settlement], [second])
+    assert second.error is None and settlement.result is not None
+    # lock the user, release its hold, write the usage row, debit it, confirm the key, sum the holds, insert
+    assert len(statements) <= 7, statements
+    retried = Settlement(record, first.result)
+    ledger.apply([retried], [])  # a retried settlement charges nothing twice
+    assert retried.result is None
+    with db.session() as session:
+        assert session.get(User, principal.user_id).balance == Decimal("0.8")
+        held = session.query(CostReservation).filter(CostReservation.settled_at.is_(None)).all()
+        assert [(h.request_id, h.amount) for h in held] == [("r1", Decimal("0.8"))]
+    db.dispose()
