@@ -85,6 +85,13 @@ class UsageRecord:
     ttft_ms: int | None = None
     origin: str = "api"  # api | playground
     client_request_id: str | None = None
+    ended_at: datetime | None = None  # when the request ended: the row's time (None: when it is written)
+
+    def row(self, now: datetime) -> dict:
+        """The usage row's columns: stamped with the time the request ended (a batch commits a
+        little later), else `now`. The cost is as given; callers round it to the store's money."""
+        fields = {k: v for k, v in vars(self).items() if k != "ended_at"}
+        return {**fields, "created_at": self.ended_at or now}
 
     def __post_init__(self) -> None:
         if self.status not in USAGE_STATUSES:

@@ -6,6 +6,7 @@ Money is kept in USD. The billing contract also counts *credits*; as in its exam
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -52,11 +53,16 @@ class ModelPrice:
 
 
 class Billing:
-    def __init__(self, accounts: AccountService, models: list[ModelSpec]) -> None:
+    def __init__(
+        self, accounts: AccountService, models: list[ModelSpec], settled: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._accounts = accounts
         self._models = models
+        self._settled = settled  # waits for this gateway's queued debits (Metering.settled)
 
     async def balance(self, user_id: int) -> BalanceReport:
+        if self._settled is not None:
+            await self._settled()
         return BalanceReport(await self._accounts.balance(user_id), LOW_BALANCE_USD, utcnow())
 
     def prices(self) -> list[ModelPrice]:

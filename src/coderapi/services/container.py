@@ -74,7 +74,7 @@ class Services:
         inference = InferenceService(registry, metering, admission)
         services = cls(
             settings, db, accounts, registry, metrics, metering, inference,
-            limits=limits, reports=UsageReports(db), billing=Billing(accounts, settings.models),
+            limits=limits, reports=UsageReports(db, metering.settled), billing=Billing(accounts, settings.models, metering.settled),
             prep=prep, tokenizer=TokenizerService(registry, limits, metering), ledger=ledger,
         )
         return services

@@ -19,6 +19,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from coderapi.backends.base import RequestTally
 from coderapi.config import ModelSpec
 from coderapi.errors import CoderapiError
+from coderapi.clock import utcnow
 from coderapi.services.accounts import Principal, UsageRecord
 from coderapi.services.metrics import UNKNOWN_MODEL_LABEL, ServingMetrics
 from coderapi.services.ledger_writer import LedgerWriter
@@ -99,6 +100,9 @@ class MeterScope:
             self.fail(ended)
 
 
+READ_YOUR_WRITES_SECONDS = 1.0  # the longest a usage or balance read waits for this gateway's queue
+
+
 class Metering:
     def __init__(self, ledger: LedgerWriter, metrics: ServingMetrics) -> None:
         self._ledger = ledger
@@ -125,6 +129,7 @@ class Metering:
         self, scope: MeterScope, status: str, status_code: int, error_code: str | None, now: float
     ) -> None:
         tally = scope.tally
+        ended_at = utcnow()
         if tally.count_later is not None:  # e.g. an upstream stream cut short: tokenized here
             try:
                 await tally.count_later()
@@ -149,6 +154,7 @@ class Metering:
             ttft_ms=None if tally.ttft_seconds is None else int(tally.ttft_seconds * 1000),
             origin=scope.origin,
             client_request_id=scope.client_request_id,
+            ended_at=ended_at,
         )
         used = tally.prompt_tokens + tally.completion_tokens
         await self._write(record, scope.settle, used, scope.reservation_id)
@@ -181,6 +187,19 @@ class Metering:
                 itl.observe(gap)
         self._metrics.prompt_tokens.labels(model).inc(tally.prompt_tokens)
         self._metrics.generation_tokens.labels(model).inc(tally.completion_tokens)
+
+    async def settled(self, timeout: float = READ_YOUR_WRITES_SECONDS) -> None:
+        """Before a read of usage or balance: the requests this gateway has answered are committed
+        first, so a caller sees its own requests at once. Bounded: with the database away, the read
+        goes on with what is committed."""
+        async def committed() -> None:
+            await self.drain()
+            await self._ledger.drain()
+
+        try:
+            await asyncio.wait_for(committed(), timeout)
+        except asyncio.TimeoutError:
+            pass
 
     async def drain(self) -> None:
         """Waits until every ended request's usage is journaled and queued for the ledger."""

@@ -135,7 +135,7 @@ class CostReservations:
                 continue  # replayed after its hold was purged, and its row is there already
             todo.append(s)
         written = [s for s in todo if s.record is not None]
-        rows = [{**vars(s.record), "cost": to_money(s.record.cost), "created_at": now} for s in written]
+        rows = [{**s.record.row(now), "cost": to_money(s.record.cost)} for s in written]
         debits: dict[int, Decimal] = defaultdict(Decimal)
         for s, event_id in zip(written, crud.usage.insert_many(session, rows)):
             s.result = event_id

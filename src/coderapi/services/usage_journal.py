@@ -20,6 +20,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass, fields
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -40,7 +41,8 @@ class Segment:
 
 
 def encode(record: UsageRecord, reservation_id: int | None) -> bytes:
-    data = {**vars(record), "cost": str(record.cost), "reservation_id": reservation_id}
+    ended = record.ended_at.isoformat() if record.ended_at is not None else None
+    data = {**vars(record), "cost": str(record.cost), "ended_at": ended, "reservation_id": reservation_id}
     return json.dumps(data, separators=(",", ":")).encode() + b"\n"
 
 
@@ -49,6 +51,8 @@ def decode(line: bytes) -> tuple[UsageRecord, int | None]:
     reservation_id = data.pop("reservation_id", None)
     fields_ = {k: v for k, v in data.items() if k in _RECORD_FIELDS}
     fields_["cost"] = Decimal(fields_.get("cost", "0"))
+    if fields_.get("ended_at"):
+        fields_["ended_at"] = datetime.fromisoformat(fields_["ended_at"])
     return UsageRecord(**fields_), reservation_id
 
 

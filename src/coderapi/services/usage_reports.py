@@ -9,7 +9,7 @@ are computed from the usage rows themselves, so a report always equals its rows.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -29,8 +29,9 @@ MAX_MODELS = 50
 
 
 class UsageReports:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, settled: Callable[[], Awaitable[None]] | None = None) -> None:
         self._db = db
+        self._settled = settled  # waits for this gateway's queued usage rows (Metering.settled)
         self._zones: frozenset[str] | None = None  # IANA names, read once
 
     async def totals(self, user_id: int, window: Window, *, key_prefix: str | None = None,
@@ -66,6 +67,8 @@ class UsageReports:
         return await asyncio.to_thread(self._logs, f, limit, offset)
 
     async def recent_charges(self, user_id: int, *, limit: int = 20) -> list[Charge]:
+        if self._settled is not None:
+            await self._settled()
         """The user's latest charged requests (cost above zero), newest first."""
         return await asyncio.to_thread(self._charges, user_id, limit)
 
@@ -79,6 +82,8 @@ class UsageReports:
             raise NotFound(f"No API key with prefix {prefix!r}", param="key_prefix")
 
     async def _filter(self, user_id, window, key_prefix, models, statuses=()) -> q.UsageFilter:
+        if self._settled is not None:
+            await self._settled()
         if key_prefix is not None:
             await self.check_key_prefix(user_id, key_prefix)
         if len(models) > MAX_MODELS:

@@ -119,7 +119,7 @@ def record_usage(db: Database, record: UsageRecord, now: datetime) -> int:
     """Insert the event and debit its cost from the user's balance, in one transaction."""
     cost = to_money(record.cost)
     with db.session() as session:
-        event = crud.usage.insert(session, **{**vars(record), "cost": cost, "created_at": now})
+        event = crud.usage.insert(session, **{**record.row(now), "cost": cost})
         if cost:
             crud.users.adjust_balance(session, record.user_id, -cost)
         return event.id
