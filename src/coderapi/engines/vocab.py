@@ -33,7 +33,6 @@ def load_vocab(path: Path):
             self.ptr = model
             self.vocab = lc.llama_model_get_vocab(model)
             self.n_vocab = lc.llama_vocab_n_tokens(self.vocab)
-            self.n_ctx_train = lc.llama_model_n_ctx_train(model)
             self.bos_id = lc.llama_vocab_bos(self.vocab)
             self.eos_id = lc.llama_vocab_eos(self.vocab)
             self._text_cache = {}

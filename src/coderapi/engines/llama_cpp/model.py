@@ -60,7 +60,6 @@ class LlamaModel:
         self.ptr = model
         self.vocab = lc.llama_model_get_vocab(model)
         self.n_vocab: int = lc.llama_vocab_n_tokens(self.vocab)
-        self.n_ctx_train: int = lc.llama_model_n_ctx_train(model)
         self.bos_id: int = lc.llama_vocab_bos(self.vocab)
         self.eos_id: int = lc.llama_vocab_eos(self.vocab)
         self._text_cache: dict[int, str] = {}
@@ -172,7 +171,6 @@ class LlamaContext:
         self.ptr = ctx
         self.mem = lc.llama_get_memory(ctx)
         self.n_ctx: int = lc.llama_n_ctx(ctx)
-        self.n_batch = n_batch
 
     def seq_rm(self, seq_id: int, p0: int, p1: int = -1) -> bool:
         return bool(lc.llama_memory_seq_rm(self.mem, seq_id, p0, p1))
@@ -180,9 +178,6 @@ class LlamaContext:
     def seq_cp(self, src: int, dst: int) -> None:
         """Copy all of `src`'s KV into `dst` (whole streams: llama.cpp copies nothing less)."""
         lc.llama_memory_seq_cp(self.mem, src, dst, -1, -1)
-
-    def clear(self) -> None:
-        lc.llama_memory_clear(self.mem, True)
 
     def logits_row(self, batch_index: int):
         return lc.llama_get_logits_ith(self.ptr, batch_index)

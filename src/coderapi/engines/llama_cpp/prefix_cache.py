@@ -63,9 +63,6 @@ class SlotPool:
     def has_free(self) -> bool:
         return any(not s.busy for s in self.slots)
 
-    def n_busy(self) -> int:
-        return sum(s.busy for s in self.slots)
-
     def tokens_held(self) -> int:
         return sum(len(s.tokens) for s in self.slots)
 
