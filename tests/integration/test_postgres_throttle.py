@@ -15,7 +15,7 @@ import pytest
 from coderapi.errors import InvalidRequest
 from coderapi.services.accounts import AccountService
 from coderapi.store.database import Database
-from coderapi.web.throttle import AuthThrottle
+from coderapi.services.auth_throttle import AuthThrottle
 from tests.integration.postgres import fresh_schema
 
 

@@ -19,8 +19,8 @@ from coderapi.web import charts, filters
 from coderapi.web.csrf import csrf_token, csrf_valid
 from coderapi.web.report_filters import ReportFilters
 from coderapi.web.secret import load_session_secret
-from coderapi.web.session_store import SessionStore
-from coderapi.web.throttle import AuthThrottle, Refusal
+from coderapi.services.web_sessions import SessionStore
+from coderapi.services.auth_throttle import AuthThrottle, Refusal
 from tests.clock import FixedClock
 
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)

@@ -17,8 +17,8 @@ from coderapi.services.account_types import UserInfo
 from coderapi.services.container import Services
 from coderapi.web.csrf import FIELD, HEADER, csrf_token, csrf_valid
 from coderapi.web.flash import Flash
-from coderapi.web.session_store import SessionStore
-from coderapi.web.throttle import AuthThrottle
+from coderapi.services.web_sessions import SessionStore
+from coderapi.services.auth_throttle import AuthThrottle
 
 SESSION_COOKIE = "cdr_session"
 PRESESSION_COOKIE = "cdr_pre"  # binds the CSRF token of the login and signup forms

@@ -23,8 +23,8 @@ from coderapi.web.context import (
 from coderapi.web.flash import Flash
 from coderapi.web.routes import admin, auth, billing, docs, home, keys, logs, playground, usage
 from coderapi.web.secret import load_session_secret
-from coderapi.web.session_store import SessionStore
-from coderapi.web.throttle import AuthThrottle
+from coderapi.services.web_sessions import SessionStore
+from coderapi.services.auth_throttle import AuthThrottle
 
 WEB_DIR = Path(__file__).resolve().parent
 ROUTERS = (home, auth, keys, usage, logs, playground, billing, docs, admin)

@@ -25,7 +25,7 @@ from coderapi.web.context import (
     safe_next,
     set_session_cookie,
 )
-from coderapi.web.throttle import Refusal
+from coderapi.services.auth_throttle import Refusal
 
 router = APIRouter(include_in_schema=False)
 BUSY = "The server is busy checking other sign-ins. Try again in a few seconds."
@@ -77,7 +77,7 @@ async def login(request: Request, viewer: MaybeViewer, dash: DashboardDep) -> Re
     def again(error: str, status: int) -> HTMLResponse:
         return render(request, "auth/login.html", next=next_path, email=email, error=error, status=status)
 
-    # Counted before the password is checked, in one atomic step (see web/throttle.py).
+    # Counted before the password is checked, in one atomic step (see services/auth_throttle.py).
     refusal = await dash.throttle.charge_login(email, ip)
     if refusal is not None:
         return _with_retry_after(again(_login_refused(refusal), 429), refusal.retry_after)
