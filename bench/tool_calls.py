@@ -202,8 +202,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--lazy", default="off,on", help="lazy grammar settings to run for coderapi targets")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--cases", default="", help="comma-separated case ids to run (default: all)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
+    if args.cases:
+        wanted = set(args.cases.split(","))
+        CASES[:] = [case for case in CASES if case["id"] in wanted]
     args.lazy = args.lazy.split(",")
     targets = args.targets.split(",")
     from coderapi.weights.packaged import resolve_gguf
