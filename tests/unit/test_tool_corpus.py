@@ -80,19 +80,21 @@ def test_parser_extracts_at_least_95_percent_exactly():
 def test_streaming_agrees_with_the_whole_parse_and_content_has_no_markup(row):
     names = set(row["tools"])
     whole = parse_tool_calls(row["raw"], names)
-    stream = ToolCallStream(names)
-    events = []
-    for start in range(0, len(row["raw"]), 3):  # pieces of about a token
-        events += stream.feed(row["raw"][start : start + 3])
-    events += stream.finish()
-    content = "".join(e.text for e in events if isinstance(e, ContentText))
-    arguments: dict[int, str] = {}
-    for event in events:
-        if isinstance(event, CallStart):
-            arguments[event.index] = ""
-        elif isinstance(event, CallArguments):
-            arguments[event.index] += event.fragment
-    assert [arguments[i] for i in sorted(arguments)] == [c.arguments for c in whole.calls]
-    assert (content or None) == (whole.content if whole.calls else whole.content or None)
-    if whole.calls:
-        assert "<tool_call>" not in content and '"arguments"' not in content
+    for size in (1, 3, 7):  # pieces of about a token, and smaller and larger ones
+        stream = ToolCallStream(names)
+        events = []
+        for start in range(0, len(row["raw"]), size):
+            events += stream.feed(row["raw"][start : start + size])
+        events += stream.finish()
+        content = "".join(e.text for e in events if isinstance(e, ContentText))
+        starts = [(e.index, e.name) for e in events if isinstance(e, CallStart)]
+        arguments: dict[int, str] = {index: "" for index, _ in starts}
+        for event in events:
+            if isinstance(event, CallArguments):
+                arguments[event.index] += event.fragment
+        assert starts == [(i, c.name) for i, c in enumerate(whole.calls)]
+        assert [arguments[i] for i, _ in starts] == [c.arguments for c in whole.calls]
+        assert content == (whole.content or "")
+        if whole.calls:  # no markup of a call, and no call's JSON, is ever content
+            assert not any(mark in content for mark in ("<tool_call>", "</tool_call>", '"arguments"'))
+            assert "```json" not in content or form(row["raw"]) != "fenced"
