@@ -26,9 +26,9 @@ async def run(requests: int, data: Path) -> list[float]:
     db = Database(f"sqlite:///{data / 'ledger.db'}")
     db.upgrade()
     accounts = AccountService(db, starting_credit=1_000_000)
-    user = await accounts.create_user("bench@example.com", "correct horse")
-    _, secret = await accounts.create_key(user.id)
-    principal = await accounts.authenticate_key(secret)
+    user = await accounts.signups.create_user("bench@example.com", "correct horse")
+    _, secret = await accounts.keys.create_key(user.id)
+    principal = await accounts.keys.authenticate_key(secret)
     writer = LedgerWriter(CostReservations(db, PeriodSpend(db), ttl_seconds=600))
     times, previous = [], None
     for i in range(requests):

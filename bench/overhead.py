@@ -75,7 +75,7 @@ class Layers:
         self.app, self.principal = app, principal
         inference = app.state.services.inference
         self.real = (inference._admission, inference._metering)
-        self.bypass = (_NoAdmission(), _NoMetering(app.state.services.accounts, app.state.services.metrics))
+        self.bypass = (_NoAdmission(), _NoMetering(app.state.services.ledger, app.state.services.metrics))
 
     def set(self, full: bool) -> None:
         inference = self.app.state.services.inference
@@ -102,7 +102,7 @@ async def _row_write(services, principal, n: int) -> float:
                          prompt_tokens=20, completion_tokens=3, cost=Decimal("0.000026"), status_code=200)
     started = time.perf_counter()
     for _ in range(n):
-        await services.accounts.record_usage(record)
+        await services.users.record_usage(record)
     return (time.perf_counter() - started) / n
 
 
@@ -123,15 +123,15 @@ async def _admissions(services, principal, n: int) -> float:
 
 async def _layer_costs(services, plain: str, limited: str, n: int) -> dict[str, float]:
     """Each layer alone, called n times in-process (seconds per call): a breakdown of the overhead."""
-    accounts = services.accounts
+    accounts = services
     costs = {}
     started = time.perf_counter()
     for _ in range(n):
-        await accounts.authenticate_key(plain)
+        await accounts.keys.authenticate_key(plain)
     costs["auth (key lookup in a worker thread)"] = (time.perf_counter() - started) / n
-    principal = await accounts.authenticate_key(plain)
+    principal = await accounts.keys.authenticate_key(plain)
     costs["admission (RPM/TPM buckets, balance) + settle"] = await _admissions(services, principal, n)
-    principal = await accounts.authenticate_key(limited)
+    principal = await accounts.keys.authenticate_key(limited)
     costs["  the same, the key having a spending limit"] = await _admissions(services, principal, n)
     return costs
 
@@ -144,12 +144,12 @@ async def run(calls: int, rounds: int, redis_url: str | None, data_dir: Path) ->
     app = create_app(settings, engine_factory=lambda s: FakeEngine(script=lambda prompt: "ok", token_delay=0.0))
     services = app.state.services
     async with app.router.lifespan_context(app):
-        user = await services.accounts.create_user("bench@example.com", "correct horse battery")
-        _, plain = await services.accounts.create_key(user.id, name="plain")
-        _, limited = await services.accounts.create_key(
+        user = await services.signups.create_user("bench@example.com", "correct horse battery")
+        _, plain = await services.keys.create_key(user.id, name="plain")
+        _, limited = await services.keys.create_key(
             user.id, name="limited", limit_threshold=10**6, limit_retention="month"
         )
-        principal = await services.accounts.authenticate_key(plain)
+        principal = await services.keys.authenticate_key(plain)
         layers = Layers(app, principal)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:

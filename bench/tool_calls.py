@@ -130,8 +130,8 @@ def coderapi_in_process(spec_fields: dict) -> Iterator[Target]:
     services.db.upgrade()
 
     async def seed() -> str:
-        user = await services.accounts.create_user("bench@example.com", "correct horse battery")
-        return (await services.accounts.create_key(user.id, name="bench"))[1]
+        user = await services.signups.create_user("bench@example.com", "correct horse battery")
+        return (await services.keys.create_key(user.id, name="bench"))[1]
 
     key = asyncio.run(seed())
     port = free_port()

@@ -82,8 +82,8 @@ def launch_gateway(data_dir: Path, *, gguf: str, model_cache_dir: Path | None = 
         services.db.upgrade()
 
         async def seed():
-            user = await services.accounts.create_user("up@example.com", "correct horse battery")
-            return user.id, (await services.accounts.create_key(user.id, name="gw"))[1]
+            user = await services.signups.create_user("up@example.com", "correct horse battery")
+            return user.id, (await services.keys.create_key(user.id, name="gw"))[1]
 
         user_id, key = asyncio.run(seed())
         with serve_in_thread(app, wait_healthy=10) as base:

@@ -40,7 +40,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         await asyncio.to_thread(services.db.upgrade)
         await services.ledger.recover()  # usage a killed gateway journaled but never committed
-        secret = await services.accounts.bootstrap_admin() if settings.bootstrap_admin else None
+        secret = await services.signups.bootstrap_admin() if settings.bootstrap_admin else None
         if announce is not None:
             announce(services, secret)
         # Models load in the background: /health answers 503 until they are ready.

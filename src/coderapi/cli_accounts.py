@@ -54,7 +54,8 @@ def _fail(message: str) -> typer.Exit:
 def _run(
     database_url: str | None, config: Path | None, action: Callable[[AccountService], Awaitable[T]]
 ) -> T:
-    """Open the database, migrate it, run `action` with a service, and turn errors into exit 1."""
+    """Open the database, migrate it, run `action` with the account services (its `keys`, `users`
+    and `signups`), and turn errors into exit 1."""
     db = None
     try:
         settings = Settings.load(config, database_url=database_url)  # flag > config file > env
@@ -107,14 +108,14 @@ def users_create(
     line of stdin: `printf '%s\\n' "$PASSWORD" | coderapi users create EMAIL`."""
     secret = _read_password()
     role = "admin" if admin else "user"
-    user = _run(database_url, config, lambda s: s.create_user(email, secret, role=role))
+    user = _run(database_url, config, lambda s: s.signups.create_user(email, secret, role=role))
     typer.echo(f"Created {user.role} {user.email} (id {user.id}, balance ${user.balance:.2f}).")
 
 
 @users_app.command("list")
 def users_list(database_url: DatabaseUrl = None, config: ConfigFile = None) -> None:
     """List users."""
-    users = _run(database_url, config, lambda s: s.list_users())
+    users = _run(database_url, config, lambda s: s.users.list_users())
     table = Table("id", "email", "role", "state", "balance (USD)", "created")
     for u in users:
         state = "disabled" if u.disabled else "active"
@@ -138,8 +139,8 @@ def keys_create(
     """Create an API key. Its secret is printed once, alone on the last line of output."""
 
     async def action(service: AccountService):
-        user = await service.get_user_by_email(email)
-        return await service.create_key(
+        user = await service.users.get_user_by_email(email)
+        return await service.keys.create_key(
             user.id, name=name, kind="management" if management else "inference"
         )
 
@@ -157,7 +158,7 @@ def keys_list(
     """List a user's API keys."""
 
     async def action(service: AccountService):
-        return await service.list_keys((await service.get_user_by_email(email)).id)
+        return await service.keys.list_keys((await service.users.get_user_by_email(email)).id)
 
     keys = _run(database_url, config, action)
     table = Table(title=f"Keys of {email}")
@@ -172,8 +173,8 @@ def keys_list(
 
 def _set_disabled(key: str, disabled: bool, database_url: str | None, config: Path | None) -> None:
     async def action(service: AccountService):
-        info = await service.resolve_key(key)
-        return await service.set_key_disabled(info.user_id, info.prefix, disabled)
+        info = await service.keys.resolve_key(key)
+        return await service.keys.set_key_disabled(info.user_id, info.prefix, disabled)
 
     info = _run(database_url, config, action)
     typer.echo(f"Key {info.prefix} {'disabled' if info.disabled else 'enabled'}.")
@@ -196,8 +197,8 @@ def keys_delete(key: KeyArg, database_url: DatabaseUrl = None, config: ConfigFil
     """Delete an API key (its usage history is kept)."""
 
     async def action(service: AccountService):
-        info = await service.resolve_key(key)
-        await service.delete_key(info.user_id, info.prefix)
+        info = await service.keys.resolve_key(key)
+        await service.keys.delete_key(info.user_id, info.prefix)
         return info
 
     info = _run(database_url, config, action)
@@ -225,8 +226,8 @@ def credits_grant(
     """Add USD credit to a user's balance."""
 
     async def action(service: AccountService):
-        user = await service.get_user_by_email(email)
-        return await service.grant_credit(user.id, amount, reason, granted_by="cli")
+        user = await service.users.get_user_by_email(email)
+        return await service.users.grant_credit(user.id, amount, reason, granted_by="cli")
 
     balance = _run(database_url, config, action)
     typer.echo(f"Granted ${amount} to {email}; balance is now ${balance:.6f}.")

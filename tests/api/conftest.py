@@ -76,13 +76,13 @@ class Account:
 
 
 def make_account(platform: Platform, **key_fields) -> Account:
-    accounts = platform.services.accounts
+    accounts = platform.services
 
     async def seed():
         email = f"user-{uuid.uuid4().hex[:12]}@example.com"
-        user = await accounts.create_user(email, "correct horse battery")
-        info, key = await accounts.create_key(user.id, name="inference", **key_fields)
-        _, management = await accounts.create_key(user.id, name="management", kind="management")
+        user = await accounts.signups.create_user(email, "correct horse battery")
+        info, key = await accounts.keys.create_key(user.id, name="inference", **key_fields)
+        _, management = await accounts.keys.create_key(user.id, name="management", kind="management")
         return Account(user.id, email, key, info.prefix, management)
 
     return platform.run(seed())
@@ -108,9 +108,9 @@ def launch(data_dir, **overrides) -> Iterator[Platform]:
     services.db.upgrade()
 
     async def seed():
-        user = await services.accounts.create_user("user@example.com", "correct horse battery")
-        _, key = await services.accounts.create_key(user.id, name="test")
-        _, management = await services.accounts.create_key(user.id, name="mgmt", kind="management")
+        user = await services.signups.create_user("user@example.com", "correct horse battery")
+        _, key = await services.keys.create_key(user.id, name="test")
+        _, management = await services.keys.create_key(user.id, name="mgmt", kind="management")
         return key, management
 
     key, management = asyncio.run(seed())

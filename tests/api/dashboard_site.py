@@ -58,7 +58,7 @@ def open_site(data_dir, **overrides) -> Iterator[Site]:
     settings = make_settings(data_dir, **overrides)
     app = create_app(settings, engine_factory=lambda spec: FakeEngine(context_length=spec.context_length))
     app.state.services.db.upgrade()
-    asyncio.run(app.state.services.accounts.create_user(ADMIN, PASSWORD, role="admin"))
+    asyncio.run(app.state.services.signups.create_user(ADMIN, PASSWORD, role="admin"))
     with serve_in_thread(app, wait_healthy=10) as base:
         yield Site(base, app)
 

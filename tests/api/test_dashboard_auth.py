@@ -37,8 +37,8 @@ def test_forms_without_the_right_csrf_token_are_refused(site):
     refused = alice.post("/keys", {"name": "x", "csrf_token": bob.csrf("/keys")})
     assert refused.status_code == 403 and "does not match your session" in refused.text
     assert alice.post("/keys", {"name": "x"}).status_code == 403
-    alice_id = site.run(site.services.accounts.get_user_by_email("csrf-a@example.com")).id
-    assert site.run(site.services.accounts.list_keys(alice_id)) == []  # nothing was created
+    alice_id = site.run(site.services.users.get_user_by_email("csrf-a@example.com")).id
+    assert site.run(site.services.keys.list_keys(alice_id)) == []  # nothing was created
     assert alice.post("/keys", {"name": "x"}, headers={"x-csrf-token": alice.csrf("/keys")}).status_code == 201
 
 
@@ -139,7 +139,7 @@ def test_after_sign_in_only_local_pages_are_followed(site):
 
 def test_a_disabled_user_is_signed_out_everywhere(site):
     user = site.user("disabled@example.com")
-    info = site.run(site.services.accounts.get_user_by_email("disabled@example.com"))
+    info = site.run(site.services.users.get_user_by_email("disabled@example.com"))
     admin = site.admin()
     response = admin.post(f"/admin/users/{info.id}/state", {"disabled": "true"}, token_from="/admin")
     assert response.status_code == 303

@@ -15,7 +15,7 @@ PAGES = ["/", "/keys", "/usage", "/logs", "/playground", "/billing", "/docs"]
 
 
 def _user_id(site, email: str) -> int:
-    return site.run(site.services.accounts.get_user_by_email(email)).id
+    return site.run(site.services.users.get_user_by_email(email)).id
 
 
 def _database_text(site) -> str:
@@ -62,7 +62,7 @@ def test_another_user_cannot_touch_a_key_by_its_prefix(site):
     for action, form in [("state", {"disabled": "true"}), ("rename", {"name": "bob's now"}), ("delete", {})]:
         response = bob.post(f"/keys/{prefix}/{action}", form, token_from="/keys")
         assert response.status_code == 404 and "no API key with prefix" in response.text
-    key = site.run(site.services.accounts.get_key(_user_id(site, "alice@example.com"), prefix))
+    key = site.run(site.services.keys.get_key(_user_id(site, "alice@example.com"), prefix))
     assert key.name == "alice's" and not key.disabled
     assert prefix not in bob.get("/keys").text
     for path in (f"/usage?key={prefix}", f"/logs?key={prefix}"):
@@ -82,7 +82,7 @@ def test_key_form_errors_are_explained(site):
     )
     assert created.status_code == 201
     prefix = re.search(r"cdr-([0-9A-Za-z]{8})", created.text).group(1)
-    key = site.run(site.services.accounts.get_key(_user_id(site, "form@example.com"), prefix))
+    key = site.run(site.services.keys.get_key(_user_id(site, "form@example.com"), prefix))
     assert key.kind == "management" and key.scopes == ("usage:read",)  # only the kind's scopes
 
 
@@ -92,7 +92,7 @@ def test_admin_pages_are_for_admins_only(site):
     assert user.get("/admin").status_code == 403
     for action, form in [("credit", {"amount": "100"}), ("limits", {"rpm_limit": "1"}), ("state", {"disabled": "true"})]:
         assert user.post(f"/admin/users/{uid}/{action}", form, token_from="/keys").status_code == 403
-    info = site.run(site.services.accounts.get_user(uid))
+    info = site.run(site.services.users.get_user(uid))
     assert info.balance == 5 and info.rpm_limit is None and not info.disabled
 
 
@@ -105,12 +105,12 @@ def test_admins_grant_credit_and_set_rate_limits(site):
     assert granted.status_code == 303
     limits = admin.post(f"/admin/users/{uid}/limits", {"rpm_limit": "120", "tpm_limit": "50,000"}, token_from="/admin")
     assert limits.status_code == 303
-    info = site.run(site.services.accounts.get_user(uid))
+    info = site.run(site.services.users.get_user(uid))
     assert info.balance == 7.5 and info.rpm_limit == 120 and info.tpm_limit == 50_000
     admin.post(f"/admin/users/{uid}/limits", {"rpm_limit": "", "tpm_limit": "many"}, token_from="/admin")
-    assert site.run(site.services.accounts.get_user(uid)).tpm_limit == 50_000  # refused, unchanged
+    assert site.run(site.services.users.get_user(uid)).tpm_limit == 50_000  # refused, unchanged
     admin.post(f"/admin/users/{uid}/limits", {"rpm_limit": "", "tpm_limit": ""}, token_from="/admin")
-    info = site.run(site.services.accounts.get_user(uid))
+    info = site.run(site.services.users.get_user(uid))
     assert info.rpm_limit is None and info.tpm_limit is None  # back to the defaults
     missing = admin.post("/admin/users/99999/credit", {"amount": "1"}, token_from="/admin")
     assert missing.status_code == 404 and "no user with id 99999" in missing.text

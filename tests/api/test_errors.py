@@ -70,13 +70,13 @@ def test_authentication_errors(platform):
 
 def test_disabled_key_is_refused_then_works_again(platform):
     services = platform.services
-    key_info = platform.run(services.accounts.resolve_key(platform.key))
-    platform.run(services.accounts.set_key_disabled(key_info.user_id, key_info.prefix, True))
+    key_info = platform.run(services.keys.resolve_key(platform.key))
+    platform.run(services.keys.set_key_disabled(key_info.user_id, key_info.prefix, True))
     try:
         with pytest.raises(openai.PermissionDeniedError):
             platform.client().chat.completions.create(model=ALIAS_ID, messages=USER)
     finally:
-        platform.run(services.accounts.set_key_disabled(key_info.user_id, key_info.prefix, False))
+        platform.run(services.keys.set_key_disabled(key_info.user_id, key_info.prefix, False))
     assert platform.client().chat.completions.create(model=ALIAS_ID, messages=USER).choices
 
 

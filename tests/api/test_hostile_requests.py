@@ -168,12 +168,12 @@ def test_f_tokenizer_routes_authenticate_before_parsing(platform):
 
 def test_f_tokenize_and_detokenize_are_metered_and_rate_limited(tmp_path):
     with launch(tmp_path) as platform:
-        accounts = platform.services.accounts
+        accounts = platform.services
 
         async def limited_user():
-            user = await accounts.create_user("tok@example.com", "correct horse battery")
-            await accounts.set_user_limits(user.id, rpm_limit=3, tpm_limit=None)
-            _, key = await accounts.create_key(user.id, name="tok")
+            user = await accounts.signups.create_user("tok@example.com", "correct horse battery")
+            await accounts.users.set_user_limits(user.id, rpm_limit=3, tpm_limit=None)
+            _, key = await accounts.keys.create_key(user.id, name="tok")
             return user.id, key
 
         user_id, key = platform.run(limited_user())

@@ -46,7 +46,7 @@ def _ask(client: httpx.Client, key: str) -> httpx.Response:
 
 def test_a_key_and_a_user_are_capped_and_others_are_not(capped):
     user = make_account(capped)
-    _, second_key = capped.run(capped.services.accounts.create_key(user.user_id, name="second"))
+    _, second_key = capped.run(capped.services.keys.create_key(user.user_id, name="second"))
     stranger = make_account(capped)
     with httpx.Client(base_url=capped.base, timeout=60) as client, ExitStack() as streams:
         _open_stream(streams, client, user.key)

@@ -55,7 +55,7 @@ def test_a_limit_the_money_column_cannot_keep_is_400(platform, threshold):
         assert response.json()["error"]["param"] == "limit.threshold"
     assert api.get("/v1/keys").json()["data"][0]["limit"] is None  # nothing stored
     with pytest.raises(InvalidRequest) as caught:  # the dashboard's path: the service itself
-        platform.run(platform.services.accounts.create_key(account.user_id, limit_threshold=str(threshold)))
+        platform.run(platform.services.keys.create_key(account.user_id, limit_threshold=str(threshold)))
     assert caught.value.param == "limit.threshold"
 
 
@@ -68,13 +68,13 @@ def test_six_decimals_are_kept_exactly(platform):
 @pytest.mark.parametrize("amount", ["0.0000001", "1.0000001", "1e13", "NaN"])
 def test_credit_grants_the_money_column_cannot_keep_are_refused(platform, amount):
     account = make_account(platform)
-    accounts = platform.services.accounts
-    before = platform.run(accounts.balance(account.user_id))
+    accounts = platform.services
+    before = platform.run(accounts.users.balance(account.user_id))
     with pytest.raises(InvalidRequest) as caught:
-        platform.run(accounts.grant_credit(account.user_id, amount, "test", "pytest"))
+        platform.run(accounts.users.grant_credit(account.user_id, amount, "test", "pytest"))
     assert caught.value.param == "amount"
-    assert platform.run(accounts.balance(account.user_id)) == before
-    assert platform.run(accounts.grant_credit(account.user_id, "0.000001", "test", "pytest")) == before + Decimal("0.000001")
+    assert platform.run(accounts.users.balance(account.user_id)) == before
+    assert platform.run(accounts.users.grant_credit(account.user_id, "0.000001", "test", "pytest")) == before + Decimal("0.000001")
 
 
 def test_keys_per_user_are_capped(capped):
@@ -86,7 +86,7 @@ def test_keys_per_user_are_capped(capped):
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "too_many_keys"
     assert len(api.get("/v1/keys").json()["data"]) == MAX_KEYS
     with pytest.raises(PermissionDenied):  # the dashboard creates keys through the same service
-        capped.run(capped.services.accounts.create_key(account.user_id, name="one more"))
+        capped.run(capped.services.keys.create_key(account.user_id, name="one more"))
     api.delete(f"/v1/keys/{account.prefix}")
     assert api.post("/v1/keys").status_code == 200  # a freed slot can be used again
 

@@ -41,25 +41,25 @@ def test_a_cached_key_disabled_or_deleted_elsewhere_is_refused_at_once(platform)
     assert _ask(platform, account.key).status_code == 200  # looked up once, cached from now on
     assert _ask(platform, account.key).status_code == 200
 
-    asyncio.run(other.update_key(account.user_id, account.prefix, disabled=True))
+    asyncio.run(other.keys.update_key(account.user_id, account.prefix, disabled=True))
     # Refused before any hold is taken (a bad body): still the key's refusal, not the body's 400.
     bad = _ask(platform, account.key, temperature=9)
     assert bad.status_code == 403 and _code(bad) == "key_disabled"
-    asyncio.run(other.update_key(account.user_id, account.prefix, disabled=False))
+    asyncio.run(other.keys.update_key(account.user_id, account.prefix, disabled=False))
     assert _ask(platform, account.key).status_code == 200  # cached again
-    asyncio.run(other.update_key(account.user_id, account.prefix, disabled=True))
+    asyncio.run(other.keys.update_key(account.user_id, account.prefix, disabled=True))
     refused = _ask(platform, account.key)
     assert refused.status_code == 403 and _code(refused) == "key_disabled"
 
-    asyncio.run(other.update_key(account.user_id, account.prefix, disabled=False))
+    asyncio.run(other.keys.update_key(account.user_id, account.prefix, disabled=False))
     assert _ask(platform, account.key).status_code == 200
 
-    asyncio.run(other.set_user_disabled(account.user_id, True))
+    asyncio.run(other.users.set_user_disabled(account.user_id, True))
     assert _code(_ask(platform, account.key)) == "user_disabled"
-    asyncio.run(other.set_user_disabled(account.user_id, False))
+    asyncio.run(other.users.set_user_disabled(account.user_id, False))
     assert _ask(platform, account.key).status_code == 200
 
-    asyncio.run(other.delete_key(account.user_id, account.prefix))
+    asyncio.run(other.keys.delete_key(account.user_id, account.prefix))
     gone = _ask(platform, account.key)
     assert gone.status_code == 401 and gone.json()["error"]["type"] == "authentication_error"
 
@@ -70,13 +70,13 @@ def test_a_cached_key_changed_elsewhere_is_admitted_as_it_is_now(platform):
     assert _ask(platform, account.key).status_code == 200
 
     # A spending limit of zero set elsewhere: the cached key had none, the hold sees the new one.
-    asyncio.run(other.update_key(account.user_id, account.prefix, limit_threshold="0", limit_retention="day"))
+    asyncio.run(other.keys.update_key(account.user_id, account.prefix, limit_threshold="0", limit_retention="day"))
     limited = _ask(platform, account.key)
     assert limited.status_code == 403 and _code(limited) == "spending_limit_exceeded"
-    asyncio.run(other.update_key(account.user_id, account.prefix, limit_threshold=None))
+    asyncio.run(other.keys.update_key(account.user_id, account.prefix, limit_threshold=None))
     assert _ask(platform, account.key).status_code == 200
 
-    asyncio.run(other.update_key(account.user_id, account.prefix, scopes=[]))
+    asyncio.run(other.keys.update_key(account.user_id, account.prefix, scopes=[]))
     narrowed = _ask(platform, account.key)
     assert narrowed.status_code == 403 and _code(narrowed) == "missing_scope"
 

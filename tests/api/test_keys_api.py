@@ -119,8 +119,8 @@ def test_inference_keys_and_missing_scopes_are_403(platform, account):
         response = inference.request(method, path, json={})
         assert response.status_code == 403, (method, path)
         assert response.json()["error"]["code"] == "management_key_required"
-    accounts = platform.services.accounts
-    _, reader = platform.run(accounts.create_key(account.user_id, kind="management", scopes=["usage:read"]))
+    accounts = platform.services
+    _, reader = platform.run(accounts.keys.create_key(account.user_id, kind="management", scopes=["usage:read"]))
     refused = platform.http(reader).get("/v1/keys")
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "missing_scope"
     assert platform.http(reader).get("/v2/usage").status_code == 200

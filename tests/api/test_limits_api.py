@@ -54,10 +54,10 @@ def test_zero_threshold_refuses_from_the_first_request(platform):
 
 def test_zero_balance_is_403_insufficient_quota_until_credit_is_granted(platform):
     account = make_account(platform)
-    accounts = platform.services.accounts
-    balance = platform.run(accounts.balance(account.user_id))
+    accounts = platform.services
+    balance = platform.run(accounts.users.balance(account.user_id))
     assert balance == Decimal(platform.services.settings.starting_credit)  # new users get the starting credit
-    platform.run(accounts.grant_credit(account.user_id, -balance, "test", "pytest"))
+    platform.run(accounts.users.grant_credit(account.user_id, -balance, "test", "pytest"))
     client = _retrying_client(platform, account.key)
     with pytest.raises(openai.PermissionDeniedError) as caught:
         client.chat.completions.create(model=ALIAS_ID, messages=USER, stream=True)
@@ -66,12 +66,12 @@ def test_zero_balance_is_403_insufficient_quota_until_credit_is_granted(platform
     platform.run(platform.services.billing.grant(account.user_id, "1.5", reason="top-up", granted_by="admin"))
     assert client.chat.completions.create(model=ALIAS_ID, messages=USER).choices
     rows = platform.wait_rows(account.user_id, 2)
-    assert platform.run(accounts.balance(account.user_id)) == Decimal("1.5") - rows[1].cost  # debited
+    assert platform.run(accounts.users.balance(account.user_id)) == Decimal("1.5") - rows[1].cost  # debited
 
 
 def test_requests_per_minute_is_429_with_retry_after(platform):
     account = make_account(platform)
-    platform.run(platform.services.accounts.set_user_limits(account.user_id, rpm_limit=2, tpm_limit=None))
+    platform.run(platform.services.users.set_user_limits(account.user_id, rpm_limit=2, tpm_limit=None))
     client = platform.client(account.key)
     first = client.chat.completions.with_raw_response.create(model=ALIAS_ID, messages=USER)
     assert first.headers["x-ratelimit-limit-requests"] == "2" and first.headers["x-ratelimit-remaining-requests"] == "1"
@@ -89,7 +89,7 @@ def test_requests_per_minute_is_429_with_retry_after(platform):
 
 def test_tokens_per_minute_is_429_and_settles_with_real_usage(platform):
     account = make_account(platform)
-    platform.run(platform.services.accounts.set_user_limits(account.user_id, rpm_limit=None, tpm_limit=250))
+    platform.run(platform.services.users.set_user_limits(account.user_id, rpm_limit=None, tpm_limit=250))
     client = platform.client(account.key)
     long = [{"role": "user", "content": "repeat: " + "a" * 200}]
     # estimate: body/4 + 5 = about 70 tokens; really used: about 230 (byte-level prompt), settled at the end

@@ -66,9 +66,9 @@ def test_metrics_needs_the_token_or_an_admin_management_key(platform):
     assert httpx.get(url, headers=METRICS_AUTH).status_code == 200
 
     async def admin_key():
-        accounts = platform.services.accounts
-        admin = await accounts.create_user("metrics-admin@example.com", "correct horse battery", role="admin")
-        _, key = await accounts.create_key(admin.id, name="ops", kind="management")
+        accounts = platform.services
+        admin = await accounts.signups.create_user("metrics-admin@example.com", "correct horse battery", role="admin")
+        _, key = await accounts.keys.create_key(admin.id, name="ops", kind="management")
         return key
 
     answer = httpx.get(url, headers={"Authorization": f"Bearer {platform.run(admin_key())}"})

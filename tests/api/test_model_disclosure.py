@@ -23,14 +23,14 @@ def gateway(tmp_path_factory):
     spec = ModelSpec(id=MODEL, backend="upstream", upstream_mode="passthrough", upstream_urls=[PRIVATE_URL], upstream_model="x")
     settings = Settings(data_dir=tmp_path_factory.mktemp("disclosure"), models=[spec], bootstrap_admin=False)
     app = create_app(settings)
-    accounts = app.state.services.accounts
+    accounts = app.state.services
     app.state.services.db.upgrade()
 
     async def seed():
         keys = {}
         for email, role in (("boss@example.com", "admin"), ("dev@example.com", "user")):
-            user = await accounts.create_user(email, PASSWORD, role=role)
-            keys[role] = (await accounts.create_key(user.id, name="k"))[1]
+            user = await accounts.signups.create_user(email, PASSWORD, role=role)
+            keys[role] = (await accounts.keys.create_key(user.id, name="k"))[1]
         return keys
 
     keys = asyncio.run(seed())

@@ -90,8 +90,8 @@ def api_schema(fuzzed: Platform):
 @pytest.fixture(scope="module")
 def target(fuzzed: Platform) -> Target:
     async def spare_key():
-        user = await fuzzed.services.accounts.authenticate_key(fuzzed.management_key)
-        info, _ = await fuzzed.services.accounts.create_key(user.user_id, name="fuzzed")
+        user = await fuzzed.services.keys.authenticate_key(fuzzed.management_key)
+        info, _ = await fuzzed.services.keys.create_key(user.user_id, name="fuzzed")
         return info.prefix
 
     return Target(model=SERVED_ID, key_prefix=fuzzed.run(spare_key()))

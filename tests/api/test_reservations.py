@@ -56,12 +56,12 @@ def _held(platform) -> list:
 
 def test_concurrent_requests_cannot_take_the_balance_below_zero(platform):
     account = make_account(platform)
-    accounts = platform.services.accounts
+    accounts = platform.services
     body = _body()
     worst = _worst_case(platform, body)
     credit = worst * AFFORDABLE + Decimal("0.000100")
-    start = platform.run(accounts.balance(account.user_id))
-    platform.run(accounts.grant_credit(account.user_id, credit - start, "test", "pytest"))
+    start = platform.run(accounts.users.balance(account.user_id))
+    platform.run(accounts.users.grant_credit(account.user_id, credit - start, "test", "pytest"))
 
     answers = _fire(platform, account.key, body, CONCURRENT)
 
@@ -72,7 +72,7 @@ def test_concurrent_requests_cannot_take_the_balance_below_zero(platform):
     rows = platform.wait_rows(account.user_id, CONCURRENT)
     assert sorted(r.status for r in rows) == ["refused"] * (CONCURRENT - AFFORDABLE) + ["success"] * AFFORDABLE
     assert all(r.completion_tokens == BUDGET for r in rows if r.status == "success")
-    balance = platform.run(accounts.balance(account.user_id))
+    balance = platform.run(accounts.users.balance(account.user_id))
     assert balance >= 0 and balance == credit - sum(r.cost for r in rows)
     assert not [h for h in _held(platform) if h.user_id == account.user_id]  # every hold was settled
 
@@ -107,14 +107,14 @@ def test_a_hold_is_released_when_the_client_hangs_up(platform):
             assert [h for h in _held(platform) if h.user_id == account.user_id]  # held while it runs
     rows = platform.wait_rows(account.user_id, 1)
     assert rows[0].status == "cancelled" and rows[0].cost > 0
-    balance = platform.run(platform.services.accounts.balance(account.user_id))
+    balance = platform.run(platform.services.users.balance(account.user_id))
     assert balance == Decimal(platform.services.settings.starting_credit) - rows[0].cost
     assert not [h for h in _held(platform) if h.user_id == account.user_id]
 
 
 def test_unknown_models_are_rate_limited_before_they_are_resolved(platform):
     account = make_account(platform)
-    platform.run(platform.services.accounts.set_user_limits(account.user_id, rpm_limit=2, tpm_limit=None))
+    platform.run(platform.services.users.set_user_limits(account.user_id, rpm_limit=2, tpm_limit=None))
     api = platform.http(account.key)
     body = {"model": "no-such-model-" + account.prefix, "messages": [{"role": "user", "content": "Hi"}]}
     assert [api.post("/v1/chat/completions", json=body).status_code for _ in range(2)] == [404, 404]

@@ -21,7 +21,7 @@ def test_no_secret_in_the_database_or_the_logs(tmp_path, caplog):
         api = platform.http(platform.management_key)
         for name in ("one", "two", "three"):
             secrets.append(api.post("/v1/keys", json={"name": name}).json()["data"]["key"])
-        secrets.append(platform.run(platform.services.accounts.create_key(1, kind="management"))[1])
+        secrets.append(platform.run(platform.services.keys.create_key(1, kind="management"))[1])
         for secret in secrets[2:5]:
             client = platform.client(secret)
             client.chat.completions.create(model=ALIAS_ID, messages=USER)

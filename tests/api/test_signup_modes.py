@@ -19,7 +19,7 @@ def _signup(browser, email: str, invite: str | None = None):
 
 
 def _emails(site) -> set[str]:
-    return {u.email for u in site.run(site.services.accounts.list_users())}
+    return {u.email for u in site.run(site.services.users.list_users())}
 
 
 def test_closed_sign_up_creates_nobody_and_is_not_offered(tmp_path):
@@ -52,7 +52,7 @@ def test_invite_sign_up_needs_a_fresh_code_from_an_admin(tmp_path):
         assert code not in admin.get("/admin").text  # shown once; only its sha256 is kept
 
         assert _signup(browser, "a@example.com", code).status_code == 303
-        user = site.run(site.services.accounts.get_user_by_email("a@example.com"))
+        user = site.run(site.services.users.get_user_by_email("a@example.com"))
         assert user.balance == Decimal(0) and not user.disabled  # starting_credit may be 0
         again = _signup(site.browser(), "b@example.com", code)
         assert again.status_code == 400 and "used already" in again.text
@@ -65,7 +65,7 @@ def test_sign_ups_wait_for_an_admin_when_approval_is_required(tmp_path):
         answer = _signup(browser, "new@example.com")
         assert answer.status_code == 303 and answer.headers["location"] == "/login"
         assert browser.session is None
-        user = site.run(site.services.accounts.get_user_by_email("new@example.com"))
+        user = site.run(site.services.users.get_user_by_email("new@example.com"))
         assert user.pending_approval and user.disabled
         assert browser.login("new@example.com").status_code == 401
 
@@ -75,7 +75,7 @@ def test_sign_ups_wait_for_an_admin_when_approval_is_required(tmp_path):
         approved = admin.post(f"/admin/users/{user.id}/approve", token_from="/admin")
         assert approved.status_code == 303
         assert browser.login("new@example.com").status_code == 303
-        user = site.run(site.services.accounts.get_user_by_email("new@example.com"))
+        user = site.run(site.services.users.get_user_by_email("new@example.com"))
         assert not user.pending_approval and not user.disabled
 
 

@@ -33,8 +33,8 @@ def gateway(platform, tmp_path_factory) -> Platform:
     services.db.upgrade()
 
     async def seed():
-        user = await services.accounts.create_user("gw@example.com", "correct horse battery")
-        return (await services.accounts.create_key(user.id, name="gw"))[1]
+        user = await services.signups.create_user("gw@example.com", "correct horse battery")
+        return (await services.keys.create_key(user.id, name="gw"))[1]
 
     key = asyncio.run(seed())
     with serve_in_thread(app, wait_healthy=10) as base:

@@ -31,8 +31,8 @@ def gateway(tmp_path_factory):
         services.db.upgrade()
 
         async def seed():
-            user = await services.accounts.create_user("raw@example.com", "correct horse battery")
-            return (await services.accounts.create_key(user.id, name="gw"))[1]
+            user = await services.signups.create_user("raw@example.com", "correct horse battery")
+            return (await services.keys.create_key(user.id, name="gw"))[1]
 
         key = asyncio.run(seed())
         with serve_in_thread(app, wait_healthy=10) as base:

@@ -50,7 +50,7 @@ def test_usage_equals_the_rows(platform, busy):
     assert answer["requests"] == sum(r.status == "success" for r in rows) == 4
     failed = [r for r in rows if r.status != "success"]
     assert all(r.cost == 0 for r in failed)  # failed and refused requests cost nothing
-    assert platform.run(platform.services.accounts.balance(account.user_id)) == Decimal(5) - sum(r.cost for r in rows)
+    assert platform.run(platform.services.users.balance(account.user_id)) == Decimal(5) - sum(r.cost for r in rows)
 
 
 def test_usage_of_one_key_and_of_a_window(platform, busy):

@@ -34,8 +34,8 @@ def real_platform(tmp_path_factory) -> Platform:
     services.db.upgrade()
 
     async def seed():
-        user = await services.accounts.create_user("dev@example.com", "correct horse battery")
-        return (await services.accounts.create_key(user.id, name="it"))[1]
+        user = await services.signups.create_user("dev@example.com", "correct horse battery")
+        return (await services.keys.create_key(user.id, name="it"))[1]
 
     key = asyncio.run(seed())
     with serve_in_thread(app, wait_healthy=120) as base:

@@ -104,8 +104,8 @@ def coder_gateway(data_dir: Path, urls: list[str], api: str, **spec_fields) -> I
     services.db.upgrade()
 
     async def seed():
-        user = await services.accounts.create_user("remote@example.com", "correct horse battery")
-        return user.id, (await services.accounts.create_key(user.id, name="remote"))[1]
+        user = await services.signups.create_user("remote@example.com", "correct horse battery")
+        return user.id, (await services.keys.create_key(user.id, name="remote"))[1]
 
     user_id, key = asyncio.run(seed())
     with serve_in_thread(app, wait_healthy=60) as base:

@@ -55,7 +55,7 @@ def site(tmp_path_factory):
     settings = make_settings(tmp_path_factory.mktemp("dashboard"))
     app = create_app(settings, engine_factory=lambda spec: FakeEngine(context_length=spec.context_length, token_delay=0.01))
     app.state.services.db.upgrade()
-    seed = app.state.services.accounts.create_user(ADMIN, PASSWORD, role="admin")
+    seed = app.state.services.signups.create_user(ADMIN, PASSWORD, role="admin")
     with ThreadPoolExecutor(1) as pool:  # playwright's sync API keeps an event loop in this thread
         pool.submit(asyncio.run, seed).result()
     with serve_in_thread(app, wait_healthy=10) as base:

@@ -65,8 +65,8 @@ def served(tmp_path_factory):
     services.db.upgrade()
 
     async def seed():
-        user = await services.accounts.create_user("faults@example.com", "correct horse battery")
-        return (await services.accounts.create_key(user.id, name="faults"))[1]
+        user = await services.signups.create_user("faults@example.com", "correct horse battery")
+        return (await services.keys.create_key(user.id, name="faults"))[1]
 
     key = asyncio.run(seed())
     with serve_in_thread(app, wait_healthy=120) as base:

@@ -65,7 +65,7 @@ def _ask(platform, key: str) -> Seen:
 
 def _limited_account(platform, rpm: int):
     account = make_account(platform)
-    platform.run(platform.services.accounts.set_user_limits(account.user_id, rpm_limit=rpm, tpm_limit=None))
+    platform.run(platform.services.users.set_user_limits(account.user_id, rpm_limit=rpm, tpm_limit=None))
     return account
 
 

@@ -65,8 +65,8 @@ def gateway(tmp_path):
     services.db.upgrade()
 
     async def seed():
-        user = await services.accounts.create_user("gw-faults@example.com", "correct horse battery")
-        return (await services.accounts.create_key(user.id, name="gw"))[1]
+        user = await services.signups.create_user("gw-faults@example.com", "correct horse battery")
+        return (await services.keys.create_key(user.id, name="gw"))[1]
 
     key = asyncio.run(seed())
     with replica("A", ports["A"], logs["A"], hold=60) as a, replica("B", ports["B"], logs["B"]):

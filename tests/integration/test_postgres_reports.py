@@ -34,10 +34,10 @@ def test_reports_on_postgres(schema_url):  # noqa: F811
 
 
 async def _exercise(db, clock, accounts) -> None:
-    user = await accounts.create_user("pg@example.com", "correct horse")
-    other = await accounts.create_user("other@example.com", "correct horse")
-    key, _ = await accounts.create_key(user.id)
-    stranger, _ = await accounts.create_key(other.id)
+    user = await accounts.signups.create_user("pg@example.com", "correct horse")
+    other = await accounts.signups.create_user("other@example.com", "correct horse")
+    key, _ = await accounts.keys.create_key(user.id)
+    stranger, _ = await accounts.keys.create_key(other.id)
     plan = [  # hours after START, model, status, cost
         (0, "Qwen/Qwen2.5-Coder-32B-Instruct", "success", "0.5"),
         (1, "Qwen/Qwen2.5-Coder-32B-Instruct", "error", "0"),
@@ -48,8 +48,8 @@ async def _exercise(db, clock, accounts) -> None:
         clock.now = START + timedelta(hours=hours)
         record = UsageRecord(f"r{hours}", user.id, key.id, key.prefix, model, "chat.completions", prompt_tokens=10,
                              completion_tokens=5, cost=Decimal(cost), status=status)
-        await accounts.record_usage(record)
-    await accounts.record_usage(UsageRecord("x", other.id, stranger.id, stranger.prefix, "m", "completions", cost=1))
+        await accounts.users.record_usage(record)
+    await accounts.users.record_usage(UsageRecord("x", other.id, stranger.id, stranger.prefix, "m", "completions", cost=1))
     reports = UsageReports(db)
     window = Window(START - timedelta(hours=1), START + timedelta(days=2))
     totals = await reports.totals(user.id, window)

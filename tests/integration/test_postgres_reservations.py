@@ -73,11 +73,11 @@ def _fire(bases: list[str], key: str, body: bytes) -> list[httpx.Response]:
 
 def _seed(services, credit: Decimal | None, **key_fields) -> tuple[int, str]:
     async def seed():
-        accounts = services.accounts
-        user = await accounts.create_user(f"pg-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery")
-        _, key = await accounts.create_key(user.id, name="pg", **key_fields)
+        accounts = services
+        user = await accounts.signups.create_user(f"pg-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery")
+        _, key = await accounts.keys.create_key(user.id, name="pg", **key_fields)
         if credit is not None:
-            await accounts.grant_credit(user.id, credit - await accounts.balance(user.id), "test", "pytest")
+            await accounts.users.grant_credit(user.id, credit - await accounts.users.balance(user.id), "test", "pytest")
         return user.id, key
 
     return asyncio.run(seed())
@@ -121,7 +121,7 @@ def test_two_gateways_cannot_take_the_balance_below_zero(gateways):
     assert codes == [200] * AFFORDABLE + [403] * (CONCURRENT - AFFORDABLE), codes
     usage, held = _wait_rows(services, user_id)
     assert len(usage) == CONCURRENT and not held
-    balance = asyncio.run(services.accounts.balance(user_id))
+    balance = asyncio.run(services.users.balance(user_id))
     assert balance >= 0 and balance == credit - sum(r.cost for r in usage)
 
 

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from coderapi.services.accounts import AccountService, UsageRecord
+from coderapi.services.spending import PeriodSpend
 from coderapi.store.database import Database
 from tests.integration.postgres import fresh_schema
 
@@ -74,9 +75,9 @@ def test_replicas_can_migrate_at_the_same_time(schema_url):
 
 async def test_user_key_usage_round_trip(db):
     svc = AccountService(db, starting_credit=5.0)
-    user = await svc.create_user("Dev@Example.com", "long enough")
-    info, secret = await svc.create_key(user.id, name="pg", limit_threshold=10, limit_retention="week")
-    principal = await svc.authenticate_key(secret)
+    user = await svc.signups.create_user("Dev@Example.com", "long enough")
+    info, secret = await svc.keys.create_key(user.id, name="pg", limit_threshold=10, limit_retention="week")
+    principal = await svc.keys.authenticate_key(secret)
     assert (principal.user_id, principal.key_prefix) == (user.id, info.prefix)
     assert principal.limit_threshold == Decimal(10)
 
@@ -88,16 +89,17 @@ async def test_user_key_usage_round_trip(db):
         )
         for i in range(20)
     ]
-    await asyncio.gather(*(svc.record_usage(r) for r in records))  # concurrent debits add up
+    await asyncio.gather(*(svc.users.record_usage(r) for r in records))  # concurrent debits add up
 
-    assert await svc.balance(user.id) == Decimal("5") - 20 * Decimal("0.000123")
-    assert await svc.spend_in_period(info.id, "week") == Decimal("0.002460")
-    [listed] = await svc.list_keys(user.id)
+    assert await svc.users.balance(user.id) == Decimal("5") - 20 * Decimal("0.000123")
+    spend = PeriodSpend(db)
+    assert await spend.spent(info.id, info.prefix, "week") == Decimal("0.002460")
+    [listed] = await svc.keys.list_keys(user.id)
     assert listed.monthly_usage == Decimal("0.002460")
     assert listed.last_used_at is not None and listed.last_used_at.tzinfo == timezone.utc
 
-    await svc.delete_key(user.id, info.prefix)
-    assert await svc.spend_in_period(info.id, "no_reset") == Decimal(0)  # rows kept, key_id nulled
+    await svc.keys.delete_key(user.id, info.prefix)
+    assert await PeriodSpend(db).spent(info.id, info.prefix, "no_reset") == Decimal(0)  # rows kept, key_id nulled
     with db.session() as session:
         kept = session.execute(text("SELECT count(*) FROM usage_events WHERE key_prefix = :p"),
                                {"p": info.prefix}).scalar()
@@ -106,9 +108,9 @@ async def test_user_key_usage_round_trip(db):
 
 async def test_bootstrap_and_duplicate_email(db):
     svc = AccountService(db, starting_credit=0)
-    assert await svc.bootstrap_admin() is not None
-    assert await svc.bootstrap_admin() is None
+    assert await svc.signups.bootstrap_admin() is not None
+    assert await svc.signups.bootstrap_admin() is None
     from coderapi.errors import Conflict
 
     with pytest.raises(Conflict):
-        await svc.create_user("ADMIN@localhost", "long enough")
+        await svc.signups.create_user("ADMIN@localhost", "long enough")

@@ -121,7 +121,7 @@ def test_the_app_limits_requests_through_redis(tmp_path):
         client.delete(*stale)
     with launch(tmp_path, redis_url=REDIS_URL) as platform:
         account = make_account(platform)
-        platform.run(platform.services.accounts.set_user_limits(account.user_id, rpm_limit=2, tpm_limit=None))
+        platform.run(platform.services.users.set_user_limits(account.user_id, rpm_limit=2, tpm_limit=None))
         sdk = platform.client(account.key)
         messages = [{"role": "user", "content": "Hi"}]
         for _ in range(2):

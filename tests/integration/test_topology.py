@@ -60,10 +60,10 @@ class Topology:
 
     def account(self, credit: str, **key_fields) -> Account:
         async def seed():
-            user = await self.accounts.create_user(f"topo-{uuid.uuid4().hex[:10]}@example.com", "correct horse battery")
-            await self.accounts.grant_credit(user.id, Decimal(credit), reason="topology test", granted_by="test")
-            info, key = await self.accounts.create_key(user.id, name="inference", **key_fields)
-            _, management = await self.accounts.create_key(user.id, name="management", kind="management")
+            user = await self.accounts.signups.create_user(f"topo-{uuid.uuid4().hex[:10]}@example.com", "correct horse battery")
+            await self.accounts.users.grant_credit(user.id, Decimal(credit), reason="topology test", granted_by="test")
+            info, key = await self.accounts.keys.create_key(user.id, name="inference", **key_fields)
+            _, management = await self.accounts.keys.create_key(user.id, name="management", kind="management")
             return Account(user.id, key, info.prefix, management)
 
         return asyncio.run(seed())
@@ -206,7 +206,7 @@ def test_a_key_disabled_or_deleted_on_a_is_refused_on_b_at_once(topology):
 def test_rpm_holds_across_both_gateways(topology):
     rpm = 6
     account = topology.account("10")
-    asyncio.run(topology.accounts.set_user_limits(account.user_id, rpm_limit=rpm, tpm_limit=None))
+    asyncio.run(topology.accounts.users.set_user_limits(account.user_id, rpm_limit=rpm, tpm_limit=None))
     started = time.monotonic()
     seen = asyncio.run(burst(topology, account.key, 3 * rpm, 3, "rpm"))
     elapsed = time.monotonic() - started

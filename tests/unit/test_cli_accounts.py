@@ -46,14 +46,14 @@ def service(url) -> AccountService:
 def test_users_create_admin(url):
     result = make_user(url, "Dev@Example.com", "--admin")
     assert "admin dev@example.com" in result.stdout
-    user = asyncio.run(service(url).verify_password("dev@example.com", "long enough"))
+    user = asyncio.run(service(url).signups.verify_password("dev@example.com", "long enough"))
     assert user is not None and user.role == "admin"
 
 
 def test_users_create_reads_the_password_from_stdin(url):
     result = invoke(users_app, "create", "dev@example.com", url=url, input="from stdin!\n")
     assert result.exit_code == 0, result.output
-    assert asyncio.run(service(url).verify_password("dev@example.com", "from stdin!")) is not None
+    assert asyncio.run(service(url).signups.verify_password("dev@example.com", "from stdin!")) is not None
 
 
 def test_a_password_is_never_taken_from_the_command_line(url):
@@ -89,10 +89,10 @@ def test_keys_create_prints_the_secret_alone_on_the_last_line(url):
     make_user(url)
     secret = make_key(url, "dev@example.com", "--name", "laptop")
     assert keygen.is_well_formed(secret)
-    principal = asyncio.run(service(url).authenticate_key(secret))
+    principal = asyncio.run(service(url).keys.authenticate_key(secret))
     assert principal.key_kind == "inference" and principal.email == "dev@example.com"
     management = make_key(url, "dev@example.com", "--management")
-    assert asyncio.run(service(url).authenticate_key(management)).key_kind == "management"
+    assert asyncio.run(service(url).keys.authenticate_key(management)).key_kind == "management"
 
 
 def test_keys_create_for_an_unknown_user(url):
@@ -174,7 +174,7 @@ def test_every_account_command_takes_config(config_file, url, tmp_path, monkeypa
     for action in ("disable", "enable", "delete"):
         result = runner.invoke(keys_app, [action, prefix, *cfg], env=env)
         assert result.exit_code == 0, (action, result.output)
-    [user] = asyncio.run(service(url).list_users())
+    [user] = asyncio.run(service(url).users.list_users())
     assert user.email == "dev@example.com" and float(user.balance) == 2.0  # the file's starting_credit 0
     assert not (tmp_path / "env.db").exists() and not (tmp_path / "data" / "coderapi.db").exists()
 
@@ -187,7 +187,7 @@ def test_config_from_the_environment_and_database_url_flag_over_it(config_file, 
     result = invoke(users_app, "create", "flag@example.com", "--config", str(config_file), url=flag_url,
                     input="long enough\n")
     assert result.exit_code == 0, result.output
-    assert [u.email for u in asyncio.run(service(flag_url).list_users())] == ["flag@example.com"]
+    assert [u.email for u in asyncio.run(service(flag_url).users.list_users())] == ["flag@example.com"]
 
 
 def test_a_bad_config_file_is_a_clear_error(tmp_path):

@@ -26,9 +26,9 @@ def setup(tmp_path):
     accounts = AccountService(db, starting_credit=1)
 
     async def seed():
-        user = await accounts.create_user("dev@example.com", "correct horse")
-        _, secret = await accounts.create_key(user.id)
-        return await accounts.authenticate_key(secret)
+        user = await accounts.signups.create_user("dev@example.com", "correct horse")
+        _, secret = await accounts.keys.create_key(user.id)
+        return await accounts.keys.authenticate_key(secret)
 
     principal = asyncio.run(seed())
     commits = []
@@ -60,4 +60,4 @@ def test_back_to_back_requests_share_one_transaction_per_request(setup):
     assert len(commits) == 6  # 5 holds, each with the previous settlement, and the last settlement alone
     with db.session() as session:
         assert sorted(e.request_id for e in session.query(UsageEvent)) == [f"r{i}" for i in range(6)]
-    assert asyncio.run(accounts.balance(principal.user_id)) == Decimal("0.4")  # $1 less 6 x $0.1
+    assert asyncio.run(accounts.users.balance(principal.user_id)) == Decimal("0.4")  # $1 less 6 x $0.1

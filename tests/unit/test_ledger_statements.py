@@ -21,9 +21,9 @@ def test_settlement_and_hold_take_seven_statements_and_stay_exact(tmp_path):
     accounts = AccountService(db, starting_credit=1)
 
     async def seed():
-        user = await accounts.create_user("dev@example.com", "correct horse")
-        _, secret = await accounts.create_key(user.id)
-        return await accounts.authenticate_key(secret)
+        user = await accounts.signups.create_user("dev@example.com", "correct horse")
+        _, secret = await accounts.keys.create_key(user.id)
+        return await accounts.keys.authenticate_key(secret)
 
     principal = asyncio.run(seed())
     ledger = CostReservations(db, PeriodSpend(db), ttl_seconds=600)

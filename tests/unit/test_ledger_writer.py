@@ -30,9 +30,9 @@ def setup(tmp_path):
     accounts = AccountService(db, starting_credit=1)
 
     async def seed():
-        user = await accounts.create_user("dev@example.com", "correct horse")
-        _, secret = await accounts.create_key(user.id)
-        return await accounts.authenticate_key(secret)
+        user = await accounts.signups.create_user("dev@example.com", "correct horse")
+        _, secret = await accounts.keys.create_key(user.id)
+        return await accounts.keys.authenticate_key(secret)
 
     principal = asyncio.run(seed())
     ledger = CostReservations(db, PeriodSpend(db), ttl_seconds=600)
@@ -70,7 +70,7 @@ def test_concurrent_holds_are_group_committed_and_exact(setup):
     commits.clear()
     asyncio.run(settle_all())
     assert len(commits) <= 3
-    assert asyncio.run(accounts.balance(principal.user_id)) == Decimal("1") - 33 * Decimal("0.01")
+    assert asyncio.run(accounts.users.balance(principal.user_id)) == Decimal("1") - 33 * Decimal("0.01")
     with db.session() as session:
         assert session.query(UsageEvent).count() == 33
         assert session.query(CostReservation).filter(CostReservation.settled_at.is_(None)).count() == 0
@@ -107,7 +107,7 @@ def test_the_journal_replays_only_what_dead_gateways_left(setup, tmp_path):
     assert asyncio.run(LedgerWriter(ledger, UsageJournal(journal_dir)).recover()) == 1
     with db.session() as session:
         assert [e.request_id for e in session.query(UsageEvent)] == ["dead"]
-    assert asyncio.run(accounts.balance(principal.user_id)) == Decimal("0.8")
+    assert asyncio.run(accounts.users.balance(principal.user_id)) == Decimal("0.8")
     assert len(list(journal_dir.glob("*.jsonl"))) == 1  # the live one
 
 

@@ -32,9 +32,9 @@ def setup(tmp_path):
     ledger = CostReservations(db, PeriodSpend(db, clock), ttl_seconds=TTL, clock=clock)
 
     async def seed():
-        user = await accounts.create_user("dev@example.com", "correct horse")
-        _, secret = await accounts.create_key(user.id, limit_threshold="0.5", limit_retention="day")
-        return await accounts.authenticate_key(secret)
+        user = await accounts.signups.create_user("dev@example.com", "correct horse")
+        _, secret = await accounts.keys.create_key(user.id, limit_threshold="0.5", limit_retention="day")
+        return await accounts.keys.authenticate_key(secret)
 
     principal = asyncio.run(seed())
     yield db, clock, accounts, ledger, principal
@@ -57,7 +57,7 @@ def test_holds_count_until_settled(setup):
     record = UsageRecord("r1", principal.user_id, principal.key_id, principal.key_prefix, "m", "chat.completions",
                          cost=Decimal("0.1"))
     asyncio.run(ledger.settle(record, first))
-    assert _holds(db) == 0 and asyncio.run(accounts.balance(principal.user_id)) == Decimal("0.9")
+    assert _holds(db) == 0 and asyncio.run(accounts.users.balance(principal.user_id)) == Decimal("0.9")
     asyncio.run(ledger.reserve(unlimited, "r2", Decimal("0.5")))  # 0.90 available now
 
 
@@ -91,7 +91,7 @@ def test_a_retried_settlement_charges_nothing_twice(setup):
     assert asyncio.run(ledger.settle(record, hold)) is None
     with db.session() as session:
         assert session.query(UsageEvent).filter(UsageEvent.request_id == "r1").count() == 1
-    assert asyncio.run(accounts.balance(principal.user_id)) == Decimal("0.8")
+    assert asyncio.run(accounts.users.balance(principal.user_id)) == Decimal("0.8")
 
 
 def test_settled_rows_are_purged_after_they_are_kept(setup):

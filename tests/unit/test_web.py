@@ -35,7 +35,7 @@ def db(tmp_path):
 
 
 def _user(db, email="u@example.com"):
-    return asyncio.run(AccountService(db, starting_credit=1).create_user(email, "password123"))
+    return asyncio.run(AccountService(db, starting_credit=1).signups.create_user(email, "password123"))
 
 
 def test_sessions_resolve_rotate_expire_and_are_stored_hashed(db):
@@ -56,9 +56,9 @@ def test_sessions_end_when_the_user_is_disabled_or_revoked(db):
     user = _user(db)
     store = SessionStore(db)
     token, other = asyncio.run(store.create(user.id)), asyncio.run(store.create(user.id))
-    asyncio.run(AccountService(db, starting_credit=1).set_user_disabled(user.id, True))
+    asyncio.run(AccountService(db, starting_credit=1).users.set_user_disabled(user.id, True))
     assert asyncio.run(store.resolve(token)) is None
-    asyncio.run(AccountService(db, starting_credit=1).set_user_disabled(user.id, False))
+    asyncio.run(AccountService(db, starting_credit=1).users.set_user_disabled(user.id, False))
     asyncio.run(store.revoke_user(user.id))
     assert asyncio.run(store.resolve(other)) is None
 

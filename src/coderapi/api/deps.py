@@ -41,7 +41,7 @@ def bearer_secret(request: Request) -> str:
 
 
 async def key_principal(request: Request, services: ServicesDep) -> Principal:
-    return await services.accounts.authenticate_key(bearer_secret(request))
+    return await services.keys.authenticate_key(bearer_secret(request))
 
 
 PrincipalDep = Annotated[Principal, Depends(key_principal)]
@@ -50,7 +50,7 @@ PrincipalDep = Annotated[Principal, Depends(key_principal)]
 async def inference_key_principal(request: Request, services: ServicesDep) -> Principal:
     """The key of an inference request, from the key cache once seen: the request's cost
     reservation checks it against its row (see services/key_cache.py)."""
-    return await services.accounts.authenticate_inference_key(bearer_secret(request))
+    return await services.keys.authenticate_inference_key(bearer_secret(request))
 
 
 InferencePrincipalDep = Annotated[Principal, Depends(inference_key_principal)]
@@ -74,7 +74,7 @@ async def metrics_reader(request: Request, services: ServicesDep) -> None:
     token = settings.metrics_token
     if token is not None and hmac.compare_digest(secret.encode(), token.get_secret_value().encode()):
         return
-    principal = await services.accounts.authenticate_key(secret)  # 401 for anything else
+    principal = await services.keys.authenticate_key(secret)  # 401 for anything else
     if not (principal.is_admin and principal.is_management):
         raise PermissionDenied(
             "/metrics is readable with the `metrics_token` or an admin's management key only.",

@@ -53,10 +53,8 @@ def insert_many(session: Session, rows: list[dict]) -> list[int]:
 
 
 def spend_since(session: Session, key_id: int, since: datetime | None) -> Decimal:
-    query = select(func.coalesce(func.sum(UsageEvent.cost), 0)).where(UsageEvent.key_id == key_id)
-    if since is not None:
-        query = query.where(UsageEvent.created_at >= since)
-    return to_money(session.scalar(query))
+    """The key's spend since `since` (None: all time)."""
+    return spend_between(session, key_id, since, None)
 
 
 def spend_between(session: Session, key_id: int, since: datetime | None, until: datetime | None) -> Decimal:

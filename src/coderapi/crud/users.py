@@ -26,8 +26,14 @@ def list_all(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.id)))
 
 
-def insert(session: Session, *, email: str, password_hash: str, role: str, balance: Decimal) -> User:
-    user = User(email=email, password_hash=password_hash, role=role, balance=balance)
+def insert(
+    session: Session, *, email: str, password_hash: str, role: str, balance: Decimal, pending: bool = False
+) -> User:
+    """A `pending` user waits, disabled, for an admin's approval."""
+    user = User(
+        email=email, password_hash=password_hash, role=role, balance=balance,
+        disabled=pending, pending_approval=pending,
+    )
     session.add(user)
     session.flush()
     return user

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-
-from coderapi.store.tables import ApiKey, User
 
 ROLES = ("user", "admin")
 KEY_KINDS = ("inference", "management")
@@ -113,18 +111,9 @@ class UserInfo:
     pending_approval: bool = False  # signed up, disabled until an admin approves
 
     @classmethod
-    def from_row(cls, row: User) -> UserInfo:
-        return cls(
-            id=row.id,
-            email=row.email,
-            role=row.role,
-            disabled=row.disabled,
-            balance=row.balance,
-            rpm_limit=row.rpm_limit,
-            tpm_limit=row.tpm_limit,
-            created_at=row.created_at,
-            pending_approval=bool(row.pending_approval),
-        )
+    def from_row(cls, row) -> UserInfo:
+        """From a `users` row (never handed out itself)."""
+        return _from_columns(cls, row, pending_approval=bool(row.pending_approval))
 
 
 @dataclass(frozen=True)
@@ -146,19 +135,12 @@ class KeyInfo:
     monthly_usage: Decimal = Decimal(0)  # USD spent since the start of this UTC month
 
     @classmethod
-    def from_row(cls, row: ApiKey, monthly_usage: Decimal = Decimal(0)) -> KeyInfo:
-        return cls(
-            id=row.id,
-            user_id=row.user_id,
-            name=row.name,
-            prefix=row.prefix,
-            kind=row.kind,
-            scopes=tuple(row.scopes or ()),
-            limit_threshold=row.limit_threshold,
-            limit_retention=row.limit_retention,
-            disabled=row.disabled,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            last_used_at=row.last_used_at,
-            monthly_usage=monthly_usage,
-        )
+    def from_row(cls, row, monthly_usage: Decimal = Decimal(0)) -> KeyInfo:
+        """From an `api_keys` row (never handed out itself)."""
+        return _from_columns(cls, row, scopes=tuple(row.scopes or ()), monthly_usage=monthly_usage)
+
+
+def _from_columns(cls, row, **given):
+    """An instance of the dataclass `cls` whose fields are the row's same-named columns, except
+    those `given` (converted or not columns at all)."""
+    return cls(**{f.name: getattr(row, f.name) for f in fields(cls) if f.name not in given}, **given)

@@ -12,8 +12,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from coderapi.config import ModelSpec
-from coderapi.services.accounts import AccountService
-from coderapi.store.tables import to_money, utcnow
+from coderapi.clock import utcnow
+from coderapi.money import to_money
+from coderapi.services.user_ops import UserService
 
 CREDITS_PER_USD = 2_000_000
 LOW_BALANCE_USD = Decimal("0.50")
@@ -54,16 +55,16 @@ class ModelPrice:
 
 class Billing:
     def __init__(
-        self, accounts: AccountService, models: list[ModelSpec], settled: Callable[[], Awaitable[None]] | None = None
+        self, users: UserService, models: list[ModelSpec], settled: Callable[[], Awaitable[None]] | None = None
     ) -> None:
-        self._accounts = accounts
+        self._users = users
         self._models = models
         self._settled = settled  # waits for this gateway's queued debits (Metering.settled)
 
     async def balance(self, user_id: int) -> BalanceReport:
         if self._settled is not None:
             await self._settled()
-        return BalanceReport(await self._accounts.balance(user_id), LOW_BALANCE_USD, utcnow())
+        return BalanceReport(await self._users.balance(user_id), LOW_BALANCE_USD, utcnow())
 
     def prices(self) -> list[ModelPrice]:
         """Prices per million tokens of every served model (from the model registry's config)."""
@@ -76,4 +77,4 @@ class Billing:
     async def grant(self, user_id: int, amount: Decimal | float | str, *, reason: str, granted_by: str) -> Decimal:
         """Add (or, negative, take back) USD credit with a ledger row; returns the new balance.
         Amounts are rounded to the store's six places; zero or malformed: InvalidRequest."""
-        return to_money(await self._accounts.grant_credit(user_id, amount, reason, granted_by))
+        return to_money(await self._users.grant_credit(user_id, amount, reason, granted_by))

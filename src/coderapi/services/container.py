@@ -11,7 +11,7 @@ from coderapi.backends.prep_pool import PrepPool
 from coderapi.backends.stats import engine_stats
 from coderapi.config import Settings
 from coderapi.limits import RateLimits, build_limiter
-from coderapi.services.accounts import AccountService
+from coderapi.services.accounts import AccountService, KeyService, SignupService, UserService
 from coderapi.services.admission import Admission
 from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.billing import Billing
@@ -35,7 +35,9 @@ log = logging.getLogger("coderapi")
 class Services:
     settings: Settings
     db: Database
-    accounts: AccountService
+    keys: KeyService  # API keys: create, authenticate, list, update, delete
+    users: UserService  # users, their rate-limit overrides, balances and credit
+    signups: SignupService  # sign-up, sign-in, approvals, invites, the first admin
     registry: ModelRegistry
     metrics: ServingMetrics
     metering: Metering
@@ -70,11 +72,11 @@ class Services:
             default_user_rpm=settings.default_user_rpm, default_user_tpm=settings.default_user_tpm,
         )
         in_flight = InFlightLimits(settings.max_concurrent_requests_per_key, settings.max_concurrent_requests_per_user)
-        admission = Admission(limits, reservations, in_flight, ledger, accounts.key_cache)
+        admission = Admission(limits, reservations, in_flight, ledger, accounts.keys.key_cache)
         inference = InferenceService(registry, metering, admission)
         services = cls(
-            settings, db, accounts, registry, metrics, metering, inference,
-            limits=limits, reports=UsageReports(db, metering.settled), billing=Billing(accounts, settings.models, metering.settled),
+            settings, db, accounts.keys, accounts.users, accounts.signups, registry, metrics, metering, inference,
+            limits=limits, reports=UsageReports(db, metering.settled), billing=Billing(accounts.users, settings.models, metering.settled),
             prep=prep, tokenizer=TokenizerService(registry, limits, metering), ledger=ledger,
         )
         return services
@@ -97,7 +99,7 @@ class Services:
         await self.limits.close()
         await asyncio.gather(*(m.backend.close() for m in self.registry.models), return_exceptions=True)
         self.prep.close()
-        self.accounts.passwords.close()
+        self.signups.passwords.close()
         self.db.dispose()
 
     def engine_stats(self):

@@ -1,4 +1,4 @@
-"""Blocking API-key operations behind `AccountService` (run them in a worker thread).
+"""API keys: the focused service `KeyService`, and the blocking steps it runs in a worker thread.
 
 Tenant isolation: every lookup by prefix that takes a `user_id` finds only that user's keys, and
 another user's prefix is answered exactly like one that does not exist (NotFound).
@@ -6,7 +6,9 @@ another user's prefix is answered exactly like one that does not exist (NotFound
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -14,8 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from coderapi import crud
+from coderapi.clock import utcnow
 from coderapi.errors import AuthenticationFailed, InternalError, InvalidRequest, NotFound, PermissionDenied
-from coderapi.services import keygen
+from coderapi.services import keygen, passwords, user_ops
 from coderapi.services.account_types import (
     DEFAULT_SCOPES,
     KEY_KINDS,
@@ -26,10 +29,9 @@ from coderapi.services.account_types import (
     KeyInfo,
     Principal,
 )
-from coderapi.services import passwords, user_ops
+from coderapi.services.key_cache import KeyCache
 from coderapi.services.user_ops import exact_money
 from coderapi.store.database import Database
-from coderapi.store.tables import ApiKey, User
 
 UPDATABLE_FIELDS = frozenset({"name", "disabled", "scopes", "limit_threshold", "limit_retention"})
 LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -106,7 +108,7 @@ def insert_key(
     scopes: list[str] | None = None,
     limit_threshold=None,
     limit_retention: str = "no_reset",
-) -> ApiKey:
+):
     """Validate and insert a key for `secret` (stored as its prefix and sha256 only)."""
     if kind not in KEY_KINDS:
         raise InvalidRequest(f"kind must be one of {', '.join(KEY_KINDS)}", param="kind")
@@ -161,7 +163,7 @@ def authenticate(db: Database, secret: str, now: datetime) -> Principal:
         return principal_from(key, user)
 
 
-def principal_from(key: ApiKey, user: User) -> Principal:
+def principal_from(key, user) -> Principal:
     """The caller a key stands for, from its row and its owner's (enabled or not: callers check)."""
     return Principal(
         user_id=user.id,
@@ -183,11 +185,12 @@ def _month_start(now: datetime) -> datetime:
     return crud.usage.period_start("month", now)
 
 
-def _info(session: Session, key: ApiKey, now: datetime) -> KeyInfo:
+def _info(session: Session, key, now: datetime) -> KeyInfo:
     return KeyInfo.from_row(key, crud.usage.spend_since(session, key.id, _month_start(now)))
 
 
-def _owned_or_404(session: Session, user_id: int, prefix: str) -> ApiKey:
+def _owned_or_404(session: Session, user_id: int, prefix: str):
+    """The user's key row with `prefix`; NotFound for another user's prefix as for none."""
     key = crud.keys.by_prefix(session, prefix, user_id) if isinstance(prefix, str) else None
     if key is None:
         raise NotFound(f"No API key with prefix {prefix!r}", param="prefix")
@@ -215,19 +218,15 @@ def update_key(db: Database, user_id: int, prefix: str, fields: dict, now: datet
         key = _owned_or_404(session, user_id, prefix)
         retention = fields.get("limit_retention", key.limit_retention)
         threshold = fields.get("limit_threshold", key.limit_threshold)
-        key.limit_threshold = check_limit(threshold, retention)
-        key.limit_retention = retention
+        changes = dict(limit_threshold=check_limit(threshold, retention), limit_retention=retention, updated_at=now)
         if "name" in fields:
-            key.name = check_name(fields["name"])
+            changes["name"] = check_name(fields["name"])
         if "scopes" in fields:
-            scopes = check_scopes(fields["scopes"], key.kind)
-            check_no_widening(key.scopes or [], scopes)
-            key.scopes = scopes
+            changes["scopes"] = check_scopes(fields["scopes"], key.kind)
+            check_no_widening(key.scopes or [], changes["scopes"])
         if "disabled" in fields:
-            key.disabled = bool(fields["disabled"])
-        key.updated_at = now
-        session.flush()
-        return _info(session, key, now)
+            changes["disabled"] = bool(fields["disabled"])
+        return _info(session, crud.rows.update(session, key, **changes), now)
 
 
 def delete_key(db: Database, user_id: int, prefix: str) -> None:
@@ -269,3 +268,67 @@ def bootstrap_admin(db: Database, email: str, credit: Decimal, now: datetime) ->
     except IntegrityError:
         return None
     return secret
+
+
+class KeyService:
+    """API keys for the API, dashboard and CLI; the database work runs in a worker thread. Returns
+    `KeyInfo`/`Principal`, never ORM rows, and the secret only once, at creation."""
+
+    def __init__(
+        self, db: Database, *, clock: Callable[[], datetime] = utcnow, max_keys_per_user: int | None = None,
+        key_cache_size: int = 0,
+    ) -> None:
+        self._db = db
+        self._now = clock
+        self._max_keys = max_keys_per_user  # None: no cap (tests, tools); the app sets the setting
+        self.key_cache = KeyCache(key_cache_size)  # inference keys; see key_cache for why it is safe
+
+    async def create_key(
+        self, user_id: int, *, name: str | None = None, kind: str = "inference", scopes: list[str] | None = None,
+        limit_threshold: Decimal | float | None = None, limit_retention: str = "no_reset",
+    ) -> tuple[KeyInfo, str]:
+        """A new key and its secret. The secret is returned here once and kept nowhere."""
+        fields = dict(
+            name=name, kind=kind, scopes=scopes,
+            limit_threshold=limit_threshold, limit_retention=limit_retention, max_keys=self._max_keys,
+        )
+        return await asyncio.to_thread(create_key, self._db, user_id, self._now(), **fields)
+
+    async def authenticate_key(self, secret: str) -> Principal:
+        """Unknown or malformed: AuthenticationFailed; disabled key or user: PermissionDenied
+        (code key_disabled / user_disabled). Stamps last_used_at at most once a minute."""
+        return await asyncio.to_thread(authenticate, self._db, secret, self._now())
+
+    async def authenticate_inference_key(self, secret: str) -> Principal:
+        """As `authenticate_key`, answered from the key cache when the key was seen before: only for
+        callers that check the principal against its row later (inference, see `key_cache`)."""
+        if not isinstance(secret, str) or not keygen.is_well_formed(secret):
+            return await self.authenticate_key(secret)  # refused there, as any malformed key
+        digest = keygen.hash_secret(secret)
+        principal = self.key_cache.get(digest)
+        if principal is None:
+            principal = await self.authenticate_key(secret)
+            self.key_cache.put(digest, principal)
+        return principal
+
+    async def list_keys(self, user_id: int) -> list[KeyInfo]:
+        """The user's keys, oldest first, each with its spend this UTC month."""
+        return await asyncio.to_thread(list_keys, self._db, user_id, self._now())
+
+    async def get_key(self, user_id: int, prefix: str) -> KeyInfo:
+        return await asyncio.to_thread(get_key, self._db, user_id, prefix, self._now())
+
+    async def update_key(self, user_id: int, prefix: str, /, **fields) -> KeyInfo:
+        """Fields: name, disabled, scopes (None: the kind's defaults), limit_threshold (None:
+        no limit), limit_retention. Anything else: InvalidRequest."""
+        return await asyncio.to_thread(update_key, self._db, user_id, prefix, fields, self._now())
+
+    async def set_key_disabled(self, user_id: int, prefix: str, disabled: bool) -> KeyInfo:
+        return await self.update_key(user_id, prefix, disabled=disabled)
+
+    async def delete_key(self, user_id: int, prefix: str) -> None:
+        await asyncio.to_thread(delete_key, self._db, user_id, prefix)
+
+    async def resolve_key(self, prefix_or_secret: str) -> KeyInfo:
+        """Operator lookup across all users, by prefix or whole secret (for the CLI and admins)."""
+        return await asyncio.to_thread(resolve_key, self._db, prefix_or_secret, self._now())

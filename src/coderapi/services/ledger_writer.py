@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from coderapi.errors import ServiceUnavailable
+from coderapi.money import to_money
 from coderapi.services.account_types import Principal, UsageRecord
 from coderapi.services.reservations import CostReservations, Hold, Settlement
 from coderapi.services.usage_journal import Segment, UsageJournal
-from coderapi.store.tables import to_money
 
 log = logging.getLogger("coderapi.ledger")
 

@@ -32,12 +32,13 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from coderapi import crud
+from coderapi.clock import utcnow
 from coderapi.errors import AuthenticationFailed, CoderapiError, PermissionDenied, QuotaExceeded
+from coderapi.money import to_money
 from coderapi.services.account_types import Principal, UsageRecord
 from coderapi.services.key_ops import LAST_USED_GRANULARITY, principal_from
 from coderapi.services.spending import PeriodSpend
 from coderapi.store.database import Database
-from coderapi.store.tables import to_money, utcnow
 
 PURGE_EVERY = timedelta(seconds=60)  # between purges of one user's lapsed and settled holds
 _PERIODS = {"no_reset": "in total", "day": "per day", "week": "per week", "month": "per month"}

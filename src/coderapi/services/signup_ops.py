@@ -1,11 +1,15 @@
-"""Blocking parts of creating users, checking passwords, approvals and invites (run them in a
-worker thread). No argon2 here: `AccountService` hashes in its own pool and hands the results in.
+"""Creating users, checking passwords, approvals and invites: the focused service
+`SignupService`, and the blocking steps it runs in a worker thread. Argon2 work runs in the
+password pool (`PasswordPool`: a few threads of its own, with a bounded queue), so it never runs on
+the event loop nor holds up the threads that look up API keys.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -13,9 +17,12 @@ from decimal import Decimal
 from sqlalchemy.exc import IntegrityError
 
 from coderapi import crud
+from coderapi.clock import utcnow
 from coderapi.crud import invites as crud_invites
 from coderapi.errors import Conflict, InvalidRequest, NotFound
-from coderapi.services.account_types import UserInfo
+from coderapi.services import key_ops, user_ops
+from coderapi.services.account_types import ROLES, UserInfo
+from coderapi.services.passwords import PasswordPool, needs_rehash
 from coderapi.services.user_ops import insert_user
 from coderapi.store.database import Database
 
@@ -81,7 +88,7 @@ def set_password_hash(db: Database, user_id: int, password_hash: str) -> None:
     with db.session() as session:
         user = crud.users.get(session, user_id)
         if user is not None:
-            user.password_hash = password_hash
+            crud.rows.update(session, user, password_hash=password_hash)
 
 
 def approve_user(db: Database, user_id: int) -> UserInfo:
@@ -89,10 +96,7 @@ def approve_user(db: Database, user_id: int) -> UserInfo:
         user = crud.users.get(session, user_id)
         if user is None:
             raise NotFound(f"No user with id {user_id}")
-        user.pending_approval = False
-        user.disabled = False
-        session.flush()
-        return UserInfo.from_row(user)
+        return UserInfo.from_row(crud.rows.update(session, user, pending_approval=False, disabled=False))
 
 
 def create_invite(db: Database, created_by: int | None, now: datetime) -> tuple[InviteInfo, str]:
@@ -112,3 +116,70 @@ def revoke_invite(db: Database, invite_id: int) -> None:
     with db.session() as session:
         if not crud_invites.delete_unused(session, invite_id):
             raise NotFound(f"No unused invite with id {invite_id}")
+
+
+class SignupService:
+    """Sign-ups, sign-ins, approvals, invites and the first admin; `passwords` is the argon2 pool."""
+
+    def __init__(
+        self, db: Database, *, starting_credit: Decimal, passwords: PasswordPool,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._db = db
+        self._starting_credit = starting_credit
+        self.passwords = passwords
+        self._now = clock
+
+    async def create_user(
+        self, email: str, password: str, role: str = "user", *,
+        pending_approval: bool = False, invite_code: str | None = None,
+    ) -> UserInfo:
+        """A new user holding the starting credit. Bad email/password/role or invite code:
+        InvalidRequest (with `param`); an email already taken: Conflict; the password pool's
+        queue full: Overloaded. A `pending_approval` user is disabled until `approve_user`."""
+        email = user_ops.normalize_email(email)
+        user_ops.check_password(password)
+        if role not in ROLES:
+            raise InvalidRequest(f"role must be one of {', '.join(ROLES)}", param="role")
+        password_hash = await self.passwords.hash(password)
+        return await asyncio.to_thread(
+            insert_new_user, self._db, email, password_hash, role, self._starting_credit,
+            self._now(), pending=pending_approval, invite_code=invite_code,
+        )
+
+    async def verify_password(self, email: str, password: str) -> UserInfo | None:
+        """The user if the password matches and the account is enabled; None otherwise. An
+        unknown email still costs one argon2 check (against a dummy hash), so the answer time
+        does not tell which emails have accounts. The password pool's queue full: Overloaded."""
+        try:
+            email = user_ops.normalize_email(email)
+        except InvalidRequest:
+            email = None
+        stored, user = await asyncio.to_thread(password_record, self._db, email)
+        if not await self.passwords.verify(stored, password or "") or user is None or user.disabled:
+            return None
+        if needs_rehash(stored):
+            new_hash = await self.passwords.hash(password)
+            await asyncio.to_thread(set_password_hash, self._db, user.id, new_hash)
+        return user
+
+    async def approve_user(self, user_id: int) -> UserInfo:
+        """Enable a sign-up that waited for approval."""
+        return await asyncio.to_thread(approve_user, self._db, user_id)
+
+    async def create_invite(self, created_by: int | None) -> tuple[InviteInfo, str]:
+        """A single-use sign-up code, returned here once (only its sha256 is kept)."""
+        return await asyncio.to_thread(create_invite, self._db, created_by, self._now())
+
+    async def list_invites(self) -> list[InviteInfo]:
+        return await asyncio.to_thread(list_invites, self._db)
+
+    async def revoke_invite(self, invite_id: int) -> None:
+        await asyncio.to_thread(revoke_invite, self._db, invite_id)
+
+    async def bootstrap_admin(self, email: str = "admin@localhost") -> str | None:
+        """Only on an empty users table: an admin with a random password and one inference key,
+        whose secret is returned (show it once). None when any user exists already."""
+        return await asyncio.to_thread(
+            key_ops.bootstrap_admin, self._db, email, self._starting_credit, self._now()
+        )

@@ -20,9 +20,10 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
+from coderapi.clock import utcnow
 from coderapi.crud.usage import period_start, spend_between
+from coderapi.money import to_money
 from coderapi.store.database import Database
-from coderapi.store.tables import to_money, utcnow
 
 SETTLING_LAG = timedelta(seconds=45)
 ADVANCE_EVERY = timedelta(seconds=15)

@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from coderapi.crud import usage_queries as q
 from coderapi.errors import InvalidRequest, NotFound
+from coderapi.money import to_money
 from coderapi.services.usage_types import (
     OUTCOMES, STORED_STATUSES, Charge, CreditEntry, LogEntry, LogPage, UsageDetail, UsageGroup, UsageTotals,
 )
 from coderapi.services.usage_window import Window
 from coderapi.store.database import Database
-from coderapi.store.tables import to_money
 
 DIMENSIONS = ("day", "model", "key")
 MAX_PAGE = 100

@@ -4,10 +4,10 @@ None means "the configured default" (settings.default_rpm / default_tpm)."""
 
 from __future__ import annotations
 
+from coderapi import crud
 from coderapi.errors import InvalidRequest, NotFound
 from coderapi.services.account_types import UserInfo
 from coderapi.store.database import Database
-from coderapi.store.tables import User
 
 MAX_LIMIT = 1_000_000_000
 
@@ -23,9 +23,7 @@ def check_limit(value, param: str) -> int | None:
 def set_user_limits(db: Database, user_id: int, rpm_limit: int | None, tpm_limit: int | None) -> UserInfo:
     rpm, tpm = check_limit(rpm_limit, "rpm_limit"), check_limit(tpm_limit, "tpm_limit")
     with db.session() as session:
-        user = session.get(User, user_id)
+        user = crud.users.get(session, user_id)
         if user is None:
             raise NotFound(f"No user with id {user_id}")
-        user.rpm_limit, user.tpm_limit = rpm, tpm
-        session.flush()
-        return UserInfo.from_row(user)
+        return UserInfo.from_row(crud.rows.update(session, user, rpm_limit=rpm, tpm_limit=tpm))

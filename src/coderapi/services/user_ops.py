@@ -1,22 +1,24 @@
-"""Blocking user and money operations behind `AccountService` (run them in a worker thread).
-
-Each function opens its own transaction on the `Database`; argon2 work is done outside it.
+"""Users and their money: the focused service `UserService`, and the blocking steps it runs in a
+worker thread (each opens its own transaction on the `Database`; argon2 work is done elsewhere).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from sqlalchemy.orm import Session
 
 from coderapi import crud
+from coderapi.clock import utcnow
 from coderapi.errors import InvalidRequest, NotFound
-from coderapi.services import passwords
-from coderapi.services.account_types import RETENTIONS, UsageRecord, UserInfo
+from coderapi.money import MAX_MONEY, to_money
+from coderapi.services import passwords, user_limits
+from coderapi.services.account_types import UsageRecord, UserInfo
 from coderapi.store.database import Database
-from coderapi.store.tables import User, to_money
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _MAX_EMAIL_LENGTH = 254
@@ -39,16 +41,9 @@ def check_password(password: str) -> None:
         raise InvalidRequest("The password is too long", param="password")
 
 
-MAX_MONEY = Decimal("999999999999.999999")  # the most Numeric(18, 6) keeps
-
-
-def money_amount(value, param: str) -> Decimal:
+def exact_money(value, param: str) -> Decimal:
     """A USD amount the money column keeps exactly: more than six decimals or more than
     Numeric(18, 6) holds is refused (400 naming `param`), never rounded into another amount."""
-    return exact_money(value, param)
-
-
-def exact_money(value, param: str) -> Decimal:
     try:
         given = Decimal(value if isinstance(value, (Decimal, int)) else str(value).strip())
     except (InvalidOperation, ValueError, TypeError):
@@ -66,7 +61,7 @@ def exact_money(value, param: str) -> Decimal:
     return amount
 
 
-def _user_or_404(session: Session, user_id: int) -> User:
+def _user_or_404(session: Session, user_id: int):
     user = crud.users.get(session, user_id)
     if user is None:
         raise NotFound(f"No user with id {user_id}")
@@ -75,12 +70,12 @@ def _user_or_404(session: Session, user_id: int) -> User:
 
 def insert_user(
     session: Session, email: str, password_hash: str, role: str, credit: Decimal, *, pending: bool = False
-) -> User:
+):
     """Insert a user holding `credit`, with the matching ledger row when it is not zero. A
     `pending` user waits, disabled, for an admin's approval."""
-    user = crud.users.insert(session, email=email, password_hash=password_hash, role=role, balance=credit)
-    if pending:
-        user.disabled = user.pending_approval = True
+    user = crud.users.insert(
+        session, email=email, password_hash=password_hash, role=role, balance=credit, pending=pending
+    )
     if credit:
         crud.users.insert_grant(
             session, user_id=user.id, amount=credit, reason="starting credit", granted_by="system"
@@ -110,9 +105,7 @@ def list_users(db: Database) -> list[UserInfo]:
 def set_user_disabled(db: Database, user_id: int, disabled: bool) -> UserInfo:
     with db.session() as session:
         user = _user_or_404(session, user_id)
-        user.disabled = disabled
-        session.flush()
-        return UserInfo.from_row(user)
+        return UserInfo.from_row(crud.rows.update(session, user, disabled=disabled))
 
 
 def record_usage(db: Database, record: UsageRecord, now: datetime) -> int:
@@ -135,7 +128,7 @@ def balance(db: Database, user_id: int) -> Decimal:
 
 def grant_credit(db: Database, user_id: int, amount, reason: str, granted_by: str) -> Decimal:
     """Add `amount` USD (negative to take some back) with a ledger row; returns the new balance."""
-    amount = money_amount(amount, "amount")
+    amount = exact_money(amount, "amount")
     if not amount:
         raise InvalidRequest("The amount must not be zero", param="amount")
     with db.session() as session:
@@ -147,8 +140,38 @@ def grant_credit(db: Database, user_id: int, amount, reason: str, granted_by: st
         return to_money(crud.users.balance(session, user_id))
 
 
-def spend_in_period(db: Database, key_id: int, retention: str, now: datetime) -> Decimal:
-    if retention not in RETENTIONS:
-        raise InvalidRequest(f"retention must be one of {', '.join(RETENTIONS)}", param="retention")
-    with db.session() as session:
-        return crud.usage.spend_since(session, key_id, crud.usage.period_start(retention, now))
+
+class UserService:
+    """Users, their rate-limit overrides and their balances, for the API, dashboard and CLI; the
+    database work runs in a worker thread. Returns `UserInfo`, never ORM rows."""
+
+    def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
+        self._db = db
+        self._now = clock
+
+    async def get_user(self, user_id: int) -> UserInfo:
+        return await asyncio.to_thread(get_user, self._db, user_id)
+
+    async def get_user_by_email(self, email: str) -> UserInfo:
+        return await asyncio.to_thread(get_user_by_email, self._db, email)
+
+    async def list_users(self) -> list[UserInfo]:
+        return await asyncio.to_thread(list_users, self._db)
+
+    async def set_user_disabled(self, user_id: int, disabled: bool) -> UserInfo:
+        return await asyncio.to_thread(set_user_disabled, self._db, user_id, disabled)
+
+    async def set_user_limits(self, user_id: int, *, rpm_limit: int | None, tpm_limit: int | None) -> UserInfo:
+        """Per-user requests/tokens per minute for each of the user's keys; None: the default."""
+        return await asyncio.to_thread(user_limits.set_user_limits, self._db, user_id, rpm_limit, tpm_limit)
+
+    async def record_usage(self, record: UsageRecord) -> int:
+        """Insert the usage event and debit its cost, in one transaction; returns the event id."""
+        return await asyncio.to_thread(record_usage, self._db, record, self._now())
+
+    async def balance(self, user_id: int) -> Decimal:
+        return await asyncio.to_thread(balance, self._db, user_id)
+
+    async def grant_credit(self, user_id: int, amount: Decimal | float, reason: str, granted_by: str) -> Decimal:
+        """Credit (or, negative, debit) the balance with a ledger row; returns the new balance."""
+        return await asyncio.to_thread(grant_credit, self._db, user_id, amount, reason, granted_by)

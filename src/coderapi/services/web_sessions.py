@@ -78,7 +78,7 @@ class SessionStore:
                 return None
             row, user = found
             if row.expires_at <= self._now() or user.disabled:
-                session.delete(row)
+                crud_sessions.delete_by_id(session, row.id)
                 return None
             return UserInfo.from_row(user)
 

@@ -28,21 +28,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from coderapi.clock import utcnow  # re-exported: the columns' defaults and older callers use it here
+from coderapi.money import to_money  # re-exported: crud and migrations round money with it
 
 # Money is kept in USD with six decimals (a millionth of a dollar is below any per-token price).
 MONEY = Numeric(18, 6)
 # Integer on SQLite so the id is the rowid alias (autoincrement); 64-bit elsewhere.
 EVENT_ID = BigInteger().with_variant(Integer(), "sqlite")
-
-
-_MICRO = Decimal("0.000001")
-
-
-def to_money(value: Decimal | float | int | str | None) -> Decimal:
-    """A USD amount as a Decimal rounded to the column's six places (floats via their repr)."""
-    if value is None:
-        return Decimal(0).quantize(_MICRO)
-    return Decimal(value if isinstance(value, (Decimal, int)) else str(value)).quantize(_MICRO)
 
 
 class UTCDateTime(TypeDecorator):

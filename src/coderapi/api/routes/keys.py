@@ -69,7 +69,7 @@ def _put_fields(body: KeyUpdate) -> dict:
 async def create_key(request: Request, principal: ManageKeys, services: ServicesDep) -> JSONResponse:
     body = parse_platform_body(KeyCreate, await request.body(), empty_ok=True)
     limit = body.limit or KeyLimit()
-    info, secret = await services.accounts.create_key(
+    info, secret = await services.keys.create_key(
         principal.user_id, name=body.name, kind="inference", scopes=body.scopes,
         limit_threshold=limit.threshold, limit_retention=limit.retention,
     )
@@ -82,14 +82,14 @@ async def create_key(request: Request, principal: ManageKeys, services: Services
     responses={**answer(KeyList), **error_responses(*MANAGEMENT_ERRORS)},
 )
 async def list_keys(principal: ManageKeys, services: ServicesDep) -> dict:
-    return {"data": [key_data(k) for k in await services.accounts.list_keys(principal.user_id)]}
+    return {"data": [key_data(k) for k in await services.keys.list_keys(principal.user_id)]}
 
 
 @router.get(
     "/v1/key", summary="The key you are calling with", responses={**answer(KeyAnswer), **error_responses(*AUTH_ERRORS)}
 )
 async def this_key(principal: PrincipalDep, services: ServicesDep) -> dict:
-    return {"data": key_data(await services.accounts.get_key(principal.user_id, principal.key_prefix))}
+    return {"data": key_data(await services.keys.get_key(principal.user_id, principal.key_prefix))}
 
 
 @router.patch(
@@ -98,7 +98,7 @@ async def this_key(principal: PrincipalDep, services: ServicesDep) -> dict:
 )
 async def patch_key(prefix: str, request: Request, principal: ManageKeys, services: ServicesDep) -> dict:
     body = parse_platform_body(KeyUpdate, await request.body())
-    info = await services.accounts.update_key(principal.user_id, prefix, **_patch_fields(body))
+    info = await services.keys.update_key(principal.user_id, prefix, **_patch_fields(body))
     return {"data": key_data(info)}
 
 
@@ -108,7 +108,7 @@ async def patch_key(prefix: str, request: Request, principal: ManageKeys, servic
 )
 async def put_key(prefix: str, request: Request, principal: ManageKeys, services: ServicesDep) -> dict:
     body = parse_platform_body(KeyUpdate, await request.body())
-    info = await services.accounts.update_key(principal.user_id, prefix, **_put_fields(body))
+    info = await services.keys.update_key(principal.user_id, prefix, **_put_fields(body))
     return {"data": key_data(info)}
 
 
@@ -117,5 +117,5 @@ async def put_key(prefix: str, request: Request, principal: ManageKeys, services
     responses={**answer(DeletedKey), **error_responses(*MANAGEMENT_ERRORS, 404)},
 )
 async def delete_key(prefix: str, principal: ManageKeys, services: ServicesDep) -> dict:
-    await services.accounts.delete_key(principal.user_id, prefix)
+    await services.keys.delete_key(principal.user_id, prefix)
     return {"data": {"prefix": prefix, "deleted": True}}

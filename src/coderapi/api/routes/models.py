@@ -21,7 +21,7 @@ async def caller_is_admin(request: Request, services: ServicesDep) -> bool:
     if not request.headers.get("authorization"):
         return False
     try:
-        principal = await services.accounts.authenticate_key(bearer_secret(request))
+        principal = await services.keys.authenticate_key(bearer_secret(request))
     except (AuthenticationFailed, PermissionDenied):
         return False
     return principal.role == "admin"

@@ -28,18 +28,18 @@ def _optional_int(form, name: str) -> int | None:
 
 async def _user_or_404(dash, user_id: int):
     try:
-        return await dash.services.accounts.get_user(user_id)
+        return await dash.services.users.get_user(user_id)
     except NotFound:
         raise PageError(404, "No such user", f"There is no user with id {user_id}.") from None
 
 
 async def _page(request: Request, viewer, dash, *, status: int = 200, new_invite: str | None = None) -> Response:
-    accounts, settings = dash.services.accounts, dash.services.settings
-    users = await accounts.list_users()
+    settings = dash.services.settings
+    users = await dash.services.users.list_users()
     return render(
         request, "admin.html", viewer, status=status, users=users,
         default_rpm=settings.default_rpm, default_tpm=settings.default_tpm,
-        invites=await accounts.list_invites(), emails={u.id: u.email for u in users},
+        invites=await dash.services.signups.list_invites(), emails={u.id: u.email for u in users},
         new_invite=new_invite, requires_approval=settings.signup_requires_approval,
     )
 
@@ -53,7 +53,7 @@ async def users_page(request: Request, viewer: AdminDep, dash: DashboardDep) -> 
 async def approve(user_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
     await checked_form(request, viewer)
     user = await _user_or_404(dash, user_id)
-    await dash.services.accounts.approve_user(user.id)
+    await dash.services.signups.approve_user(user.id)
     return redirect(request, "/admin", f"{user.email} is approved and may sign in.")
 
 
@@ -61,7 +61,7 @@ async def approve(user_id: int, request: Request, viewer: AdminDep, dash: Dashbo
 async def create_invite(request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
     """The new code is rendered into this answer only (never into a flash cookie or a log)."""
     await checked_form(request, viewer)
-    _, code = await dash.services.accounts.create_invite(viewer.user.id)
+    _, code = await dash.services.signups.create_invite(viewer.user.id)
     return await _page(request, viewer, dash, status=201, new_invite=code)
 
 
@@ -69,7 +69,7 @@ async def create_invite(request: Request, viewer: AdminDep, dash: DashboardDep) 
 async def revoke_invite(invite_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
     await checked_form(request, viewer)
     try:
-        await dash.services.accounts.revoke_invite(invite_id)
+        await dash.services.signups.revoke_invite(invite_id)
     except NotFound:
         return redirect(request, "/admin", "That invite was used or revoked already.", "error")
     return redirect(request, "/admin", "Invite revoked.")
@@ -82,7 +82,7 @@ async def set_state(user_id: int, request: Request, viewer: AdminDep, dash: Dash
     disabled = _text(form, "disabled") == "true"
     if user.id == viewer.user.id and disabled:
         return redirect(request, "/admin", "You cannot disable your own account.", "error")
-    await dash.services.accounts.set_user_disabled(user.id, disabled)
+    await dash.services.users.set_user_disabled(user.id, disabled)
     if disabled:
         await dash.sessions.revoke_user(user.id)
     verb = "disabled: their keys and sessions stop working" if disabled else "enabled"
@@ -95,7 +95,7 @@ async def grant(user_id: int, request: Request, viewer: AdminDep, dash: Dashboar
     user = await _user_or_404(dash, user_id)
     reason = _text(form, "reason") or "granted in the dashboard"
     try:
-        balance = await dash.services.accounts.grant_credit(
+        balance = await dash.services.users.grant_credit(
             user.id, _text(form, "amount").lstrip("$"), reason[:255], viewer.user.email
         )
     except InvalidRequest as exc:
@@ -109,7 +109,7 @@ async def set_limits(user_id: int, request: Request, viewer: AdminDep, dash: Das
     user = await _user_or_404(dash, user_id)
     try:
         rpm, tpm = _optional_int(form, "rpm_limit"), _optional_int(form, "tpm_limit")
-        await dash.services.accounts.set_user_limits(user.id, rpm_limit=rpm, tpm_limit=tpm)
+        await dash.services.users.set_user_limits(user.id, rpm_limit=rpm, tpm_limit=tpm)
     except InvalidRequest as exc:
         return redirect(request, "/admin", exc.message, "error")
     return redirect(request, "/admin", f"Rate limits of {user.email} saved.")

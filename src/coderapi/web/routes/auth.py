@@ -82,7 +82,7 @@ async def login(request: Request, viewer: MaybeViewer, dash: DashboardDep) -> Re
     if refusal is not None:
         return _with_retry_after(again(_login_refused(refusal), 429), refusal.retry_after)
     try:
-        user = await dash.services.accounts.verify_password(email, password)
+        user = await dash.services.signups.verify_password(email, password)
     except Overloaded as exc:
         return _with_retry_after(again(BUSY, 503), float(exc.headers["retry-after"]))
     if user is None:
@@ -125,7 +125,7 @@ async def signup(request: Request, viewer: MaybeViewer, dash: DashboardDep) -> R
     if invite == "":
         return again("Sign-up on this server needs an invite code from an administrator.", "invite_code")
     try:
-        user = await dash.services.accounts.create_user(
+        user = await dash.services.signups.create_user(
             email, password, pending_approval=settings.signup_requires_approval, invite_code=invite
         )
     except Conflict:

@@ -31,11 +31,10 @@ async def home(request: Request, viewer: MaybeViewer, dash: DashboardDep) -> Res
     snippet = examples(base, model)[0]
     if viewer is None:
         return render(request, "landing.html", None, served=_served(dash), snippet=snippet)
-    accounts = dash.services.accounts
-    keys = await accounts.list_keys(viewer.user.id)
+    keys = await dash.services.keys.list_keys(viewer.user.id)
     week = await dash.services.reports.series(viewer.user.id, Window.last(timedelta(days=7), utcnow()))
     overview = {
-        "balance": await accounts.balance(viewer.user.id),
+        "balance": await dash.services.users.balance(viewer.user.id),
         "keys_total": len(keys),
         "keys_active": sum(1 for k in keys if not k.disabled),
         "month_spend": sum((k.monthly_usage for k in keys), Decimal(0)),

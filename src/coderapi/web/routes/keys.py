@@ -19,7 +19,7 @@ def _text(form, name: str) -> str:
 
 
 def key_fields(form) -> dict:
-    """AccountService.create_key's keyword arguments from the creation form."""
+    """KeyService.create_key's keyword arguments from the creation form."""
     kind = _text(form, "kind") or "inference"
     if kind not in KEY_KINDS:
         raise InvalidRequest("Pick a key kind: inference or management.", param="kind")
@@ -36,7 +36,7 @@ def key_fields(form) -> dict:
 
 
 async def _page(request: Request, viewer, dash, *, status: int = 200, **extra) -> Response:
-    keys = await dash.services.accounts.list_keys(viewer.user.id)
+    keys = await dash.services.keys.list_keys(viewer.user.id)
     return render(
         request, "keys.html", viewer, status=status, keys=list(reversed(keys)),
         model_scopes=MODEL_SCOPES, management_scopes=MANAGEMENT_SCOPES, retentions=RETENTIONS, **extra,
@@ -57,7 +57,7 @@ async def create_key(request: Request, viewer: ViewerDep, dash: DashboardDep) ->
     form = await checked_form(request, viewer)
     try:
         fields = key_fields(form)
-        info, secret = await dash.services.accounts.create_key(viewer.user.id, **fields)
+        info, secret = await dash.services.keys.create_key(viewer.user.id, **fields)
     except InvalidRequest as exc:
         again = dict(form=dict(form), form_scopes=form.getlist("scopes"))
         return await _page(request, viewer, dash, status=400, error=exc.message, **again)
@@ -70,7 +70,7 @@ async def set_state(prefix: str, request: Request, viewer: ViewerDep, dash: Dash
     form = await checked_form(request, viewer)
     disabled = _text(form, "disabled") == "true"
     try:
-        info = await dash.services.accounts.set_key_disabled(viewer.user.id, prefix, disabled)
+        info = await dash.services.keys.set_key_disabled(viewer.user.id, prefix, disabled)
     except NotFound:
         raise _not_yours(prefix) from None
     state = "disabled: requests with it are refused" if info.disabled else "enabled"
@@ -81,7 +81,7 @@ async def set_state(prefix: str, request: Request, viewer: ViewerDep, dash: Dash
 async def rename(prefix: str, request: Request, viewer: ViewerDep, dash: DashboardDep) -> Response:
     form = await checked_form(request, viewer)
     try:
-        info = await dash.services.accounts.update_key(viewer.user.id, prefix, name=_text(form, "name") or None)
+        info = await dash.services.keys.update_key(viewer.user.id, prefix, name=_text(form, "name") or None)
     except NotFound:
         raise _not_yours(prefix) from None
     except InvalidRequest as exc:
@@ -93,7 +93,7 @@ async def rename(prefix: str, request: Request, viewer: ViewerDep, dash: Dashboa
 async def delete(prefix: str, request: Request, viewer: ViewerDep, dash: DashboardDep) -> Response:
     await checked_form(request, viewer)
     try:
-        await dash.services.accounts.delete_key(viewer.user.id, prefix)
+        await dash.services.keys.delete_key(viewer.user.id, prefix)
     except NotFound:
         raise _not_yours(prefix) from None
     return redirect(request, "/keys", f"Key {prefix}… deleted. Requests with it are refused.")

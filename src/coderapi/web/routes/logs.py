@@ -16,7 +16,7 @@ router = APIRouter(include_in_schema=False)
 @router.get("/logs")
 async def logs(request: Request, viewer: ViewerDep, dash: DashboardDep) -> Response:
     filters = ReportFilters.from_query(request.query_params)
-    keys = await dash.services.accounts.list_keys(viewer.user.id)
+    keys = await dash.services.keys.list_keys(viewer.user.id)
     reports, page, error = dash.services.reports, None, None
     try:
         page = await reports.logs(

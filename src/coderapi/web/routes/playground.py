@@ -29,7 +29,7 @@ def model_options(dash) -> list[dict]:
 
 @router.get("/playground")
 async def playground(request: Request, viewer: ViewerDep, dash: DashboardDep) -> Response:
-    keys = await dash.services.accounts.list_keys(viewer.user.id)
+    keys = await dash.services.keys.list_keys(viewer.user.id)
     usable = [
         {"prefix": k.prefix, "name": k.name or ""}
         for k in keys if k.kind == "inference" and not k.disabled

@@ -59,7 +59,7 @@ async def _report(dash, user_id: int, window: Window, filters: ReportFilters) ->
 @router.get("/usage")
 async def usage(request: Request, viewer: ViewerDep, dash: DashboardDep) -> Response:
     filters = ReportFilters.from_query(request.query_params)
-    keys = await dash.services.accounts.list_keys(viewer.user.id)
+    keys = await dash.services.keys.list_keys(viewer.user.id)
     error, now = None, utcnow()
     try:
         report = await _report(dash, viewer.user.id, filters.window(now), filters)
