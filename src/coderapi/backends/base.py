@@ -13,7 +13,8 @@ from coderapi.protocol.completions import Completion, CompletionRequest
 
 @dataclass
 class RequestTally:
-    """What one request consumed; filled in by the backend as it goes, recorded once at the end."""
+    """What one request consumed; filled in by the backend as it goes (through the methods
+    below), read once, by the request's lifecycle, to record it."""
 
     started_at: float = field(default_factory=time.monotonic)
     prompt_tokens: int = 0
@@ -30,6 +31,42 @@ class RequestTally:
     predicted: bool = False
     accepted_prediction_tokens: int = 0
     rejected_prediction_tokens: int = 0
+    # Told once, at the first token: the request's lifecycle marks that generation has started.
+    on_first_token: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def count_prompt(self, tokens: int, *, predicted: bool = False) -> None:
+        self.prompt_tokens = tokens
+        self.predicted = predicted
+
+    def count_token(self, gap: float | None = None) -> None:
+        """One more completion token; `gap`: seconds since its choice's previous token."""
+        self.mark_first_token()
+        if gap is not None:
+            self.token_gaps.append(gap)
+        self.completion_tokens += 1
+
+    def add_completion_tokens(self, tokens: int) -> None:
+        self.completion_tokens += tokens
+
+    def note_engine(self, cached_tokens: int, queue_seconds: float | None) -> None:
+        """The engine's report on the prompt: tokens found in its cache, seconds waited for a slot."""
+        self.cached_tokens = cached_tokens
+        if queue_seconds is not None:
+            self.queue_seconds = queue_seconds
+
+    def set_counts(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> None:
+        """Counts reported (or counted) whole, e.g. by an upstream."""
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        if cached_tokens is not None:
+            self.cached_tokens = cached_tokens
+
+    def set_finish_reason(self, reason: str | None, *, keep_first: bool = False) -> None:
+        if not (keep_first and self.finish_reason):
+            self.finish_reason = reason
+
+    def count_at_end(self, count: Callable[[], Awaitable[None]]) -> None:
+        self.count_later = count
 
     def count_prediction(self, accepted: int, rejected: int) -> None:
         """More prediction tokens verified; refused ones are billed as completion tokens (OpenAI's rule)."""
@@ -40,6 +77,8 @@ class RequestTally:
     def mark_first_token(self) -> None:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
+            if self.on_first_token is not None:
+                self.on_first_token()
 
     def usage(self) -> Usage:
         return Usage(

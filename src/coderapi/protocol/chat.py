@@ -12,6 +12,7 @@ from coderapi.protocol.common import (
     Logprobs,
     StopSpec,
     StreamOptions,
+    StreamUsage,
     Usage,
 )
 from coderapi.protocol.limits import MAX_MESSAGES, MAX_N, MAX_TOOLS, TOOL_NAME_PATTERN
@@ -148,7 +149,7 @@ class Prediction(_Lenient):
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
 
-class ChatCompletionRequest(_Lenient):
+class ChatCompletionRequest(StreamUsage, _Lenient):
     model: str
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: int | None = Field(None, ge=1)

@@ -13,6 +13,16 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class StreamUsage:
+    """Mixed into the request models that stream (they define `stream` and `stream_options`)."""
+
+    @property
+    def wants_usage(self) -> bool:
+        """A streamed answer ends with a usage chunk only when asked (`stream_options.include_usage`)."""
+        options = self.stream_options  # type: ignore[attr-defined]
+        return bool(self.stream and options is not None and options.include_usage)  # type: ignore[attr-defined]
+
+
 def _check_stop(value: Union[str, list[str], None]) -> Union[str, list[str], None]:
     sequences = [value] if isinstance(value, str) else value or []
     if len(sequences) > MAX_STOP_SEQUENCES:

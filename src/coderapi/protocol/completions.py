@@ -7,7 +7,7 @@ from typing import Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from coderapi.protocol.chat import Prediction
-from coderapi.protocol.common import LogitBias, StopSpec, StreamOptions, Usage
+from coderapi.protocol.common import LogitBias, StopSpec, StreamOptions, StreamUsage, Usage
 from coderapi.protocol.limits import (
     MAX_BEST_OF,
     MAX_COMPLETION_CHOICES,
@@ -45,7 +45,7 @@ class StructuredOutputs(BaseModel):
     grammar: str
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(StreamUsage, BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str

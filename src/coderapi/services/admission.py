@@ -19,15 +19,17 @@ requests get them from their reservation, refused and failed ones from `label`.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from coderapi.config import ModelSpec
 from coderapi.errors import AuthenticationFailed, CoderapiError, PermissionDenied, RateLimited, ServiceUnavailable
 from coderapi.limits import RateLimits
-from coderapi.services.accounts import Principal
+from coderapi.limits.rate import Reservation
+from coderapi.services.account_types import Principal
 from coderapi.services.cost_estimate import estimate_tokens, worst_case_cost
 from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.key_cache import KeyCache
 from coderapi.services.ledger_writer import LedgerWriter
-from coderapi.services.metering import MeterScope
 from coderapi.services.reservations import CostReservations, KeyChanged
 
 _KEY_CHANGES_TOLERATED = 3  # a key changed again between two tries: give up with a 503
@@ -48,6 +50,9 @@ def check_key(principal: Principal) -> None:
 
 
 class Admission:
+    """The checks, each a step the request's lifecycle (`services.lifecycle`) runs in order and
+    whose holds it gives back where the request ends."""
+
     def __init__(
         self, limits: RateLimits, reservations: CostReservations, in_flight: InFlightLimits,
         writer: LedgerWriter, keys: KeyCache,
@@ -58,36 +63,37 @@ class Admission:
         self._writer = writer
         self._keys = keys
 
-    def count_in(self, principal: Principal, scope: MeterScope) -> None:
-        """One more request running for the key and the user (429 over the caps); the scope
-        counts it out where the request ends, however it ends."""
-        scope.release = self._in_flight.acquire(principal)
+    def count_in(self, principal: Principal) -> Callable[[], None]:
+        """One more request running for the key and the user (429 over the caps); the returned
+        function counts it out (once)."""
+        return self._in_flight.acquire(principal)
 
     def _buckets(self, principal: Principal):
         quota = self._limits.quota(principal.rpm_limit, principal.tpm_limit)
         return quota, self._limits.owner(principal.user_id, principal.rpm_limit, principal.tpm_limit)
 
-    async def limit_rate(
-        self, principal: Principal, spec: ModelSpec | None, request, body_size: int, scope: MeterScope
-    ) -> None:
+    async def limit_rate(self, principal: Principal, spec: ModelSpec | None, request, body_size: int) -> Reservation:
         """Take the request from the rate limits (spec None: the model is not known; the estimate
-        then has no default budget). The scope settles the tokens where the request ends."""
+        then has no default budget). Give the tokens back with `settle_rate` where it ends."""
         quota, owner = self._buckets(principal)
         tokens = estimate_tokens(request, body_size, spec)
-        reservation = await self._limits.reserve(principal.key_id, quota, tokens, owner)
-        scope.headers.update(reservation.headers)
-        scope.settle = lambda used: self._limits.settle(reservation, used)
+        return await self._limits.reserve(principal.key_id, quota, tokens, owner)
 
-    async def reserve_cost(self, principal: Principal, spec: ModelSpec, request, body_size: int, scope: MeterScope) -> None:
-        """Hold the worst-case cost; the scope drops the hold when it records the usage. The
-        principal may come from the key cache: the hold's transaction checks it against its row."""
+    async def settle_rate(self, reservation: Reservation, used_tokens: int) -> None:
+        await self._limits.settle(reservation, used_tokens)
+
+    async def reserve_cost(
+        self, principal: Principal, spec: ModelSpec, request, body_size: int, request_id: str
+    ) -> tuple[int, Principal]:
+        """Hold the worst-case cost: the hold's id (dropped with the usage record) and the key as
+        it is now. The principal may come from the key cache: the hold's transaction checks it
+        against its row."""
         amount = worst_case_cost(request, body_size, spec)
         for _ in range(_KEY_CHANGES_TOLERATED):
             try:
-                scope.reservation_id = await self._writer.reserve(principal, scope.request_id, amount, confirm_key=True)
-                return
+                return await self._writer.reserve(principal, request_id, amount, confirm_key=True), principal
             except KeyChanged as changed:  # scopes or limits changed since it was cached: admit it as it is
-                principal = scope.principal = changed.fresh
+                principal = changed.fresh
                 self._keys.refresh(principal)
                 check_key(principal)
             except (AuthenticationFailed, PermissionDenied) as exc:
@@ -96,26 +102,26 @@ class Admission:
                 raise
         raise ServiceUnavailable("This API key is being changed; please retry.", retry_after=1, code="key_changing")
 
-    async def confirm_refusal(self, principal: Principal, error: CoderapiError, scope: MeterScope) -> CoderapiError:
-        """A request refused before its hold (bad body, rate limit, unknown model) was admitted on
-        a possibly cached key: if the key is now disabled or deleted, that is the answer."""
-        if scope.reservation_id is not None or isinstance(error, (AuthenticationFailed, PermissionDenied, ServiceUnavailable)):
-            return error
+    async def key_verdict(self, principal: Principal, error: CoderapiError, held: bool) -> CoderapiError | None:
+        """A request turned away before its hold (bad body, rate limit, unknown model) was let in
+        on a possibly cached key: the key's own refusal if it is now disabled or deleted, else None."""
+        if held or isinstance(error, (AuthenticationFailed, PermissionDenied, ServiceUnavailable)):
+            return None
         try:
             verdict = await self._reservations.confirm_key(principal)
         except ServiceUnavailable:
-            return error
+            return None
         if isinstance(verdict, KeyChanged):
             self._keys.refresh(verdict.fresh)
         elif verdict is not None:
             self._keys.forget(principal.key_id)
             return verdict
-        return error
+        return None
 
-    async def label(self, error: CoderapiError, principal: Principal, scope: MeterScope) -> None:
+    async def label(self, error: CoderapiError, principal: Principal, headers: dict[str, str]) -> None:
         """Put the rate-limit headers on an error answer (a refused 429 has its own already)."""
-        if not scope.headers and not isinstance(error, RateLimited):
+        if not headers and not isinstance(error, RateLimited):
             quota, owner = self._buckets(principal)
-            scope.headers.update(await self._limits.peek(principal.key_id, quota, owner))
-        for name, value in scope.headers.items():
+            headers.update(await self._limits.peek(principal.key_id, quota, owner))
+        for name, value in headers.items():
             error.headers.setdefault(name, value)

@@ -1,4 +1,4 @@
-"""Usage is counted once, where a request ends, and recorded once: success, error, refusal or hang-up.
+"""Usage is recorded once, where a request ends (`RequestLife.end`): success, error, refusal or hang-up.
 
 Money: a request's cost is its tokens at the model's prices per million (`ModelSpec`), computed in
 `Decimal` and rounded to the store's six places; it is written on the usage row, debited from
@@ -12,22 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from coderapi.backends.base import RequestTally
 from coderapi.config import ModelSpec
-from coderapi.errors import CoderapiError
 from coderapi.clock import utcnow
-from coderapi.services.accounts import Principal, UsageRecord
+from coderapi.services.account_types import Principal, UsageRecord
 from coderapi.services.metrics import UNKNOWN_MODEL_LABEL, ServingMetrics
 from coderapi.services.ledger_writer import LedgerWriter
+from coderapi.services.request_life import Ending, RequestLife
 from coderapi.store.tables import to_money
 
 log = logging.getLogger("coderapi.metering")
 
-CHARGED_STATUSES = ("success", "cancelled")
 _MILLION = Decimal(1_000_000)
 
 
@@ -42,64 +40,6 @@ def request_cost(spec: ModelSpec | None, tally: RequestTally) -> Decimal:
     return to_money(cost)
 
 
-@dataclass
-class MeterScope:
-    """One inference request's accounting; `finish` takes effect once, whatever calls it."""
-
-    principal: Principal
-    endpoint: str
-    request_id: str
-    _record: Callable[["MeterScope", str, int, str | None], None]
-    model: str = ""
-    spec: ModelSpec | None = None
-    tally: RequestTally = field(default_factory=RequestTally)
-    finished: bool = False
-    origin: str = "api"  # api | playground
-    client_request_id: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)  # for the answer (x-ratelimit-*)
-    settle: Callable[[int], Awaitable[None]] | None = None  # given the tokens used, at the end
-    reservation_id: int | None = None  # the money held at admission, dropped when recorded
-    release: Callable[[], None] | None = None  # the in-flight count taken at admission
-
-    def finish(self, status: str, status_code: int, error_code: str | None = None) -> None:
-        if not self.finished:
-            self.finished = True
-            if self.release is not None:
-                self.release()
-            self._record(self, status, status_code, error_code)
-
-    def fail(self, error: BaseException) -> None:
-        if isinstance(error, CoderapiError):
-            # Refused: turned away before any token (limits, overload). Ended midway: an error.
-            refused = error.status_code in (403, 429, 503) and not self.tally.completion_tokens
-            status = "refused" if refused else "error"
-            self.finish(status, error.status_code, error.code)
-        else:
-            self.finish("error", 500, "internal_error")
-
-    async def wrap_stream(self, stream: AsyncIterator) -> AsyncIterator:
-        ended: BaseException | None = None
-        try:
-            async for chunk in stream:
-                yield chunk
-        except BaseException as exc:
-            ended = exc
-            raise
-        finally:
-            try:
-                await stream.aclose()  # first: a backend settles its counts as its stream closes
-            finally:
-                self._end_stream(ended)
-
-    def _end_stream(self, ended: BaseException | None) -> None:
-        if ended is None:
-            self.finish("success", 200)
-        elif isinstance(ended, (asyncio.CancelledError, GeneratorExit)):
-            self.finish("cancelled", 499, "client_disconnected")
-        else:
-            self.fail(ended)
-
-
 READ_YOUR_WRITES_SECONDS = 1.0  # the longest a usage or balance read waits for this gateway's queue
 
 
@@ -112,52 +52,52 @@ class Metering:
     def open(
         self, principal: Principal, endpoint: str, request_id: str, *, origin: str = "api",
         client_request_id: str | None = None,
-    ) -> MeterScope:
-        return MeterScope(
-            principal, endpoint, request_id, self._record, origin=origin, client_request_id=client_request_id
+    ) -> RequestLife:
+        """A new request's life, recorded here when it ends."""
+        return RequestLife(
+            principal, endpoint, request_id, self.record, origin=origin, client_request_id=client_request_id
         )
 
-    def _record(self, scope: MeterScope, status: str, status_code: int, error_code: str | None) -> None:
+    def record(self, life: RequestLife, ending: Ending) -> None:
+        """The one usage record of an ended request (its metrics now, its row in a moment)."""
         now = time.monotonic()
-        self._observe(scope, status, now)
+        self._observe(life, ending, now)
         # A task of its own: the request's task may be cancelled (client gone) while this is written.
-        task = asyncio.get_running_loop().create_task(self._count_and_write(scope, status, status_code, error_code, now))
+        task = asyncio.get_running_loop().create_task(self._count_and_write(life, ending, now))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _count_and_write(
-        self, scope: MeterScope, status: str, status_code: int, error_code: str | None, now: float
-    ) -> None:
-        tally = scope.tally
+    async def _count_and_write(self, life: RequestLife, ending: Ending, now: float) -> None:
+        tally = life.tally
         ended_at = utcnow()
         if tally.count_later is not None:  # e.g. an upstream stream cut short: tokenized here
             try:
                 await tally.count_later()
             except Exception:
-                log.exception("could not count the tokens of %s", scope.request_id)
+                log.exception("could not count the tokens of %s", life.request_id)
         record = UsageRecord(
-            request_id=scope.request_id,
-            user_id=scope.principal.user_id,
-            key_id=scope.principal.key_id,
-            key_prefix=scope.principal.key_prefix,
-            model=scope.model,
-            endpoint=scope.endpoint,
+            request_id=life.request_id,
+            user_id=life.principal.user_id,
+            key_id=life.principal.key_id,
+            key_prefix=life.principal.key_prefix,
+            model=life.model,
+            endpoint=life.endpoint,
             prompt_tokens=tally.prompt_tokens,
             completion_tokens=tally.completion_tokens,
             cached_tokens=tally.cached_tokens,
-            cost=request_cost(scope.spec, tally) if status in CHARGED_STATUSES else to_money(0),
-            status=status,
-            status_code=status_code,
-            error_code=error_code,
+            cost=request_cost(life.spec, tally) if ending.status.charged else to_money(0),
+            status=ending.status.value,
+            status_code=ending.status_code,
+            error_code=ending.error_code,
             finish_reason=tally.finish_reason,
             latency_ms=int((now - tally.started_at) * 1000),
             ttft_ms=None if tally.ttft_seconds is None else int(tally.ttft_seconds * 1000),
-            origin=scope.origin,
-            client_request_id=scope.client_request_id,
+            origin=life.origin,
+            client_request_id=life.client_request_id,
             ended_at=ended_at,
         )
         used = tally.prompt_tokens + tally.completion_tokens
-        await self._write(record, scope.settle, used, scope.reservation_id)
+        await self._write(record, life.settle, used, life.reservation_id)
 
     async def _write(
         self, record: UsageRecord, settle: Callable[[int], Awaitable[None]] | None, used: int,
@@ -171,11 +111,11 @@ class Metering:
         # Journaled on disk now, committed with the next batch (retried while the database is down).
         self._ledger.settle(record, reservation_id)
 
-    def _observe(self, scope: MeterScope, status: str, now: float) -> None:
+    def _observe(self, life: RequestLife, ending: Ending, now: float) -> None:
         # Labels come from the registry only: a caller's made-up model name must not add a series.
-        model = scope.spec.id if scope.spec else UNKNOWN_MODEL_LABEL
-        tally = scope.tally
-        self._metrics.requests.labels(model, tally.finish_reason or status).inc()
+        model = life.spec.id if life.spec else UNKNOWN_MODEL_LABEL
+        tally = life.tally
+        self._metrics.requests.labels(model, tally.finish_reason or ending.status.value).inc()
         self._metrics.e2e.labels(model).observe(now - tally.started_at)
         if tally.ttft_seconds is not None:
             self._metrics.ttft.labels(model).observe(tally.ttft_seconds)

@@ -20,8 +20,9 @@ from coderapi.protocol.completions import DetokenizeRequest, DetokenizeResponse,
 from coderapi.protocol.validation import invalid_request_from
 from coderapi.services.accounts import Principal
 from coderapi.services.admission import check_key
-from coderapi.services.inference import parse_body
-from coderapi.services.metering import MeterScope, Metering
+from coderapi.services.lifecycle import parse_body
+from coderapi.services.metering import Metering
+from coderapi.services.request_life import RequestLife
 from coderapi.services.registry import ModelRegistry, ServedModel
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
@@ -34,7 +35,7 @@ class TokenizerService:
         self._metering = metering
 
     async def tokenize(self, body: bytes, principal: Principal, request_id: str) -> tuple[TokenizeResponse, dict]:
-        async def work(scope: MeterScope) -> TokenizeResponse:
+        async def work(scope: RequestLife) -> TokenizeResponse:
             request = parse_body(TokenizeRequest, body)
             served = self._resolve(request.model, scope)
             backend = served.backend
@@ -50,14 +51,14 @@ class TokenizerService:
         return await self._metered("tokenize", principal, request_id, work)
 
     async def detokenize(self, body: bytes, principal: Principal, request_id: str) -> tuple[DetokenizeResponse, dict]:
-        async def work(scope: MeterScope) -> DetokenizeResponse:
+        async def work(scope: RequestLife) -> DetokenizeResponse:
             request = parse_body(DetokenizeRequest, body)
             served = self._resolve(request.model, scope)
             return DetokenizeResponse(prompt=await served.backend.detokenize(request.tokens))
 
         return await self._metered("detokenize", principal, request_id, work)
 
-    def _resolve(self, model: str | None, scope: MeterScope) -> ServedModel:
+    def _resolve(self, model: str | None, scope: RequestLife) -> ServedModel:
         scope.model = (model or "")[:255]
         served = self._registry.resolve(model or self._registry.models[0].spec.id)
         scope.model, scope.spec = served.spec.id, served.spec
@@ -65,28 +66,30 @@ class TokenizerService:
 
     async def _metered(
         self, endpoint: str, principal: Principal, request_id: str,
-        work: Callable[[MeterScope], Awaitable[AnswerT]],
+        work: Callable[[RequestLife], Awaitable[AnswerT]],
     ) -> tuple[AnswerT, dict]:
         """`work` between the key and rate checks and the usage row; returns the answer and its headers."""
         scope = self._metering.open(principal, endpoint, request_id)
         try:
-            check_key(principal)
-            await self._take_request(principal, scope)
+            with scope.gate():  # the key and the rate limit refuse; the work's own errors are errors
+                check_key(principal)
+                await self._take_request(principal, scope)
+            scope.admitted()
             answer = await work(scope)
-            scope.finish("success", 200)
+            scope.end()
             return answer, scope.headers
-        except asyncio.CancelledError:
-            scope.finish("cancelled", 499, "client_disconnected")
+        except asyncio.CancelledError as exc:
+            scope.end(exc)
             raise
         except CoderapiError as exc:
-            scope.fail(exc)
+            scope.end(exc)
             _label(exc, scope.headers)
             raise
         except Exception as exc:
-            scope.fail(exc)
+            scope.end(exc)
             raise InternalError("The server had an error while processing your request.") from exc
 
-    async def _take_request(self, principal: Principal, scope: MeterScope) -> None:
+    async def _take_request(self, principal: Principal, scope: RequestLife) -> None:
         """One request, no tokens, from the key's and the user's buckets (429 with Retry-After)."""
         quota = self._limits.quota(principal.rpm_limit, principal.tpm_limit)
         owner = self._limits.owner(principal.user_id, principal.rpm_limit, principal.tpm_limit)

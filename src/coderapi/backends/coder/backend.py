@@ -105,14 +105,12 @@ class CoderBackend:
         self._require_ready()
         prepared = await chat_flow.prepare_chat(self, request, "chatcmpl-" + uuid.uuid4().hex)
         if request.stream:
-            include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return chat_stream.stream_chat(self, prepared, tally, include_usage)
+            return chat_stream.stream_chat(self, prepared, tally, request.wants_usage)
         return await chat_flow.complete_chat(self, prepared, tally)
 
     async def complete(self, request: CompletionRequest, tally: RequestTally) -> CompletionAnswer:
         self._require_ready()
         prepared = await completion_flow.prepare_completion(self, request, "cmpl-" + uuid.uuid4().hex)
         if request.stream:
-            include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return completion_flow.stream_completion(self, prepared, tally, include_usage)
+            return completion_flow.stream_completion(self, prepared, tally, request.wants_usage)
         return await completion_flow.complete_completion(self, prepared, tally)

@@ -124,8 +124,7 @@ def prepare_chat_now(backend, request: ChatCompletionRequest, request_id: str) -
 
 
 def deltas(backend, prepared: PreparedChat, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
-    tally.prompt_tokens = len(prepared.prompt_ids)
-    tally.predicted = prepared.params[0].prediction_ids is not None
+    tally.count_prompt(len(prepared.prompt_ids), predicted=prepared.params[0].prediction_ids is not None)
     streams = [
         run_choice(backend.engine, i, prepared.prompt_ids, p, prepared.stops, tally, prepared.lazy_tools)
         for i, p in enumerate(prepared.params)
@@ -158,7 +157,7 @@ def _choice(prepared: PreparedChat, result: ChoiceDelta) -> ChatChoice:
 async def complete_chat(backend, prepared: PreparedChat, tally: RequestTally) -> ChatCompletion:
     results = await collect(deltas(backend, prepared, tally), len(prepared.params))
     choices = [_choice(prepared, result) for result in results]
-    tally.finish_reason = choices[0].finish_reason
+    tally.set_finish_reason(choices[0].finish_reason)
     return ChatCompletion(
         id=prepared.request_id, created=prepared.created, model=prepared.model, choices=choices, usage=tally.usage()
     )

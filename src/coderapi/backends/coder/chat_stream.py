@@ -92,7 +92,7 @@ async def stream_chat(
     async for delta in _chain(first, stream):
         for piece in states[delta.index].chunks(delta):
             if piece.finish_reason is not None and piece.index == 0:
-                tally.finish_reason = piece.finish_reason
+                tally.set_finish_reason(piece.finish_reason)
             yield chunk([piece])
     if include_usage:
         yield chunk([], usage=tally.usage())

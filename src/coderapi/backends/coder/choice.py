@@ -79,16 +79,11 @@ async def run_choice(
                 verified = (0, 0)  # a restarted generation counts from 0 again
             tally.count_prediction(counts[0] - verified[0], counts[1] - verified[1])
             verified = counts
-            tally.mark_first_token()
             now = time.monotonic()
-            if last_token_at is not None:
-                tally.token_gaps.append(now - last_token_at)
+            tally.count_token(None if last_token_at is None else now - last_token_at)
             last_token_at = now
-            tally.completion_tokens += 1
             if index == 0:
-                tally.cached_tokens = event.cached_prompt_tokens
-                if event.queue_seconds is not None:
-                    tally.queue_seconds = event.queue_seconds
+                tally.note_engine(event.cached_prompt_tokens, event.queue_seconds)
             aligner.add(event.text, _entry(engine, event) if want_logprobs and event.finish_reason != "stop" else None)
             emitted = matcher.feed(event.text)
             if matcher.stopped:
@@ -105,5 +100,5 @@ async def run_choice(
     finally:
         await events.aclose()
         if run is not None:
-            tally.completion_tokens += run.discarded  # generated, then dropped at a restart: still counted
+            tally.add_completion_tokens(run.discarded)  # generated, then dropped at a restart: still counted
     yield ChoiceDelta(index, finish_reason=finish_reason)

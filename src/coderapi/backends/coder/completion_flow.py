@@ -121,8 +121,7 @@ def _grammar(backend, request: CompletionRequest) -> str | None:
 
 
 def _stream(backend, prepared: PreparedCompletion, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
-    tally.prompt_tokens = sum(len(p.ids) for p in prepared.prompts)
-    tally.predicted = prepared.params.prediction_ids is not None
+    tally.count_prompt(sum(len(p.ids) for p in prepared.prompts), predicted=prepared.params.prediction_ids is not None)
     # prompts x n is at most MAX_COMPLETION_CHOICES (protocol); the choices run at most
     # n_parallel at a time, so one request never fills the engine's waiting queue.
     streams = []
@@ -170,7 +169,7 @@ async def complete_completion(backend, prepared: PreparedCompletion, tally: Requ
         )
         for r in results
     ]
-    tally.finish_reason = choices[0].finish_reason
+    tally.set_finish_reason(choices[0].finish_reason)
     return Completion(
         id=prepared.request_id, created=prepared.created, model=prepared.model, choices=choices, usage=tally.usage()
     )
@@ -189,7 +188,7 @@ async def stream_completion(
     offsets: dict[int, int] = {}
     async for delta in _stream(backend, prepared, tally):
         if delta.finish_reason is not None:
-            tally.finish_reason = tally.finish_reason or delta.finish_reason
+            tally.set_finish_reason(delta.finish_reason, keep_first=True)
         # A token with no text of its own (part of a UTF-8 character) still has its logprob entry.
         if not delta.text and delta.finish_reason is None and not (want_logprobs and delta.logprobs):
             continue

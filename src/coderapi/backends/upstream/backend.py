@@ -143,7 +143,7 @@ class UpstreamBackend:
                     raise stream_failed(replica.base_url, repr(exc)) from exc
         finally:
             if opened and not streamed.reported:  # cut short, or no usage sent: count it here, before recording
-                tally.count_later = lambda: self._count_locally(request, streamed.text(), tally)
+                tally.count_at_end(lambda: self._count_locally(request, streamed.text(), tally))
 
     async def _relay(self, response, replica, tally, chunk_type, include_usage, streamed: StreamedText) -> AsyncIterator:
         async for line in sse_lines(response):
@@ -174,30 +174,26 @@ class UpstreamBackend:
             yield chunk
 
     async def _count_locally(self, request, completion_text: str, tally: RequestTally) -> None:
-        tally.prompt_tokens = await self._counter.count_prompt(request)
-        tally.completion_tokens = await self._counter.count_text(completion_text)
+        prompt_tokens = await self._counter.count_prompt(request)
+        tally.set_counts(prompt_tokens, await self._counter.count_text(completion_text))
 
     @staticmethod
     def _count(tally: RequestTally, usage: Usage) -> None:
-        tally.prompt_tokens = usage.prompt_tokens
-        tally.completion_tokens = usage.completion_tokens
         details = usage.prompt_tokens_details
-        tally.cached_tokens = details.cached_tokens if details else 0
+        tally.set_counts(usage.prompt_tokens, usage.completion_tokens, details.cached_tokens if details else 0)
 
     async def chat(self, request: ChatCompletionRequest, tally: RequestTally) -> ChatAnswer:
-        include_usage = bool(request.stream_options and request.stream_options.include_usage)
         body = self._body(request)
         if request.stream:
-            return self._chunks(request, body, tally, ChatCompletionChunk, include_usage)
+            return self._chunks(request, body, tally, ChatCompletionChunk, request.wants_usage)
         data = await self._post("/chat/completions", body)
         tally.mark_first_token()
         return await self._finish(request, ChatCompletion, data, tally)
 
     async def complete(self, request: CompletionRequest, tally: RequestTally) -> CompletionAnswer:
-        include_usage = bool(request.stream_options and request.stream_options.include_usage)
         body = self._body(request)
         if request.stream:
-            return self._chunks(request, body, tally, Completion, include_usage)
+            return self._chunks(request, body, tally, Completion, request.wants_usage)
         data = await self._post("/completions", body)
         tally.mark_first_token()
         return await self._finish(request, Completion, data, tally)
@@ -213,7 +209,7 @@ class UpstreamBackend:
         else:
             await self._count_locally(request, answer_text(result), tally)
             result.usage = tally.usage()
-        tally.finish_reason = result.choices[0].finish_reason if result.choices else None
+        tally.set_finish_reason(result.choices[0].finish_reason if result.choices else None)
         return result
 
     async def tokenize(self, text: str) -> list[int]:
