@@ -70,14 +70,27 @@ def check_schema(schema: Any, param: str, what: str) -> None:
         raise InvalidRequest(f"{what} is not a valid JSON Schema: {exc.message}", param=param) from None
 
 
-def schema_to_gbnf(schema: dict[str, Any], param: str, *, ordered: bool = False) -> str | None:
-    """The grammar of `schema` (as json_schema_to_gbnf builds it, with our converter), None without llama_cpp.
+def require_grammar_support() -> None:
+    """Raises at start when the converter cannot be imported: every engine of the Coder layer (the
+    scripted one too) is given grammars, so a Coder model never runs silently without them."""
+    try:
+        import llama_cpp.llama_grammar  # noqa: F401  (the base of schema_converter.py)
+    except ImportError as exc:
+        raise RuntimeError(
+            "The Coder layer builds its grammars (response_format, tool_choice, tool calls) with "
+            "llama-cpp-python's JSON-schema converter, which cannot be imported "
+            f"({exc}): install it (pip install 'coderapi[llama]')"
+        ) from None
+
+
+def schema_to_gbnf(schema: dict[str, Any], param: str, *, ordered: bool = False) -> str:
+    """The grammar of `schema` (as json_schema_to_gbnf builds it, with our converter).
     `ordered`: object properties in the schema's order, optional ones skippable (ordered_objects.py)."""
-    try:  # lazy: only the llama.cpp engine uses grammars; without it (the scripted engine) none is built
-        from coderapi.backends.coder.ordered_objects import OrderedObjectConverter
-        from coderapi.backends.coder.schema_converter import BoundedSchemaConverter, SchemaTooHard
-    except ImportError:
-        return None
+    require_grammar_support()
+    # imported here, not at the top: a gateway serving only pass-through models needs no llama-cpp-python
+    from coderapi.backends.coder.ordered_objects import OrderedObjectConverter
+    from coderapi.backends.coder.schema_converter import BoundedSchemaConverter, SchemaTooHard
+
     try:
         converter = OrderedObjectConverter() if ordered else BoundedSchemaConverter()
         copy = converter.resolve_refs(json.loads(json.dumps(schema)), "stdin")
@@ -154,7 +167,7 @@ def tool_call_grammar(
         check_schema_limits(tool.function.parameters or {}, tool_param(index))
         grammar = _calls_grammar(schema_to_gbnf(call_schema(tool), tool_param(index)), repeat)
         own.append((index, checked(grammar, tool_param(index), None)))
-    if len(own) == 1 or own[0][1] is None:
+    if len(own) == 1:
         index, grammar = own[0]
         return checked(grammar, tool_param(index), verify)
     combined = _calls_grammar(schema_to_gbnf({"anyOf": [call_schema(t) for _, t in chosen]}, "tools"), repeat)
@@ -166,9 +179,7 @@ def tool_call_grammar(
     return checked(combined, "tools", verify)
 
 
-def _calls_grammar(rules: str | None, repeat: bool) -> str | None:
-    if rules is None:
-        return None
+def _calls_grammar(rules: str, repeat: bool) -> str:
     rules = _ROOT.sub("call ::=", rules, count=1)
     more = ' ("\\n" call-block)*' if repeat else ""
     return rules + f'\ncall-block ::= "<tool_call>\\n" call "\\n</tool_call>"\nroot ::= call-block{more}\n'

@@ -73,12 +73,10 @@ def lazy_tool_grammar(
     tools: list[Tool], parallel: bool, verify: GrammarVerifier | None = None
 ) -> LazyToolGrammar | None:
     """The call grammar of `tools` (already checked by grammars.check_tools), or None when none can
-    be built (llama_cpp missing, or a refusal: then the answer is generated freely, as before)."""
+    be built (a refusal: then the answer is generated freely, as before)."""
     try:
         schema = call_schema(tools[0]) if len(tools) == 1 else {"anyOf": [call_schema(t) for t in tools]}
         converted = schema_to_gbnf(schema, "tools", ordered=True)  # arguments in the tool's declared order
-        if converted is None:
-            return None
         rules = _SPACE.sub(COMPACT_SPACE, _ROOT.sub("call ::=", converted, count=1))
         grammar = LazyToolGrammar(rules, parallel)
         sample = f"{rules}\ncalls ::= call | {grammar.calls_rule(True)}\n{_SAMPLE_ROOT}\n"
