@@ -14,6 +14,7 @@ class CoderapiError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     default_code: str | None = None
+    retry_after: float | None = None  # seconds; when set, the answer carries Retry-After
 
     def __init__(
         self,
@@ -22,12 +23,30 @@ class CoderapiError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
         self.headers = headers or {}
+        if retry_after is not None:
+            self.retry_after = retry_after
+        if self.retry_after is not None:  # whole seconds, rounded up, at least 1
+            self.headers.setdefault("retry-after", str(max(1, int(self.retry_after + 0.999))))
+
+    def __init_subclass__(
+        cls, *, status: int | None = None, kind: str | None = None, code: str | None = None, **kwargs
+    ) -> None:
+        """`class NotFound(CoderapiError, status=404, kind=..., code=...)`: the HTTP status, the
+        body's `type` and the default `code` of a subclass (each inherited when not given)."""
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
+        if kind is not None:
+            cls.error_type = kind
+        if code is not None:
+            cls.default_code = code
 
     def to_body(self) -> dict:
         return {
@@ -40,105 +59,70 @@ class CoderapiError(Exception):
         }
 
 
-class InvalidRequest(CoderapiError):
-    status_code = 400
-    error_type = "invalid_request_error"
+class InvalidRequest(CoderapiError, status=400, kind="invalid_request_error"):
+    """400: the request is malformed or asks for something impossible (`param` names the field)."""
 
 
-class ContextLengthExceeded(InvalidRequest):
-    default_code = "context_length_exceeded"
+class ContextLengthExceeded(InvalidRequest, code="context_length_exceeded"):
+    """400: the prompt (with the completion asked for) does not fit the model's context."""
 
 
-class AuthenticationFailed(CoderapiError):
-    status_code = 401
-    error_type = "authentication_error"
-    default_code = "invalid_api_key"
+class AuthenticationFailed(CoderapiError, status=401, kind="authentication_error", code="invalid_api_key"):
+    """401: no key, or one that is not known."""
 
 
-class PermissionDenied(CoderapiError):
-    status_code = 403
-    error_type = "permission_error"
-    default_code = "permission_denied"
+class PermissionDenied(CoderapiError, status=403, kind="permission_error", code="permission_denied"):
+    """403: the key may not do this (scope, kind, disabled key or user, another user's data)."""
 
 
-class QuotaExceeded(PermissionDenied):
+class QuotaExceeded(PermissionDenied, kind="insufficient_quota", code="insufficient_quota"):
     """Money refusals are 403, not 429: the SDK retries 429, and retrying cannot add credit."""
 
-    error_type = "insufficient_quota"
-    default_code = "insufficient_quota"
+
+class NotFound(CoderapiError, status=404, kind="invalid_request_error", code="not_found"):
+    """404: no such thing (or not one the caller may know of)."""
 
 
-class NotFound(CoderapiError):
-    status_code = 404
-    error_type = "invalid_request_error"
-    default_code = "not_found"
+class ModelNotFound(NotFound, code="model_not_found"):
+    """404: no served model has this id or alias."""
 
 
-class ModelNotFound(NotFound):
-    default_code = "model_not_found"
+class Conflict(CoderapiError, status=409, kind="invalid_request_error", code="conflict"):
+    """409: it exists already (an email taken)."""
 
 
-class Conflict(CoderapiError):
-    status_code = 409
-    error_type = "invalid_request_error"
-    default_code = "conflict"
-
-
-class RequestTooLarge(CoderapiError):
+class RequestTooLarge(CoderapiError, status=413, kind="invalid_request_error", code="request_too_large"):
     """413: the body is over the route's size limit (refused before it is read in full)."""
 
-    status_code = 413
-    error_type = "invalid_request_error"
-    default_code = "request_too_large"
+
+class RateLimited(CoderapiError, status=429, kind="rate_limit_exceeded", code="rate_limit_exceeded"):
+    """429 with Retry-After: over a requests or tokens per minute limit."""
+
+    def __init__(self, message: str, *, retry_after: float, **kwargs) -> None:  # required here
+        super().__init__(message, retry_after=retry_after, **kwargs)
 
 
-class RateLimited(CoderapiError):
-    status_code = 429
-    error_type = "rate_limit_exceeded"
-    default_code = "rate_limit_exceeded"
-
-    def __init__(self, message: str, *, retry_after: float, **kwargs) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-        self.headers.setdefault("retry-after", str(max(1, int(retry_after + 0.999))))
+class InternalError(CoderapiError, status=500, kind="server_error", code="internal_error"):
+    """500: a fault of ours."""
 
 
-class InternalError(CoderapiError):
-    status_code = 500
-    error_type = "server_error"
-    default_code = "internal_error"
+class UpstreamError(CoderapiError, status=502, kind="upstream_error", code="upstream_error"):
+    """502: an upstream server failed or answered something unusable."""
 
 
-class UpstreamError(CoderapiError):
-    status_code = 502
-    error_type = "upstream_error"
-    default_code = "upstream_error"
+class Overloaded(CoderapiError, status=503, kind="overloaded", code="overloaded"):
+    """503 with Retry-After: every slot and waiting place is taken; retry shortly."""
+
+    retry_after = 1.0
 
 
-class Overloaded(CoderapiError):
-    status_code = 503
-    error_type = "overloaded"
-    default_code = "overloaded"
-
-    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs) -> None:
-        super().__init__(message, **kwargs)
-        self.headers.setdefault("retry-after", str(max(1, int(retry_after + 0.999))))
+class ModelNotReady(Overloaded, code="model_not_ready"):
+    """503 with Retry-After: the model is loading or shutting down."""
 
 
-class ModelNotReady(Overloaded):
-    default_code = "model_not_ready"
-
-
-class ServiceUnavailable(CoderapiError):
+class ServiceUnavailable(CoderapiError, status=503, kind="server_error", code="service_unavailable"):
     """A dependency the request needs (the database, the shared rate limiter) cannot answer now.
 
     503 with Retry-After: the `openai` SDK retries it, and retrying is right once it is back."""
 
-    status_code = 503
-    error_type = "server_error"
-    default_code = "service_unavailable"
-
-    def __init__(self, message: str, *, retry_after: float = 2.0, **kwargs) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-        self.headers.setdefault("retry-after", str(max(1, int(retry_after + 0.999))))
+    retry_after = 2.0
