@@ -38,9 +38,9 @@ serve: install
 test: install
 	$(BIN)/python -m pytest -ra
 
-# The unit and api tiers only (no real model, no external servers).
+# The unit, store (SQLite files) and api tiers only (no real model, no external servers).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -ra tests/unit tests/api
+	$(BIN)/python -m pytest -ra tests/unit tests/store tests/api
 
 clean:
 	rm -rf $(VENV) data

@@ -11,16 +11,13 @@ import pytest
 from coderapi import crud
 from coderapi.services.accounts import AccountService, UsageRecord
 from coderapi.services.spending import PeriodSpend
-from coderapi.store.database import Database
 from tests.clock import FixedClock
 
 UTC = timezone.utc
 
 
 @pytest.fixture
-def setup(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'spend.db'}")
-    db.upgrade()
+def setup(db):
     clock = FixedClock(datetime(2025, 7, 10, 12, 0, tzinfo=UTC))  # a Thursday
     accounts = AccountService(db, starting_credit=100, clock=clock)
 
@@ -30,8 +27,7 @@ def setup(tmp_path):
         return user, key
 
     user, key = asyncio.run(seed())
-    yield db, clock, accounts, user, key
-    db.dispose()
+    return db, clock, accounts, user, key
 
 
 def _spend(accounts, clock, user, key, cost: str, at: datetime) -> None:

@@ -11,13 +11,10 @@ from sqlalchemy import event
 from coderapi.services.accounts import AccountService, UsageRecord
 from coderapi.services.reservations import CostReservations, Hold, Settlement
 from coderapi.services.spending import PeriodSpend
-from coderapi.store.database import Database
 from coderapi.store.tables import CostReservation, User
 
 
-def test_settlement_and_hold_take_seven_statements_and_stay_exact(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'ledger.db'}")
-    db.upgrade()
+def test_settlement_and_hold_take_seven_statements_and_stay_exact(db):
     accounts = AccountService(db, starting_credit=1)
 
     async def seed():
@@ -45,4 +42,3 @@ def test_settlement_and_hold_take_seven_statements_and_stay_exact(tmp_path):
         assert session.get(User, principal.user_id).balance == Decimal("0.8")
         held = session.query(CostReservation).filter(CostReservation.settled_at.is_(None)).all()
         assert [(h.request_id, h.amount) for h in held] == [("r1", Decimal("0.8"))]
-    db.dispose()

@@ -15,7 +15,6 @@ from coderapi.errors import QuotaExceeded
 from coderapi.services.accounts import AccountService, UsageRecord
 from coderapi.services.reservations import CostReservations
 from coderapi.services.spending import PeriodSpend
-from coderapi.store.database import Database
 from coderapi.crud.reservations import SETTLED_KEPT
 from coderapi.store.tables import CostReservation, UsageEvent
 from tests.clock import FixedClock
@@ -24,9 +23,7 @@ TTL = 600
 
 
 @pytest.fixture
-def setup(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'holds.db'}")
-    db.upgrade()
+def setup(db):
     clock = FixedClock(datetime(2025, 7, 10, 12, 0, tzinfo=timezone.utc))
     accounts = AccountService(db, starting_credit=1, clock=clock)
     ledger = CostReservations(db, PeriodSpend(db, clock), ttl_seconds=TTL, clock=clock)
@@ -37,8 +34,7 @@ def setup(tmp_path):
         return await accounts.keys.authenticate_key(secret)
 
     principal = asyncio.run(seed())
-    yield db, clock, accounts, ledger, principal
-    db.dispose()
+    return db, clock, accounts, ledger, principal
 
 
 def _holds(db) -> int:

@@ -19,14 +19,6 @@ from coderapi.store.tables import ApiKey, Base, UsageEvent, User, to_money
 UTC = timezone.utc
 
 
-@pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'nested' / 'dir' / 'store.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
-
-
 def _user(session, email="a@example.com") -> User:
     return crud.users.insert(session, email=email, password_hash="x", role="user", balance=Decimal(1))
 
@@ -69,8 +61,8 @@ def test_downgrade_to_base_removes_everything(db):
     assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
 
 
-def test_sqlite_file_parent_is_created_with_wal_fk_and_busy_timeout(tmp_path, db):
-    assert (tmp_path / "nested" / "dir" / "store.db").exists()
+def test_sqlite_file_parent_is_created_with_wal_fk_and_busy_timeout(db_path, db):
+    assert db_path.exists() and db_path.parent.name == "dir"
     with db.engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1

@@ -16,23 +16,9 @@ from coderapi.services import accounts as accounts_module
 from coderapi.services import keygen, passwords
 from coderapi.services.accounts import AccountService, KeyInfo, UsageRecord, UserInfo
 from coderapi.services.spending import PeriodSpend
-from coderapi.store.database import Database
 from tests.clock import FixedClock
 
 UTC = timezone.utc
-
-
-@pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "accounts.db"
-
-
-@pytest.fixture
-def db(db_path):
-    database = Database(f"sqlite:///{db_path}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture
@@ -118,7 +104,7 @@ async def test_key_shape_and_storage(svc, db_path):
     assert secret.startswith("cdr-") and len(secret) == 44 and keygen.is_well_formed(secret)
     assert info.prefix == secret[4:12] and info.scopes == ("model:chat",) and info.kind == "inference"
     assert not hasattr(info, "secret") and secret not in repr(info)
-    raw = b"".join(p.read_bytes() for p in db_path.parent.glob("accounts.db*"))
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
     assert secret.encode() not in raw and secret[12:].encode() not in raw
     assert keygen.hash_secret(secret).encode() in raw
 

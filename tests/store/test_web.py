@@ -13,7 +13,6 @@ from starlette.datastructures import QueryParams
 
 from coderapi.config import Settings
 from coderapi.services.accounts import AccountService
-from coderapi.store.database import Database
 from coderapi.store.tables import WebSession
 from coderapi.web import charts, filters
 from coderapi.web.csrf import csrf_token, csrf_valid
@@ -24,14 +23,6 @@ from coderapi.services.auth_throttle import AuthThrottle, Refusal
 from tests.clock import FixedClock
 
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'web.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def _user(db, email="u@example.com"):

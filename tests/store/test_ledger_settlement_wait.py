@@ -15,14 +15,11 @@ from coderapi.services.ledger_writer import LedgerWriter
 from coderapi.services.reservations import CostReservations
 from coderapi.services.spending import PeriodSpend
 from coderapi.services.usage_journal import UsageJournal
-from coderapi.store.database import Database
 from coderapi.store.tables import UsageEvent
 
 
 @pytest.fixture
-def setup(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'ledger.db'}")
-    db.upgrade()
+def setup(db, tmp_path):
     accounts = AccountService(db, starting_credit=1)
 
     async def seed():
@@ -34,7 +31,6 @@ def setup(tmp_path):
     commits = []
     event.listen(db.engine, "commit", lambda connection: commits.append(1))
     yield db, accounts, CostReservations(db, PeriodSpend(db), ttl_seconds=600), principal, commits, tmp_path
-    db.dispose()
 
 
 def _record(principal, request_id: str, cost: str) -> UsageRecord:
