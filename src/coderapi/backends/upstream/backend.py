@@ -88,48 +88,47 @@ class UpstreamBackend:
             self._pool.mark_failed(replica)
         return error
 
+    async def _answer(self, replica: Replica, path: str, body: bytes, whole: bool):
+        """`_try`'s answer; with `whole`, its whole body instead (a body cut short fails over too)."""
+        answer = await self._try(replica, path, body)
+        if not whole or isinstance(answer, CoderapiError):
+            return answer
+        try:
+            return await read_whole(answer)
+        except TRANSPORT_ERRORS as exc:
+            self._pool.mark_failed(replica)
+            return unreachable(replica.base_url, exc)
+
     async def _post(self, path: str, body: bytes) -> dict:
-        """The first whole answer of a replica, tried in order; a body cut short fails over too."""
-        last: CoderapiError | None = None
-        for replica in self._pool.order():
-            with self._pool.lease(replica):
-                answer = await self._try(replica, path, body)
-                if isinstance(answer, CoderapiError):
-                    last = answer
-                    continue
-                try:
-                    content = await read_whole(answer)
-                except TRANSPORT_ERRORS as exc:
-                    self._pool.mark_failed(replica)
-                    last = unreachable(replica.base_url, exc)
-                    continue
+        """The first whole answer of a replica, tried in order."""
+        async with self._opened(path, body, whole=True) as (content, replica):
             try:
                 return from_json(content)
             except ValueError as exc:
                 raise bad_answer(replica.base_url, exc) from exc
-        raise last or self._pool.none_left()
 
     @asynccontextmanager
-    async def _opened(self, path: str, body: bytes) -> AsyncIterator[tuple[aiohttp.ClientResponse, Replica]]:
-        """Tries replicas in order until one answers; the replica stays leased while the block runs."""
+    async def _opened(self, path: str, body: bytes, *, whole: bool = False) -> AsyncIterator[tuple]:
+        """Tries replicas in order until one answers; the replica stays leased while the block runs.
+        Yields (the response, body unread, or with `whole` the body's bytes; the replica)."""
         last: CoderapiError | None = None
         for replica in self._pool.order():
             with self._pool.lease(replica):
-                answer = await self._try(replica, path, body)
+                answer = await self._answer(replica, path, body, whole)
                 if isinstance(answer, CoderapiError):
                     last = answer
                     continue
                 try:
                     yield answer, replica
                 finally:
-                    release_or_close(answer)
+                    if not whole:
+                        release_or_close(answer)
                 return
         raise last or self._pool.none_left()
 
-    async def _chunks(self, request, body: bytes, tally: RequestTally, chunk_type: type[BaseModel], include_usage: bool) -> AsyncIterator:
+    async def _chunks(self, path: str, request, body: bytes, tally: RequestTally, chunk_type: type[BaseModel], include_usage: bool) -> AsyncIterator:
         """The stream, opened at the first iteration (services waits for the first chunk, so an
         error before any output is still a plain HTTP error)."""
-        path = "/chat/completions" if isinstance(request, ChatCompletionRequest) else "/completions"
         streamed = StreamedText()
         opened = False
         try:
@@ -183,20 +182,18 @@ class UpstreamBackend:
         tally.set_counts(usage.prompt_tokens, usage.completion_tokens, details.cached_tokens if details else 0)
 
     async def chat(self, request: ChatCompletionRequest, tally: RequestTally) -> ChatAnswer:
-        body = self._body(request)
-        if request.stream:
-            return self._chunks(request, body, tally, ChatCompletionChunk, request.wants_usage)
-        data = await self._post("/chat/completions", body)
-        tally.mark_first_token()
-        return await self._finish(request, ChatCompletion, data, tally)
+        return await self._forward("/chat/completions", request, tally, ChatCompletion, ChatCompletionChunk)
 
     async def complete(self, request: CompletionRequest, tally: RequestTally) -> CompletionAnswer:
+        return await self._forward("/completions", request, tally, Completion, Completion)
+
+    async def _forward(self, path: str, request, tally: RequestTally, answer_type, chunk_type):
         body = self._body(request)
         if request.stream:
-            return self._chunks(request, body, tally, Completion, request.wants_usage)
-        data = await self._post("/completions", body)
+            return self._chunks(path, request, body, tally, chunk_type, request.wants_usage)
+        data = await self._post(path, body)
         tally.mark_first_token()
-        return await self._finish(request, Completion, data, tally)
+        return await self._finish(request, answer_type, data, tally)
 
     async def _finish(self, request, answer_type: type[BaseModel], data: dict, tally: RequestTally):
         reported = isinstance(data, dict) and data.get("usage") is not None
