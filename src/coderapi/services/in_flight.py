@@ -32,7 +32,7 @@ class InFlightLimits:
         return self._keys[principal.key_id], self._users[principal.user_id]
 
     def acquire(self, principal: Principal) -> Callable[[], None]:
-        """Counts the request in; the returned function counts it out (call it exactly once)."""
+        """Counts the request in; the returned function counts it out (later calls do nothing)."""
         key, user = principal.key_id, principal.user_id
         if self._per_key and self._keys[key] >= self._per_key:
             raise _refusal(f"This API key already has {self._keys[key]} requests running", self._per_key, "key")
@@ -43,8 +43,13 @@ class InFlightLimits:
             )
         self._keys[key] += 1
         self._users[user] += 1
+        released = False
 
         def release() -> None:
+            nonlocal released
+            if released:  # a second call would count out another request of the key
+                return
+            released = True
             _decrement(self._keys, key)
             _decrement(self._users, user)
 

@@ -22,7 +22,7 @@ from coderapi.services.account_types import Principal, UsageRecord
 from coderapi.services.metrics import UNKNOWN_MODEL_LABEL, ServingMetrics
 from coderapi.services.ledger_writer import LedgerWriter
 from coderapi.services.request_life import Ending, RequestLife
-from coderapi.store.tables import to_money
+from coderapi.money import to_money
 
 log = logging.getLogger("coderapi.metering")
 
