@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import sqlite3
@@ -41,7 +42,10 @@ from coderapi.app import create_app  # noqa: E402
 from coderapi.config import ModelSpec, Settings  # noqa: E402
 from coderapi.engines.fake import FakeEngine  # noqa: E402
 from coderapi.services.accounts import UsageRecord  # noqa: E402
+from coderapi.services.endpoints import Endpoint  # noqa: E402
+from coderapi.services.lifecycle import Lifecycle, parse_body  # noqa: E402
 from coderapi.services.metering import Metering  # noqa: E402
+from coderapi.services.request_life import RequestLife  # noqa: E402
 
 MODEL = "Qwen/Qwen2.5-Coder-32B-Instruct"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
@@ -55,16 +59,18 @@ def machine() -> str:
             f"SQLite {sqlite3.sqlite_version}")
 
 
-class _NoAdmission:
-    async def admit(self, *args) -> None:
-        return None
+class _BareLifecycle(Lifecycle):
+    """No gates: the body is parsed and the model resolved, nothing is checked or held."""
 
-    async def label(self, *args) -> None:
-        return None
+    async def _admit(self, life, endpoint, body):
+        request = parse_body(endpoint.request_type, body)
+        served = self._registry.resolve(request.model)
+        life.admitted()
+        return request, served
 
 
 class _NoMetering(Metering):
-    def _record(self, *args) -> None:
+    def record(self, life, ending) -> None:
         return None
 
 
@@ -73,13 +79,12 @@ class Layers:
 
     def __init__(self, app, principal) -> None:
         self.app, self.principal = app, principal
-        inference = app.state.services.inference
-        self.real = (inference._admission, inference._metering)
-        self.bypass = (_NoAdmission(), _NoMetering(app.state.services.ledger, app.state.services.metrics))
+        services = app.state.services
+        self.real = services.inference._lifecycle
+        self.bypass = _BareLifecycle(services.registry, _NoMetering(services.ledger, services.metrics), None)
 
     def set(self, full: bool) -> None:
-        inference = self.app.state.services.inference
-        inference._admission, inference._metering = self.real if full else self.bypass
+        self.app.state.services.inference._lifecycle = self.real if full else self.bypass
         if full:
             self.app.dependency_overrides.pop(key_principal, None)
         else:
@@ -107,17 +112,14 @@ async def _row_write(services, principal, n: int) -> float:
 
 
 async def _admissions(services, principal, n: int) -> float:
-    from coderapi.protocol.chat import ChatCompletionRequest
-
-    inference = services.inference
-    request = ChatCompletionRequest.model_validate(BODY)
-    spec = services.registry.resolve(MODEL).spec
+    lifecycle = services.inference._lifecycle
+    body = json.dumps(BODY).encode()
     started = time.perf_counter()
     for _ in range(n):
-        scope = inference._metering.open(principal, "chat.completions", "bench")
-        await inference._admission.admit(principal, spec, request, 120, scope)
-        await scope.settle(25)
-        scope.finished = True  # no row: the write is measured on its own
+        life = RequestLife(principal, "chat.completions", "bench", lambda life, ending: None)  # no row: measured on its own
+        await lifecycle._admit(life, Endpoint.CHAT, body)
+        await life.settle(25)
+        life.end()
     return (time.perf_counter() - started) / n
 
 
