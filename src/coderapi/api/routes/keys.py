@@ -97,9 +97,7 @@ async def this_key(principal: PrincipalDep, services: ServicesDep) -> dict:
     responses={**answer(KeyAnswer), **error_responses(*BODY_ERRORS, 404)},
 )
 async def patch_key(prefix: str, request: Request, principal: ManageKeys, services: ServicesDep) -> dict:
-    body = parse_platform_body(KeyUpdate, await request.body())
-    info = await services.keys.update_key(principal.user_id, prefix, **_patch_fields(body))
-    return {"data": key_data(info)}
+    return await _update(prefix, request, principal, services, _patch_fields)
 
 
 @router.put(
@@ -107,8 +105,13 @@ async def patch_key(prefix: str, request: Request, principal: ManageKeys, servic
     openapi_extra=openapi_body(KeyUpdate), responses={**answer(KeyAnswer), **error_responses(*BODY_ERRORS, 404)},
 )
 async def put_key(prefix: str, request: Request, principal: ManageKeys, services: ServicesDep) -> dict:
+    return await _update(prefix, request, principal, services, _put_fields)
+
+
+async def _update(prefix: str, request: Request, principal, services, fields_of) -> dict:
+    """PATCH and PUT: the same body, read into the fields to change by `fields_of`."""
     body = parse_platform_body(KeyUpdate, await request.body())
-    info = await services.keys.update_key(principal.user_id, prefix, **_put_fields(body))
+    info = await services.keys.update_key(principal.user_id, prefix, **fields_of(body))
     return {"data": key_data(info)}
 
 

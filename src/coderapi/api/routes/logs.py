@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
 
 from coderapi.api.deps import ServicesDep
 from coderapi.api.answers import LogPage, answer
 from coderapi.api.framing import iso_z, usd
 from coderapi.api.openapi import MANAGEMENT_ERRORS, error_responses
 from coderapi.api.platform_deps import ReadUsage
+from coderapi.api.window_query import WindowQuery, window_query
 from coderapi.errors import InvalidRequest
-from coderapi.protocol.platform import check_query
 from coderapi.services.billing import credits
 from coderapi.services.usage_types import OUTCOMES, LogEntry
-from coderapi.services.usage_window import Window
-from coderapi.clock import utcnow
 
 router = APIRouter(tags=["usage"])
 
-PARAMS = {"period", "start", "end", "key_prefix", "model", "status", "limit", "offset"}
+PARAMS = {"model", "status", "limit", "offset"}  # and the window's
 
 
 def _row(entry: LogEntry) -> dict:
@@ -40,18 +40,16 @@ def _row(entry: LogEntry) -> dict:
     responses={**answer(LogPage), **error_responses(400, *MANAGEMENT_ERRORS, 404)},  # 404: unknown key_prefix
 )
 async def logs(
-    request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,
-    start: str | None = None, end: str | None = None, key_prefix: str | None = None,
+    principal: ReadUsage, services: ServicesDep, query: Annotated[WindowQuery, Depends(window_query(PARAMS))],
     model: list[str] = Query(default=[]), status: list[str] = Query(default=[]),
     limit: int = 50, offset: int = 0,
 ) -> dict:
-    check_query(request.query_params, PARAMS)
     for value in status:
         if value not in OUTCOMES:
             raise InvalidRequest(f"Invalid status {value!r}: expected succeeded or failed.", param="status")
-    window = Window.parse(period, start, end, utcnow())
     page = await services.reports.logs(
-        principal.user_id, window, key_prefix=key_prefix, models=model, statuses=status, limit=limit, offset=offset
+        principal.user_id, query.window, key_prefix=query.key_prefix, models=model, statuses=status,
+        limit=limit, offset=offset,
     )
     pagination = {"limit": page.limit, "offset": page.offset, "total": page.total, "has_more": page.has_more}
     return {"data": [_row(e) for e in page.items], "pagination": pagination}

@@ -16,25 +16,24 @@ from coderapi.protocol.completions import DetokenizeRequest, DetokenizeResponse,
 router = APIRouter(tags=["tokenizer"])
 
 
-@router.post(
-    "/tokenize", response_model=TokenizeResponse, summary="Token ids of a prompt or of chat messages",
-    openapi_extra=openapi_body(TokenizeRequest),
-    responses=error_responses(*BODY_ERRORS, 404, 429),
-)
-async def tokenize(
-    request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
-) -> JSONResponse:
-    answer, headers = await services.tokenizer.tokenize(await request.body(), principal, request_id)
+def _route(path: str, summary: str, body: type, answer: type):
+    """A tokenizer route: a raw JSON body of type `body` (parsed by the service), an `answer` back."""
+    return router.post(
+        path, response_model=answer, summary=summary, openapi_extra=openapi_body(body),
+        responses=error_responses(*BODY_ERRORS, 404, 429),
+    )
+
+
+def _json(answer_and_headers: tuple) -> JSONResponse:
+    answer, headers = answer_and_headers
     return JSONResponse(answer.model_dump(mode="json"), headers=headers)
 
 
-@router.post(
-    "/detokenize", response_model=DetokenizeResponse, summary="Text of token ids",
-    openapi_extra=openapi_body(DetokenizeRequest),
-    responses=error_responses(*BODY_ERRORS, 404, 429),
-)
-async def detokenize(
-    request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep
-) -> JSONResponse:
-    answer, headers = await services.tokenizer.detokenize(await request.body(), principal, request_id)
-    return JSONResponse(answer.model_dump(mode="json"), headers=headers)
+@_route("/tokenize", "Token ids of a prompt or of chat messages", TokenizeRequest, TokenizeResponse)
+async def tokenize(request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep) -> JSONResponse:
+    return _json(await services.tokenizer.tokenize(await request.body(), principal, request_id))
+
+
+@_route("/detokenize", "Text of token ids", DetokenizeRequest, DetokenizeResponse)
+async def detokenize(request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep) -> JSONResponse:
+    return _json(await services.tokenizer.detokenize(await request.body(), principal, request_id))

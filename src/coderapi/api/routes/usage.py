@@ -5,22 +5,22 @@ no inference calls of their own), and `api_key_prefix` is null."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 
 from coderapi.api.deps import ServicesDep
 from coderapi.api.answers import UsageDetail, UsageSummary, answer
 from coderapi.api.framing import iso_z, usd
 from coderapi.api.openapi import MANAGEMENT_ERRORS, error_responses
 from coderapi.api.platform_deps import ReadUsage
+from coderapi.api.window_query import WindowQuery, window_query
 from coderapi.errors import InvalidRequest
-from coderapi.protocol.platform import check_query
 from coderapi.services.usage_types import UsageGroup, UsageTotals
 from coderapi.services.usage_window import Window
-from coderapi.clock import utcnow
 
 router = APIRouter(tags=["usage"])
 
-WINDOW_PARAMS = {"period", "start", "end", "key_prefix"}
 GROUPINGS = {"day": ("day",), "model": ("model",), "day,model": ("day", "model")}
 _NO_GROUPS = {"group_by": "group_by is accepted on /v2/usage/detail only; /v2/usage answers a flat total."}
 
@@ -54,13 +54,11 @@ def _group(group: UsageGroup) -> dict:
     responses={**answer(UsageSummary), **error_responses(400, *MANAGEMENT_ERRORS, 404)},  # 404: unknown key_prefix
 )
 async def usage(
-    request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,
-    start: str | None = None, end: str | None = None, key_prefix: str | None = None,
+    principal: ReadUsage, services: ServicesDep,
+    query: Annotated[WindowQuery, Depends(window_query(refused=_NO_GROUPS))],
 ) -> dict:
-    check_query(request.query_params, WINDOW_PARAMS, refused=_NO_GROUPS)
-    window = Window.parse(period, start, end, utcnow())
-    totals = await services.reports.totals(principal.user_id, window, key_prefix=key_prefix)
-    return _head(key_prefix, window, totals)
+    totals = await services.reports.totals(principal.user_id, query.window, key_prefix=query.key_prefix)
+    return _head(query.key_prefix, query.window, totals)
 
 
 @router.get(
@@ -68,18 +66,16 @@ async def usage(
     responses={**answer(UsageDetail), **error_responses(400, *MANAGEMENT_ERRORS, 404)},  # 404: unknown key_prefix
 )
 async def usage_detail(
-    request: Request, principal: ReadUsage, services: ServicesDep, period: str | None = None,
-    start: str | None = None, end: str | None = None, key_prefix: str | None = None,
+    principal: ReadUsage, services: ServicesDep,
+    query: Annotated[WindowQuery, Depends(window_query({"group_by", "tz"}))],
     group_by: str | None = None, tz: str = "UTC",
 ) -> dict:
-    check_query(request.query_params, WINDOW_PARAMS | {"group_by", "tz"})
     if group_by is not None and group_by not in GROUPINGS:
         raise InvalidRequest("group_by must be one of day, model, day,model.", param="group_by")
-    window = Window.parse(period, start, end, utcnow())
     detail = await services.reports.detail(
-        principal.user_id, window, key_prefix=key_prefix, group_by=GROUPINGS.get(group_by or "", ()), tz=tz
+        principal.user_id, query.window, key_prefix=query.key_prefix, group_by=GROUPINGS.get(group_by or "", ()), tz=tz
     )
-    answer = _head(key_prefix, window, detail.totals)
+    answer = _head(query.key_prefix, query.window, detail.totals)
     answer["models"] = [  # models with charged requests; failed ones are in `groups` (total, failed)
         {"model": g.model, "spend": usd(g.totals.spend), "requests": g.totals.charged}
         for g in detail.models if g.totals.charged
