@@ -1,9 +1,10 @@
 """tool_choice "auto" over HTTP: a call the model starts is finished under the call grammar.
 
-The scripted engine ignores grammars, so these tests check the restart mechanics through the
-whole app: the second generation gets the call grammar (offered names only) and the prompt
-continued with the text before the call; the answer, streamed or not, is the scripted text;
-usage counts every generated token and stays within max_tokens.
+The scripted engine follows its script where the grammar allows it (engines/fake_grammar.py), and
+these scripted calls are valid, so these tests check the restart mechanics through the whole app:
+the second generation gets the call grammar (offered names only) and the prompt continued with the
+text before the call; the answer, streamed or not, is the scripted text; usage counts every
+generated token and stays within max_tokens.
 """
 
 from __future__ import annotations

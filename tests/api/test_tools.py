@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
+import jsonschema
 import openai
 import pytest
 
-from tests.api.conftest import ALIAS_ID
+from tests.api.conftest import ALIAS_ID, SERVED_ID
 
 WEATHER = {
     "type": "function",
@@ -48,11 +50,33 @@ def test_parallel_tool_calls_false_gives_one_call(platform):
     assert len(done.choices[0].message.tool_calls) == 1
 
 
+@contextmanager
+def without_lazy_grammar(platform):
+    """The model setting `lazy_tool_grammar: false`: the answer is generated freely, then parsed."""
+    backend = platform.services.registry.resolve(SERVED_ID).backend
+    spec = backend.spec
+    backend.spec = spec.model_copy(update={"lazy_tool_grammar": False})
+    try:
+        yield
+    finally:
+        backend.spec = spec
+
+
 def test_unknown_function_names_stay_content(platform):
     reply = '{"name": "launch_rocket", "arguments": {}}'
-    done = ask(platform, reply)
+    with without_lazy_grammar(platform):
+        done = ask(platform, reply)
     assert done.choices[0].message.tool_calls == [] and done.choices[0].message.content == reply
     assert done.choices[0].finish_reason == "stop"
+
+
+def test_a_started_call_to_an_unknown_function_is_held_to_an_offered_one(platform):
+    """With the lazy call grammar (the default), once the model opens `{"name"` only offered names
+    can follow, as llama.cpp enforces it: the call is to an offered tool, its arguments valid."""
+    done = ask(platform, '{"name": "launch_rocket", "arguments": {}}')
+    [call] = done.choices[0].message.tool_calls
+    assert call.function.name == "get_weather" and done.choices[0].finish_reason == "tool_calls"
+    jsonschema.validate(json.loads(call.function.arguments), WEATHER["function"]["parameters"])
 
 
 def test_tool_choice_none_parses_nothing(platform):

@@ -1,4 +1,4 @@
-"""The lazy tool-call phases on the scripted engine (it ignores grammars, so text is preserved).
+"""The lazy tool-call phases on the scripted engine (grammars turned off, so text is preserved).
 
 The fake answers a continuation prompt with the rest of its scripted reply, as a deterministic
 model would: so the restarts must give back exactly the scripted text, and the engine's log of
@@ -8,6 +8,7 @@ requests shows what each phase asked for (prompt continuation, grammar, budget).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,18 +26,21 @@ CALL = '{"name": "get_weather", "arguments": {"location": "Paris"}}'
 
 
 class GrammarBoundFake(FakeEngine):
-    """The scripted engine, but a constrained generation ends where its grammar does (after the
-    first JSON value and the wrapper's closing), as llama.cpp ends it: the end token follows."""
+    """The scripted engine without its grammar support (RULES is no real call grammar), but a
+    constrained generation ends where its grammar would (after the first JSON value and the
+    wrapper's closing), as llama.cpp ends it: the end token follows."""
 
     async def generate(self, prompt_ids, params):
         if params.grammar is None:
             async for event in super().generate(prompt_ids, params):
                 yield event
             return
+        stream = super().generate(prompt_ids, replace(params, grammar=None))
+        self.requests[-1] = (list(prompt_ids), params)  # logged with the grammar it was asked for
         root = params.grammar.rstrip("\n").rsplit("\n", 1)[-1]
         closing = next((c for lit, c in _CLOSINGS.items() if root.endswith(lit)), "")
         text, scanner, fed, end = "", JsonScanner(), None, None
-        async for event in super().generate(prompt_ids, params):
+        async for event in stream:
             yield event
             if event.finish_reason is not None:
                 return
@@ -61,6 +65,7 @@ def run(reply: str, max_tokens: int = 512, lazy: LazyTools = LAZY):
     lazy_run = LazyToolRun(engine, prompt_ids, SamplingParams(max_tokens=max_tokens, temperature=0), lazy)
 
     async def go():
+        await engine.start()
         out = []
         async for event in lazy_run.events():
             out.append((event, len(engine.requests)))

@@ -1,7 +1,19 @@
 """A scripted, deterministic engine for tests: byte-level tokens, ChatML specials, no model.
 
 The reply is chosen by `script(prompt_text)`. The default script answers the last user turn:
-`repeat: TEXT` replies TEXT, `fail after N` raises after N tokens, anything else gets a greeting.
+`repeat: TEXT` replies TEXT, `fail after N` fails after N tokens, anything else gets a greeting.
+
+It keeps the llama.cpp engine's contract (engines/llama_cpp/engine.py), so the API tier sees what
+the real model would give it:
+- `generate` refuses at the call, before any iteration, what the real one refuses there
+  (request_checks.py: empty prompt, unknown ids, a prompt that fills the context, ...; a full
+  queue is `Overloaded`; an engine not started is `ModelNotReady`);
+- a grammar it cannot parse is refused at the first iteration (`InvalidRequest`, param `grammar`),
+  as llama.cpp refuses it when the worker builds the sampler; a failure while generating is an
+  `InternalError`;
+- under a grammar (response_format, tool_choice, lazy tool calls, a raw GBNF), the reply is what a
+  model preferring the script writes under it (fake_grammar.py): the script while the grammar allows
+  it, then the shortest text that completes the grammar. So JSON-schema answers are schema-valid.
 """
 
 from __future__ import annotations
@@ -13,7 +25,9 @@ from collections import deque
 from typing import AsyncIterator, Callable
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent, TopLogprob
-from coderapi.errors import Overloaded
+from coderapi.engines.fake_grammar import Grammar, GrammarError, constrained_text
+from coderapi.engines.request_checks import check_request
+from coderapi.errors import InternalError, InvalidRequest, ModelNotReady, Overloaded
 
 SPECIALS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
@@ -87,8 +101,8 @@ class FakeEngine:
         self._n_parallel = n_parallel
         self._max_waiting = max_waiting
         self._delay = token_delay
+        self._inflight = 0  # streams started and not finished, as the llama.cpp engine counts them
         self._running = 0
-        self._waiting = 0
         self._ready = False
         # (prompt ids, params) of the latest generate calls, for tests of what the engine was asked
         self.requests: deque[tuple[list[int], SamplingParams]] = deque(maxlen=64)
@@ -129,44 +143,67 @@ class FakeEngine:
         return self.detokenize([token_id])
 
     def stats(self) -> EngineStats:
-        return EngineStats(running=self._running, waiting=self._waiting)
+        return EngineStats(running=self._running, waiting=self._inflight - self._running)
 
-    def _reply(self, prompt_ids: list[int]) -> tuple[list[int], int | None]:
+    def _reply(self, prompt_ids: list[int], grammar: str | None) -> tuple[list[int], int | None]:
+        """Blocking (a grammar is parsed and followed): run it off the event loop."""
         prompt = self.detokenize(prompt_ids)
         fail = re.search(r"fail after (\d+)", prompt)
         reply, partial = self._script(prompt), answer_so_far(prompt)
-        if partial and reply.startswith(partial):  # asked to continue its answer: the rest of it, as a model would
-            reply = reply[len(partial) :]
+        if partial:  # asked to continue its answer: the rest of it, as a model would
+            # (an answer a grammar took elsewhere than the script has nothing more to say)
+            reply = reply[len(partial) :] if reply.startswith(partial) else ""
+        if grammar is not None:
+            try:
+                reply = constrained_text(Grammar(grammar), reply)
+            except GrammarError as exc:
+                raise InvalidRequest(f"The grammar could not be parsed (GBNF): {exc}", param="grammar") from None
         return list(reply.encode("utf-8")), int(fail.group(1)) if fail else None
 
-    async def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+    def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        """Validate now (errors raise here, before any iteration) and return the stream."""
         self.requests.append((list(prompt_ids), params))
-        if self._waiting >= self._max_waiting and self._slots.locked():
-            raise Overloaded("The fake engine's queue is full", retry_after=1)
-        self._waiting += 1
+        if not self._ready:
+            raise ModelNotReady("The model is still loading.")
+        check_request(prompt_ids, params, n_vocab=self.info.vocab_size, n_ctx=self.info.context_length)
+        self._check_capacity()
+        return self._stream(list(prompt_ids), params)
+
+    def _check_capacity(self) -> None:
+        if self._inflight >= self._n_parallel + self._max_waiting:
+            raise Overloaded(
+                f"The model is busy ({self._n_parallel} running, {self._max_waiting} waiting); retry shortly.",
+                retry_after=1.0,
+            )
+
+    async def _stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        if not self._ready:
+            raise ModelNotReady("The model is not loaded.")
+        self._check_capacity()  # re-checked: several generators may have been created at once
+        self._inflight += 1
         queued_at = time.monotonic()
         try:
             await self._slots.acquire()
+            self._running += 1
+            try:
+                queue_seconds: float | None = time.monotonic() - queued_at
+                async for event in self._events(prompt_ids, params):
+                    event.queue_seconds, queue_seconds = queue_seconds, None
+                    yield event
+            finally:
+                self._running -= 1
+                self._slots.release()
         finally:
-            self._waiting -= 1
-        self._running += 1
-        queue_seconds: float | None = time.monotonic() - queued_at
-        try:
-            async for event in self._events(prompt_ids, params):
-                event.queue_seconds, queue_seconds = queue_seconds, None
-                yield event
-        finally:
-            self._running -= 1
-            self._slots.release()
+            self._inflight -= 1
 
     async def _events(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
-        reply, fail_after = self._reply(prompt_ids)
+        reply, fail_after = await asyncio.to_thread(self._reply, prompt_ids, params.grammar)
         room = min(params.max_tokens, self.info.context_length - len(prompt_ids))
         pending = bytearray()
         predicted = prediction_counts(reply[:room] + [IM_END_ID], params.prediction_ids)
         for count, token in enumerate(reply[:room] + [IM_END_ID], start=1):
             if fail_after is not None and count > fail_after:
-                raise RuntimeError("scripted engine failure")
+                raise InternalError("The inference engine failed (scripted).")
             await asyncio.sleep(self._delay)
             last = token == IM_END_ID or count == room
             finish = "stop" if token == IM_END_ID else ("length" if last else None)
@@ -188,4 +225,3 @@ class FakeEngine:
             yield event
             if finish:
                 return
-
