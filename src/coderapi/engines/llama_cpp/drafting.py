@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from coderapi.engines.base import SamplingParams
+
 
 def match_ends(ref: np.ndarray, n: int, pattern: list[int]) -> np.ndarray:
     """Positions p (ascending) with ref[p-m:p] == pattern and p <= n-1: a token follows the match."""
@@ -103,16 +105,27 @@ class DraftCursor:
         if len(self.output) > self.max_match:
             del self.output[0]
 
-    def propose(self, limit: int) -> list[int]:
-        """Up to min(limit, the adaptive length) reference tokens expected next; [] if none."""
+    def peek(self, limit: int) -> tuple[int | None, list[int]]:
+        """Where the draft starts in the reference and up to min(limit, the adaptive length)
+        tokens from there; (None, []) if none. Changes nothing: `propose` keeps the anchor.
+
+        A shorter limit gives a prefix of a longer one's draft (the anchor does not depend on
+        it), so the worker may peek at a sequence's largest possible draft and the scheduler
+        cut it to the rows the step can spare."""
         if limit <= 0:
-            return []
-        if self.ptr is None:
-            self.ptr = self._anchor()
-            if self.ptr is None:
-                return []
-        end = min(self.ptr + min(limit, self.k), self.n)
-        return [int(t) for t in self.ref[self.ptr : end]]
+            return None, []
+        ptr = self.ptr if self.ptr is not None else self._anchor()
+        if ptr is None:
+            return None, []
+        end = min(ptr + min(limit, self.k), self.n)
+        return ptr, [int(t) for t in self.ref[ptr:end]]
+
+    def propose(self, limit: int) -> list[int]:
+        """As `peek`, and the cursor stays anchored where the draft starts."""
+        ptr, draft = self.peek(limit)
+        if draft:  # an anchor found always has a token after it: no draft, no anchor
+            self.ptr = ptr
+        return draft
 
     def _anchor(self) -> int | None:
         history = self._history()
@@ -142,6 +155,15 @@ class DraftCursor:
             self.k = max(MIN_DRAFT, self.k // 2)
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """A draft a cursor could make now: `tokens` read from its reference at `start`."""
+
+    cursor: DraftCursor
+    start: int
+    tokens: list[int]
+
+
 class Drafter:
     """A sequence's draft sources: its prediction first, else the context (n-gram lookup)."""
 
@@ -155,15 +177,29 @@ class Drafter:
             if cursor is not None:
                 cursor.observe(token)
 
-    def propose(self, limit: int, *, use_context: bool) -> list[int]:
-        self._last = None
+    def peek(self, limit: int, *, use_context: bool) -> Proposal | None:
+        """The draft `propose` would make, without changing any cursor; None if none."""
         for cursor in (self.prediction, self.context if use_context else None):
             if cursor is not None:
-                draft = cursor.propose(limit)
+                ptr, draft = cursor.peek(limit)
                 if draft:
-                    self._last = cursor
-                    return draft
-        return []
+                    return Proposal(cursor, ptr, draft)
+        return None
+
+    def take(self, proposal: Proposal | None, n: int) -> list[int]:
+        """Use the first `n` tokens of `proposal` as this step's draft (n <= 0: no draft).
+
+        Exactly what `propose(n)` would have done at the time of `peek`: the cursor that drafted
+        is anchored where its draft starts and is the one `verified` will credit."""
+        self._last = None
+        if proposal is None or n <= 0:
+            return []
+        proposal.cursor.ptr = proposal.start
+        self._last = proposal.cursor
+        return proposal.tokens[:n]
+
+    def propose(self, limit: int, *, use_context: bool) -> list[int]:
+        return self.take(self.peek(limit, use_context=use_context), limit)
 
     def verified(self, drafted: int, accepted: int) -> None:
         if self._last is not None:
@@ -177,6 +213,18 @@ class Drafter:
     @property
     def context_stats(self) -> DraftStats:
         return self.context.stats if self.context is not None else DraftStats()
+
+
+def drafter_for(prompt: list[int], params: SamplingParams, ngram: bool, n_ctx_per_seq: int) -> Drafter | None:
+    """A new request's drafter: its prediction, if any, and (when `ngram`) its own context."""
+    predicted = None
+    if params.prediction_ids:
+        predicted = DraftCursor(list(params.prediction_ids), grows=False, aligned_at_start=True, max_draft=32, first_draft=8)
+    context = None
+    if ngram:
+        capacity = min(params.max_tokens, n_ctx_per_seq)
+        context = DraftCursor(prompt, grows=True, capacity=capacity, min_match=3, max_match=8, max_draft=16, first_draft=4)
+    return Drafter(predicted, context) if predicted or context else None
 
 
 def accepted_prefix(draft: list[int], sampled: list[int]) -> int:

@@ -24,7 +24,7 @@ from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, Token
 from coderapi.errors import ContextLengthExceeded, InvalidRequest, ModelNotReady, Overloaded
 
 from .grammar_sandbox import GrammarSandbox
-from .scheduler import Request
+from .sequences import Request
 from .worker import STOP, Worker
 
 

@@ -1,9 +1,10 @@
-"""Request and sequence state, and the plan of one decode step (continuous batching).
+"""The plan of one decode step (continuous batching): pure functions of snapshots.
 
-A `Request` crosses threads: the event loop creates it and reads its queue; the worker fills
-the queue (through `loop.call_soon_threadsafe`) and watches `cancelled`, a plain attribute the
-generator sets when it is closed. A `Sequence` is the worker's private state for an admitted
-request.
+Nothing here touches llama.cpp, a thread or a live sequence: the worker (worker.py) snapshots
+its waiting queue and running sequences (`SeqView`), asks `plan_admission` which requests to
+drop, free and admit, peeks at the drafts `draft_asks` allows (drafting.py), and
+`plan_step` turns all of that into a `StepPlan`; the worker then runs it. The same inputs always
+give the same plan, and no input is changed.
 
 Each step feeds one token for every decoding sequence, then spends what is left of `n_batch`
 on chunks of prompts still being evaluated, oldest admission first (chunked prefill). A long
@@ -34,96 +35,109 @@ step (`exact_rows`, invariance.py), their drafts keep the step's decode rows wit
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import time
-from dataclasses import dataclass, field
-
-from coderapi.engines.base import SamplingParams
-
-from .detok import Utf8Stream
-from .drafting import Drafter
-from .prefix_cache import Slot
-from .greedy import GreedyPicker
-from .sampling import SamplerChain
-
-_ids = itertools.count(1)
-
-
-class Request:
-    __slots__ = ("id", "prompt", "params", "loop", "queue", "cancelled", "finished", "created_at")
-
-    def __init__(
-        self, prompt: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        self.id = next(_ids)
-        self.prompt = prompt
-        self.params = params
-        self.loop = loop
-        self.queue: asyncio.Queue = asyncio.Queue()
-        self.cancelled = False  # set by the consumer side; read by the worker
-        self.finished = False  # set by the consumer side once the final event arrived
-        self.created_at = time.monotonic()
-
-
-class Sequence:
-    """An admitted request bound to a slot."""
-
-    __slots__ = (
-        "req",
-        "slot",
-        "sampler",
-        "stream",
-        "n_prompt_done",
-        "cached",
-        "next_token",
-        "n_generated",
-        "split_last",
-        "queue_seconds",
-        "drafter",
-    )
-
-    def __init__(
-        self,
-        req: Request,
-        slot: Slot,
-        sampler: SamplerChain | GreedyPicker,
-        cached: int,
-        drafter: Drafter | None = None,
-    ) -> None:
-        self.req = req
-        self.slot = slot
-        self.sampler = sampler
-        self.stream = Utf8Stream()
-        self.n_prompt_done = cached  # prompt tokens already in the KV cache
-        self.cached = cached  # of those, served from the prefix cache
-        self.next_token: int | None = None  # sampled, not yet fed to the model
-        self.n_generated = 0
-        self.queue_seconds = time.monotonic() - req.created_at  # inbox + waiting queue
-        params = req.params
-        self.split_last = params.temperature <= 0.0 or params.seed is not None
-        self.drafter = drafter
-
-    @property
-    def prefilling(self) -> bool:
-        return self.n_prompt_done < len(self.req.prompt)
-
-
-@dataclass(eq=False)
-class BatchPart:
-    """The tokens one sequence contributes to a step, at positions start_pos, start_pos+1, ..."""
-
-    seq: Sequence
-    tokens: list[int]
-    start_pos: int
-    wants_logits: bool  # True when the last token's logits are sampled after the step
-    logits_index: int = -1  # its row in the batch (the first draft row's input is tokens[0])
-    draft: list[int] = field(default_factory=list)  # tokens[1:] of a decode part: to verify
-
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 MAX_DRAFT_ROWS = 32  # draft rows per step when one sequence decodes
 DRAFT_ROWS_LOST_PER_SEQUENCE = 4  # ... and fewer for every other decoding sequence
 NGRAM_MAX_DECODING = 2
+
+
+@dataclass(frozen=True)
+class SeqView:
+    """What the scheduler knows of one running sequence, taken at the start of a step."""
+
+    key: int  # unique among the running sequences (its slot's llama.cpp sequence id)
+    prompt_len: int
+    n_prompt_done: int  # prompt tokens already in the KV cache
+    kv_len: int  # tokens the sequence's KV stream holds: the next one goes at this position
+    next_token: int | None  # sampled and not yet fed: the sequence decodes
+    n_generated: int
+    max_tokens: int
+    reproducible: bool = False  # greedy or seeded: split the last prompt token, exact drafts
+    drafts: bool = False  # it has a drafter
+
+    @property
+    def decoding(self) -> bool:
+        return self.next_token is not None
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_prompt_done < self.prompt_len
+
+
+@dataclass(frozen=True)
+class WaitingView:
+    id: int
+    cancelled: bool
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What happens to the queues before a step: all request ids, all in queue order."""
+
+    release: tuple[int, ...]  # running keys whose requests were cancelled: free their slots
+    drop: tuple[int, ...]  # waiting requests cancelled before they got a slot
+    admit: tuple[int, ...]  # waiting requests that get a slot now (FIFO)
+
+
+def plan_admission(waiting: Sequence[WaitingView], cancelled_running: Sequence[int], n_free: int) -> Admission:
+    """Drop the cancelled, free the slots of cancelled running ones, admit the oldest waiting."""
+    live = [w.id for w in waiting if not w.cancelled]
+    slots = n_free + len(cancelled_running)
+    return Admission(
+        release=tuple(cancelled_running),
+        drop=tuple(w.id for w in waiting if w.cancelled),
+        admit=tuple(live[: max(0, slots)]),
+    )
+
+
+@dataclass(frozen=True)
+class DraftAsk:
+    """The longest draft a sequence may get this step; the worker peeks at one that long."""
+
+    key: int
+    limit: int
+    use_context: bool  # n-gram drafts from the context are allowed
+
+
+@dataclass(frozen=True)
+class DecodePart:
+    """A decoding sequence's rows: its next token at `start_pos`, then its draft, all with logits."""
+
+    key: int
+    start_pos: int
+    token: int
+    draft: tuple[int, ...] = ()
+
+    @property
+    def n_rows(self) -> int:
+        return 1 + len(self.draft)
+
+
+@dataclass(frozen=True)
+class PrefillChunk:
+    """Prompt tokens [start, stop) of a sequence, fed at start_pos, start_pos+1, ..."""
+
+    key: int
+    start_pos: int
+    start: int
+    stop: int
+    wants_logits: bool  # the chunk ends the prompt: its last row's logits give the first token
+
+    @property
+    def n_rows(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    decode: tuple[DecodePart, ...]  # in running order
+    prefill: tuple[PrefillChunk, ...]  # in admission order
+
+    @property
+    def n_rows(self) -> int:
+        return sum(p.n_rows for p in self.decode) + sum(c.n_rows for c in self.prefill)
 
 
 def draft_budget(n_decoding: int) -> int:
@@ -131,47 +145,76 @@ def draft_budget(n_decoding: int) -> int:
     return max(0, MAX_DRAFT_ROWS - DRAFT_ROWS_LOST_PER_SEQUENCE * (n_decoding - 1))
 
 
-def _draft_limit(seq: Sequence, n_ctx_per_seq: int) -> int:
+def _draft_limit(seq: SeqView, n_ctx_per_seq: int) -> int:
     """Draft tokens this sequence may still verify: every one could become an output token."""
-    params = seq.req.params
-    room_tokens = params.max_tokens - seq.n_generated - 1
-    room_ctx = n_ctx_per_seq - len(seq.slot.tokens) - 2  # the next token and at least one more
+    room_tokens = seq.max_tokens - seq.n_generated - 1
+    room_ctx = n_ctx_per_seq - seq.kv_len - 2  # the next token and at least one more
     return min(room_tokens, room_ctx)
 
 
-def plan_step(
-    running: list[Sequence], n_batch: int, n_ctx_per_seq: int = 1 << 30, exact_rows: int | None = None
-) -> list[BatchPart]:
-    """Decode tokens first (one per decoding sequence, plus drafts), then prompt chunks in admission order."""
-    parts: list[BatchPart] = []
-    budget = n_batch
-    alone = len(running) == 1
-    decoding = [seq for seq in running if seq.next_token is not None]
-    drafts = min(draft_budget(len(decoding)), n_batch - len(decoding))
-    rows = len(decoding)
+def draft_asks(
+    running: Sequence[SeqView], n_batch: int, n_ctx_per_seq: int = 1 << 30, exact_rows: int | None = None
+) -> list[DraftAsk]:
+    """For each decoding sequence with a drafter, an upper bound of the draft `plan_step` can give it.
+
+    `plan_step` cuts each peeked draft to what is left when its turn comes; as a shorter limit
+    gives a prefix of a longer draft, that equals drafting with the exact limit."""
+    decoding = [seq for seq in running if seq.decoding]
+    n = len(decoding)
+    shared = min(draft_budget(n), n_batch - n)
+    asks = []
     for seq in decoding:
-        draft: list[int] = []
-        if seq.drafter is not None and drafts > 0:
-            limit = min(drafts, _draft_limit(seq, n_ctx_per_seq))
-            if exact_rows is not None and seq.split_last:  # reproducible: keep the step invariant
+        limit = min(shared, _draft_limit(seq, n_ctx_per_seq))
+        if exact_rows is not None and seq.reproducible:
+            limit = min(limit, exact_rows - n)
+        if seq.drafts and limit > 0:
+            asks.append(DraftAsk(seq.key, limit, use_context=n <= NGRAM_MAX_DECODING))
+    return asks
+
+
+def plan_step(
+    running: Sequence[SeqView],
+    n_batch: int,
+    n_ctx_per_seq: int = 1 << 30,
+    exact_rows: int | None = None,
+    drafts: Mapping[int, Sequence[int]] | None = None,
+) -> StepPlan:
+    """Decode rows first (one per decoding sequence, plus drafts), then prompt chunks in admission order.
+
+    `drafts` maps a decoding sequence's key to the draft it could make (see `draft_asks`); each
+    is cut to the rows the step can still spare. The plan never holds more than `n_batch` rows.
+    """
+    drafts = drafts or {}
+    decoding = [seq for seq in running if seq.decoding]
+    spare = min(draft_budget(len(decoding)), n_batch - len(decoding))  # draft rows left
+    rows = len(decoding)
+    decode = []
+    for seq in decoding:
+        draft: Sequence[int] = ()
+        proposed = drafts.get(seq.key)
+        if proposed and spare > 0:
+            limit = min(spare, _draft_limit(seq, n_ctx_per_seq))
+            if exact_rows is not None and seq.reproducible:  # reproducible: keep the step invariant
                 limit = min(limit, exact_rows - rows)
-            draft = seq.drafter.propose(limit, use_context=len(decoding) <= NGRAM_MAX_DECODING)
-            drafts -= len(draft)
+            draft = proposed[: max(0, limit)]
+            spare -= len(draft)
             rows += len(draft)
-        tokens = [seq.next_token, *draft]
-        parts.append(BatchPart(seq, tokens, len(seq.slot.tokens), True, draft=draft))
-        budget -= len(tokens)
+        decode.append(DecodePart(seq.key, seq.kv_len, seq.next_token, tuple(draft)))
+    return StepPlan(tuple(decode), _prefill(running, n_batch - rows))
+
+
+def _prefill(running: Sequence[SeqView], budget: int) -> tuple[PrefillChunk, ...]:
+    """Chunks of the prompts still being evaluated, oldest admission first, within `budget` rows."""
+    chunks = []
+    alone = len(running) == 1
     for seq in running:
         if budget <= 0:
             break
-        if seq.next_token is None and seq.prefilling:
-            prompt = seq.req.prompt
-            start = seq.n_prompt_done
-            end = len(prompt)
-            if seq.split_last and alone and start < end - 1:
+        if not seq.decoding and seq.prefilling:
+            start, end = seq.n_prompt_done, seq.prompt_len
+            if seq.reproducible and alone and start < end - 1:
                 end -= 1  # the last prompt token gets a step of its own (see above)
-            take = min(budget, end - start)
-            done = start + take == len(prompt)
-            parts.append(BatchPart(seq, prompt[start : start + take], len(seq.slot.tokens), done))
-            budget -= take
-    return parts
+            stop = start + min(budget, end - start)
+            chunks.append(PrefillChunk(seq.key, seq.kv_len, start, stop, stop == seq.prompt_len))
+            budget -= stop - start
+    return tuple(chunks)

@@ -1,9 +1,12 @@
 """The worker thread: owns the llama context and runs the continuous-batching decode loop.
 
-One loop iteration: take new requests from the inbox (blocking only when idle), drop cancelled
-ones, admit waiting requests into free slots (FIFO, prefix-cache aware), plan one step
-(scheduler.plan_step), run llama_decode, sample every sequence that produced logits, and hand
-the step's events to their event loops in one `call_soon_threadsafe` per loop.
+One loop iteration: take new requests from the inbox (blocking only when idle); snapshot the
+queues and let the pure scheduler decide (scheduler.py): which cancelled requests to drop or
+free, which waiting ones to admit into free slots (FIFO; the prefix cache picks the slot), which
+drafts to use and which rows the step holds; run that plan with llama_decode, sample every
+sequence that produced logits, and hand the step's events to their event loops in one
+`call_soon_threadsafe` per loop. Every decision is the scheduler's; this file only carries them
+out against llama.cpp.
 
 Failures stay local: a request whose sampler cannot be built, whose sampling raises, or whose
 tokens make a decode step fail (llama_decode returns an error, or the step raises) gets the
@@ -34,11 +37,13 @@ from coderapi.engines.base import TokenEvent
 from coderapi.errors import InternalError, ModelNotReady
 
 from .model import LlamaContext, LlamaModel
-from .drafting import DraftCursor, Drafter
+from .drafting import Proposal, drafter_for
 from .invariance import probe_invariant_rows
 from .prefix_cache import SlotPool
-from .sampling import compute_logprobs, make_sampler
-from .scheduler import BatchPart, Request, Sequence, plan_step
+from .sampling import make_sampler
+from .scheduler import StepPlan, WaitingView, draft_asks, plan_admission, plan_step
+from .sequences import BatchPart, Request, Sequence
+from .token_events import count_drafts, sample_row
 
 log = logging.getLogger("coderapi.engines.llama_cpp")
 
@@ -172,18 +177,56 @@ class Worker(threading.Thread):
             self.waiting.append(item)
 
     def _step(self) -> None:
-        if any(req.cancelled for req in self.waiting):
-            self.waiting = deque(req for req in self.waiting if not req.cancelled)
-        for seq in [s for s in self.running if s.req.cancelled]:
+        self._apply_admission()
+        if not self.running:
+            return
+        views = [seq.view() for seq in self.running]
+        asks = draft_asks(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows)
+        by_key = {seq.key: seq for seq in self.running}
+        proposals = {ask.key: by_key[ask.key].drafter.peek(ask.limit, use_context=ask.use_context) for ask in asks}
+        drafts = {key: p.tokens for key, p in proposals.items() if p is not None}
+        plan = plan_step(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows, drafts)
+        self._run_parts(self._parts(plan, by_key, proposals), isolate=True)
+
+    def _apply_admission(self) -> None:
+        while self._admit_planned():  # a request that failed admission left its slot free
+            pass
+
+    def _admit_planned(self) -> bool:
+        """Carry out one admission plan; True when some admission failed."""
+        waiting = [WaitingView(req.id, req.cancelled) for req in self.waiting]
+        cancelled = [seq.key for seq in self.running if seq.req.cancelled]
+        n_free = sum(not slot.busy for slot in self.pool.slots)
+        plan = plan_admission(waiting, cancelled, n_free)
+        if plan.drop:
+            dropped = set(plan.drop)
+            self.waiting = deque(req for req in self.waiting if req.id not in dropped)
+        for seq in [s for s in self.running if s.key in plan.release]:
             self._release(seq)  # its KV stays valid: kept as prefix cache
-        while self.waiting and self.pool.has_free():
+        failed = False
+        for _ in plan.admit:  # the plan's ids are the queue's head, in order
             req = self.waiting.popleft()
             try:
                 self._admit(req)
             except Exception as exc:
                 self._send(req, exc)
-        if self.running:
-            self._run_parts(plan_step(self.running, self.n_batch, self.n_ctx_per_seq, self.exact_rows), isolate=True)
+                failed = True
+        return failed
+
+    def _parts(self, plan: StepPlan, by_key: dict[int, Sequence], proposals: dict[int, Proposal | None]) -> list[BatchPart]:
+        """The plan as the sequences' batch parts; the drafts used are taken from their drafters."""
+        parts = []
+        for part in plan.decode:
+            seq = by_key[part.key]
+            draft = list(part.draft)
+            if seq.drafter is not None:  # anchors the cursor that drafted, as proposing would
+                seq.drafter.take(proposals.get(part.key), len(draft))
+            parts.append(BatchPart(seq, [part.token, *draft], part.start_pos, True, draft=draft))
+        for chunk in plan.prefill:
+            seq = by_key[chunk.key]
+            tokens = seq.req.prompt[chunk.start : chunk.stop]
+            parts.append(BatchPart(seq, tokens, chunk.start_pos, chunk.wants_logits))
+        return parts
 
     def _admit(self, req: Request) -> None:
         sampler = make_sampler(self.model, req.params, req.prompt)
@@ -192,6 +235,15 @@ class Worker(threading.Thread):
         except BaseException:
             sampler.free()
             raise
+        try:
+            self._place(req, sampler, placement)
+        except BaseException:  # the slot goes back; its KV is unknown now, so it holds nothing
+            sampler.free()
+            placement.slot.tokens.clear()
+            self.pool.release(placement.slot)
+            raise
+
+    def _place(self, req: Request, sampler, placement) -> None:
         slot, keep = placement.slot, placement.keep
         if placement.source is not None:  # llama.cpp copies the stream at the next decode
             self.ctx.seq_cp(placement.source.seq_id, slot.seq_id)
@@ -202,20 +254,8 @@ class Worker(threading.Thread):
         del slot.tokens[keep:]
         self.prefix_queries += len(req.prompt)
         self.prefix_hits += keep
-        self.running.append(Sequence(req, slot, sampler, keep, self._drafter(req)))
-
-    def _drafter(self, req: Request) -> Drafter | None:
-        prediction = req.params.prediction_ids
-        predicted = None
-        if prediction:
-            predicted = DraftCursor(list(prediction), grows=False, aligned_at_start=True, max_draft=32, first_draft=8)
-        context = None
-        if self.ngram_speculation:
-            capacity = min(req.params.max_tokens, self.n_ctx_per_seq)
-            context = DraftCursor(
-                req.prompt, grows=True, capacity=capacity, min_match=3, max_match=8, max_draft=16, first_draft=4
-            )
-        return Drafter(predicted, context) if predicted or context else None
+        drafter = drafter_for(req.prompt, req.params, self.ngram_speculation, self.n_ctx_per_seq)
+        self.running.append(Sequence(req, slot, sampler, keep, drafter))
 
     # -- one decode step ------------------------------------------------------------------------
 
@@ -302,49 +342,16 @@ class Worker(threading.Thread):
             del seq.slot.tokens[keep:]
         if seq.drafter is not None:
             seq.drafter.verified(len(draft), accepted)
-            self._count_drafts(seq.drafter, event)
+            count_drafts(seq.drafter, event)
         if event.finish_reason is None:
             seq.next_token = token
         else:
             self._release(seq)
 
-    @staticmethod
-    def _count_drafts(drafter: Drafter, event: TokenEvent) -> None:
-        # The step's events are still in the outbox: its last one carries the totals so far.
-        event.accepted_prediction_tokens = drafter.prediction_stats.accepted
-        event.rejected_prediction_tokens = drafter.prediction_stats.rejected
-        event.accepted_ngram_tokens = drafter.context_stats.accepted
-        event.rejected_ngram_tokens = drafter.context_stats.rejected
-
     def _sample(self, seq: Sequence, index: int) -> tuple[int, TokenEvent]:
         """Sample one token from batch row `index`, send its event; the sequence stays running."""
-        req = seq.req
-        params = req.params
-        token = seq.sampler.sample(self.ctx.ptr, index)
-        seq.n_generated += 1
-        if seq.drafter is not None:
-            seq.drafter.observe(token)
-        logprob = top = None
-        if params.logprobs is not None:
-            lp = compute_logprobs(
-                self.ctx.logits_row(index), self.model.n_vocab, token, params.logprobs, self.model
-            )
-            logprob, top = lp.logprob, lp.top
-        finish = None
-        if token in params.stop_token_ids or (not params.ignore_eos and self.model.is_eog(token)):
-            finish = "stop"  # the end token counts as a completion token but is not emitted as text
-            text = seq.stream.flush()
-        else:
-            text = seq.stream.push(self.model.piece(token))
-            total = len(req.prompt) + seq.n_generated
-            if seq.n_generated >= params.max_tokens or total >= self.n_ctx_per_seq:
-                finish = "length"
-                text += seq.stream.flush()
-        queued = seq.queue_seconds if seq.n_generated == 1 else None
-        event = TokenEvent(token, text, logprob, top, finish, seq.cached, queued)
-        if seq.drafter is not None:
-            self._count_drafts(seq.drafter, event)
-        self._send(req, event)
+        token, event = sample_row(self.model, self.ctx, seq, index, self.n_ctx_per_seq)
+        self._send(seq.req, event)
         return token, event
 
     # -- sequences out --------------------------------------------------------------------------

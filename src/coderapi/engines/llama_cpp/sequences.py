@@ -1,0 +1,118 @@
+"""A request on its way through the worker, and the worker's state for it once admitted.
+
+A `Request` crosses threads: the event loop creates it and reads its queue; the worker fills
+the queue (through `loop.call_soon_threadsafe`) and watches `cancelled`, a plain attribute the
+generator sets when it is closed. The worker reads `cancelled` once per step, into the
+snapshot it plans from (scheduler.py), so a step acts on one consistent view of it.
+
+A `Sequence` is the worker's private state for an admitted request: only the worker thread
+reads or writes it. `view()` is the snapshot the pure scheduler plans from; `BatchPart` is one
+sequence's share of a planned step as the worker runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from coderapi.engines.base import SamplingParams
+
+from .detok import Utf8Stream
+from .drafting import Drafter
+from .greedy import GreedyPicker
+from .prefix_cache import Slot
+from .sampling import SamplerChain
+from .scheduler import SeqView
+
+_ids = itertools.count(1)
+
+
+class Request:
+    __slots__ = ("id", "prompt", "params", "loop", "queue", "cancelled", "finished", "created_at")
+
+    def __init__(
+        self, prompt: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        self.id = next(_ids)
+        self.prompt = prompt
+        self.params = params
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.cancelled = False  # set by the consumer side; read by the worker
+        self.finished = False  # set by the consumer side once the final event arrived
+        self.created_at = time.monotonic()
+
+
+class Sequence:
+    """An admitted request bound to a slot (worker thread only)."""
+
+    __slots__ = (
+        "req",
+        "slot",
+        "sampler",
+        "stream",
+        "n_prompt_done",
+        "cached",
+        "next_token",
+        "n_generated",
+        "split_last",
+        "queue_seconds",
+        "drafter",
+    )
+
+    def __init__(
+        self,
+        req: Request,
+        slot: Slot,
+        sampler: SamplerChain | GreedyPicker | None,
+        cached: int,
+        drafter: Drafter | None = None,
+    ) -> None:
+        self.req = req
+        self.slot = slot
+        self.sampler = sampler
+        self.stream = Utf8Stream()
+        self.n_prompt_done = cached  # prompt tokens already in the KV cache
+        self.cached = cached  # of those, served from the prefix cache
+        self.next_token: int | None = None  # sampled, not yet fed to the model
+        self.n_generated = 0
+        self.queue_seconds = time.monotonic() - req.created_at  # inbox + waiting queue
+        params = req.params
+        self.split_last = params.temperature <= 0.0 or params.seed is not None
+        self.drafter = drafter
+
+    @property
+    def key(self) -> int:
+        """Names the sequence in a step plan: its slot's llama.cpp sequence id."""
+        return self.slot.seq_id
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_prompt_done < len(self.req.prompt)
+
+    def view(self) -> SeqView:
+        return SeqView(
+            key=self.slot.seq_id,
+            prompt_len=len(self.req.prompt),
+            n_prompt_done=self.n_prompt_done,
+            kv_len=len(self.slot.tokens),
+            next_token=self.next_token,
+            n_generated=self.n_generated,
+            max_tokens=self.req.params.max_tokens,
+            reproducible=self.split_last,
+            drafts=self.drafter is not None,
+        )
+
+
+@dataclass(eq=False)
+class BatchPart:
+    """The tokens one sequence contributes to a step, at positions start_pos, start_pos+1, ..."""
+
+    seq: Sequence
+    tokens: list[int]
+    start_pos: int
+    wants_logits: bool  # True when the last token's logits are sampled after the step
+    logits_index: int = -1  # its row in the batch (the first draft row's input is tokens[0])
+    draft: list[int] = field(default_factory=list)  # tokens[1:] of a decode part: to verify

@@ -1,0 +1,244 @@
+"""The pure scheduler (engines/llama_cpp/scheduler.py): admission, draft limits and step plans.
+
+Plain snapshots in, a plan out: no model, no thread. The hypothesis tests draw whole running
+sets (decoding and prefilling sequences, drafts, budgets) and check the rules every plan keeps.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coderapi.engines.llama_cpp.drafting import DraftCursor, Drafter
+from coderapi.engines.llama_cpp.scheduler import (
+    NGRAM_MAX_DECODING,
+    SeqView,
+    WaitingView,
+    draft_asks,
+    draft_budget,
+    plan_admission,
+    plan_step,
+)
+
+
+def decoding(key: int, *, kv: int = 10, n_generated: int = 1, max_tokens: int = 100, reproducible=False, drafts=True):
+    return SeqView(key, prompt_len=kv - n_generated + 1, n_prompt_done=kv - n_generated + 1, kv_len=kv,
+                   next_token=1000 + key, n_generated=n_generated, max_tokens=max_tokens,
+                   reproducible=reproducible, drafts=drafts)
+
+
+def prefilling(key: int, prompt_len: int, done: int = 0, reproducible=False):
+    return SeqView(key, prompt_len=prompt_len, n_prompt_done=done, kv_len=done, next_token=None,
+                   n_generated=0, max_tokens=100, reproducible=reproducible)
+
+
+# -- hypothesis: any running set -------------------------------------------------------------------
+
+
+@st.composite
+def running_sets(draw):
+    n = draw(st.integers(1, 8))
+    views = []
+    for key in range(n):
+        reproducible = draw(st.booleans())
+        if draw(st.booleans()):
+            n_generated = draw(st.integers(1, 60))
+            kv = draw(st.integers(n_generated, 300))
+            views.append(decoding(key, kv=kv, n_generated=n_generated, max_tokens=draw(st.integers(n_generated, 80)),
+                                  reproducible=reproducible, drafts=draw(st.booleans())))
+        else:
+            prompt_len = draw(st.integers(1, 400))
+            views.append(prefilling(key, prompt_len, draw(st.integers(0, prompt_len - 1)), reproducible))
+    order = draw(st.permutations(range(n)))  # keys need not follow admission order
+    views = [views[i] for i in order]
+    drafts = {v.key: draw(st.lists(st.integers(0, 50), max_size=40)) for v in views if v.decoding and v.drafts}
+    n_batch = draw(st.integers(n + 1, 600))
+    n_ctx = draw(st.integers(310, 400))
+    exact_rows = draw(st.one_of(st.none(), st.integers(1, 12)))
+    return views, drafts, n_batch, n_ctx, exact_rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(running_sets())
+def test_every_plan_keeps_the_rules(case):
+    views, drafts, n_batch, n_ctx, exact_rows = case
+    before = copy.deepcopy((views, drafts))
+    plan = plan_step(views, n_batch, n_ctx, exact_rows, drafts)
+    assert (views, drafts) == before  # inputs untouched
+    assert plan == plan_step(views, n_batch, n_ctx, exact_rows, drafts)  # deterministic
+    assert plan.n_rows <= n_batch  # the budget is never exceeded
+
+    decoders = [v for v in views if v.decoding]
+    assert [p.key for p in plan.decode] == [v.key for v in decoders]  # every decoder, in running order
+    rows = len(decoders)
+    for part, view in zip(plan.decode, decoders):
+        assert (part.token, part.start_pos) == (view.next_token, view.kv_len)
+        assert list(part.draft) == drafts.get(view.key, [])[: len(part.draft)]  # a prefix of the proposal
+        if part.draft:
+            assert len(part.draft) <= view.max_tokens - view.n_generated - 1  # each could be output
+            assert view.kv_len + len(part.draft) + 2 <= n_ctx  # room for all of it in the context
+            rows += len(part.draft)
+            if exact_rows is not None and view.reproducible:
+                assert rows <= exact_rows  # decode rows so far stay within the invariant rows
+    assert sum(len(p.draft) for p in plan.decode) <= draft_budget(len(decoders))
+
+    prefill = [v for v in views if not v.decoding]
+    by_key = {v.key: v for v in views}
+    assert [c.key for c in plan.prefill] == [v.key for v in prefill][: len(plan.prefill)]  # admission order
+    for i, chunk in enumerate(plan.prefill):
+        view = by_key[chunk.key]
+        assert (chunk.start, chunk.start_pos) == (view.n_prompt_done, view.kv_len)
+        assert chunk.start < chunk.stop <= view.prompt_len
+        assert chunk.wants_logits == (chunk.stop == view.prompt_len)
+        end = view.prompt_len
+        if view.reproducible and len(views) == 1 and view.n_prompt_done < end - 1:
+            end -= 1  # the split rule: the last prompt token waits for a step of its own
+        last = i == len(plan.prefill) - 1
+        assert chunk.stop == end or (last and plan.n_rows == n_batch)  # only the budget cuts, and only the last
+    if plan.n_rows < n_batch:
+        assert len(plan.prefill) == len(prefill)  # rows left over: every prompt got its chunk
+
+
+# -- examples of each rule -------------------------------------------------------------------------
+
+
+def test_decode_rows_come_first_and_prompts_share_what_is_left_in_admission_order():
+    views = [prefilling(5, 300), decoding(2), prefilling(0, 300), decoding(7)]
+    plan = plan_step(views, n_batch=400)
+    assert [p.key for p in plan.decode] == [2, 7]
+    assert [(c.key, c.start, c.stop, c.wants_logits) for c in plan.prefill] == [(5, 0, 300, True), (0, 0, 98, False)]
+    assert plan.n_rows == 400
+    tight = plan_step(views, n_batch=3)
+    assert [p.key for p in tight.decode] == [2, 7] and [(c.key, c.stop) for c in tight.prefill] == [(5, 1)]
+
+
+def test_a_reproducible_request_alone_evaluates_its_last_prompt_token_in_a_step_of_its_own():
+    plan = plan_step([prefilling(0, 50, reproducible=True)], n_batch=512)
+    assert [(c.start, c.stop, c.wants_logits) for c in plan.prefill] == [(0, 49, False)]
+    plan = plan_step([prefilling(0, 50, done=49, reproducible=True)], n_batch=512)
+    assert [(c.start, c.stop, c.wants_logits) for c in plan.prefill] == [(49, 50, True)]
+    # Sampled without a seed, or beside another sequence: the whole prompt at once.
+    assert plan_step([prefilling(0, 50)], n_batch=512).prefill[0].stop == 50
+    beside = plan_step([prefilling(0, 50, reproducible=True), decoding(1)], n_batch=512)
+    assert beside.prefill[0].stop == 50
+
+
+def test_drafts_are_cut_to_the_shared_budget_in_running_order():
+    views = [decoding(k) for k in range(8)]  # 8 decoding: draft_budget(8) == 4 rows in all
+    plan = plan_step(views, n_batch=512, drafts={k: [1, 2, 3] for k in range(8)})
+    assert [len(p.draft) for p in plan.decode] == [3, 1, 0, 0, 0, 0, 0, 0]
+    assert draft_budget(8) == 4
+
+
+def test_drafts_are_capped_by_max_tokens_context_and_exact_rows():
+    proposal = {0: list(range(20))}
+    assert plan_step([decoding(0, n_generated=5, max_tokens=9)], 512, drafts=proposal).decode[0].draft == (0, 1, 2)
+    assert plan_step([decoding(0, kv=95)], 512, n_ctx_per_seq=100, drafts=proposal).decode[0].draft == (0, 1, 2)
+    greedy = plan_step([decoding(0, reproducible=True)], 512, exact_rows=3, drafts=proposal)
+    assert greedy.decode[0].draft == (0, 1)  # 3 rows: the next token and two drafts
+    sampled = plan_step([decoding(0)], 512, exact_rows=3, drafts=proposal)
+    assert len(sampled.decode[0].draft) == 20  # unseeded sampling is not reproducible anyway
+
+
+def test_draft_asks_bound_every_draft_and_allow_context_drafts_only_under_light_load():
+    views = [decoding(k, reproducible=k == 0) for k in range(3)] + [decoding(9, drafts=False)]
+    asks = draft_asks(views, n_batch=512, exact_rows=6)
+    assert [(a.key, a.limit) for a in asks] == [(0, 2), (1, draft_budget(4)), (2, draft_budget(4))]
+    assert not any(a.use_context for a in asks)  # 4 decode > NGRAM_MAX_DECODING
+    assert all(a.use_context for a in draft_asks(views[:NGRAM_MAX_DECODING], n_batch=512))
+    assert draft_asks([decoding(0, n_generated=9, max_tokens=10)], n_batch=512) == []  # no room: no ask
+
+
+# -- the worker's draft protocol equals drafting inside the plan (as the scheduler used to) ------------
+
+
+def _old_drafts(views, drafters, n_batch, n_ctx, exact_rows):
+    """The former plan_step's draft loop: `propose` called in turn with the limit left."""
+    dec = [v for v in views if v.decoding]
+    spare, rows, out = min(draft_budget(len(dec)), n_batch - len(dec)), len(dec), []
+    for v in dec:
+        draft = []
+        if v.drafts and spare > 0:
+            limit = min(spare, v.max_tokens - v.n_generated - 1, n_ctx - v.kv_len - 2)
+            if exact_rows is not None and v.reproducible:
+                limit = min(limit, exact_rows - rows)
+            draft = drafters[v.key].propose(limit, use_context=len(dec) <= NGRAM_MAX_DECODING)
+            spare, rows = spare - len(draft), rows + len(draft)
+        out.append(draft)
+    return out
+
+
+def _new_drafts(views, drafters, n_batch, n_ctx, exact_rows):
+    """What the worker does now: peek at each ask, plan, then take what the plan used."""
+    proposals = {a.key: drafters[a.key].peek(a.limit, use_context=a.use_context)
+                 for a in draft_asks(views, n_batch, n_ctx, exact_rows)}
+    plan = plan_step(views, n_batch, n_ctx, exact_rows, {k: p.tokens for k, p in proposals.items() if p})
+    for part in plan.decode:
+        if part.key in drafters:
+            drafters[part.key].take(proposals.get(part.key), len(part.draft))
+    return [list(p.draft) for p in plan.decode]
+
+
+def _drafter(prediction, prompt):
+    return Drafter(DraftCursor(prediction, grows=False, aligned_at_start=True, max_draft=32, first_draft=8),
+                   DraftCursor(prompt, grows=True, capacity=64, min_match=1, max_match=4, first_draft=4))
+
+
+def _state(d: Drafter):
+    cursors = [(c.ptr, c.floor, c.k, c.n, c.stats) for c in (d.prediction, d.context)]
+    return cursors, "prediction" if d._last is d.prediction else "context" if d._last is d.context else None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 10), st.data())
+def test_peeking_before_the_plan_drafts_exactly_as_proposing_inside_it_did(n, data):
+    small = st.lists(st.integers(0, 4), min_size=1, max_size=24)
+    specs = [(data.draw(small), data.draw(small)) for _ in range(n)]
+    old = {k: _drafter(p, q) for k, (p, q) in enumerate(specs)}
+    new = {k: _drafter(p, q) for k, (p, q) in enumerate(specs)}
+    exact_rows = data.draw(st.one_of(st.none(), st.integers(1, 10)))
+    for _ in range(data.draw(st.integers(1, 6))):  # a few steps: cursors move, anchors are kept or lost
+        views = [decoding(k, reproducible=k % 2 == 0) for k in range(n)]
+        drafts = _old_drafts(views, old, 64, 1 << 20, exact_rows)
+        assert _new_drafts(views, new, 64, 1 << 20, exact_rows) == drafts
+        for k in range(n):
+            assert _state(old[k]) == _state(new[k])
+            accepted = data.draw(st.integers(0, len(drafts[k])))
+            token = data.draw(st.integers(0, 4))
+            for drafters in (old, new):
+                drafters[k].verified(len(drafts[k]), accepted)
+                drafters[k].observe(token)
+
+
+def test_predictions_draft_under_load_and_context_drafts_only_while_few_decode():
+    def drafter(prediction):
+        p = DraftCursor(prediction, grows=False, aligned_at_start=True, first_draft=8) if prediction else None
+        return Drafter(p, DraftCursor([7, 8, 9, 10, 11, 7], grows=True, capacity=100, min_match=1, first_draft=8))
+
+    assert _new_drafts([decoding(0)], {0: drafter(None)}, 512, 1 << 20, None) == [[8, 9, 10, 11, 7]]
+    drafters = {k: drafter([8, 9, 10, 11, 12] if k < NGRAM_MAX_DECODING else None) for k in range(4)}
+    drafts = _new_drafts([decoding(k) for k in range(4)], drafters, 512, 1 << 20, None)
+    assert [len(d) for d in drafts] == [5, 5, 0, 0]  # predictions still draft; n-grams do not
+
+
+# -- admission --------------------------------------------------------------------------------------
+
+
+def test_admission_drops_the_cancelled_frees_their_slots_and_admits_the_oldest():
+    waiting = [WaitingView(10, False), WaitingView(11, True), WaitingView(12, False), WaitingView(13, False)]
+    plan = plan_admission(waiting, cancelled_running=[3], n_free=1)
+    assert plan.drop == (11,) and plan.release == (3,)
+    assert plan.admit == (10, 12)  # one free slot and the cancelled one's: the two oldest live
+    assert plan_admission(waiting, [], n_free=0).admit == ()
+    assert plan_admission([], [], n_free=4).admit == ()
+
+
+@given(st.lists(st.booleans(), max_size=12), st.integers(0, 8), st.integers(0, 4))
+def test_admission_is_fifo_and_never_overfills_the_slots(cancelled, n_free, n_cancelled_running):
+    waiting = [WaitingView(i, c) for i, c in enumerate(cancelled)]
+    plan = plan_admission(waiting, list(range(n_cancelled_running)), n_free)
+    live = [w.id for w in waiting if not w.cancelled]
+    assert list(plan.admit) == live[: n_free + n_cancelled_running]
+    assert set(plan.drop) == {w.id for w in waiting if w.cancelled}
