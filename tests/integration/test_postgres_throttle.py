@@ -50,12 +50,12 @@ def test_concurrent_sign_in_attempts_from_two_gateways_get_exactly_the_limit(gat
 
 def test_an_invite_is_used_once_however_many_sign_ups_race_for_it(gateways):
     accounts = [AccountService(db, starting_credit=0) for db in gateways]
-    admin = asyncio.run(accounts[0].create_user("root@example.com", "correct horse battery", role="admin"))
-    _, code = asyncio.run(accounts[0].create_invite(admin.id))
+    admin = asyncio.run(accounts[0].signups.create_user("root@example.com", "correct horse battery", role="admin"))
+    _, code = asyncio.run(accounts[0].signups.create_invite(admin.id))
 
     def sign_up(i: int) -> bool:
         try:
-            asyncio.run(accounts[i % 2].create_user(f"u{i}@example.com", "correct horse battery", invite_code=code))
+            asyncio.run(accounts[i % 2].signups.create_user(f"u{i}@example.com", "correct horse battery", invite_code=code))
         except InvalidRequest:
             return False
         return True
@@ -63,4 +63,4 @@ def test_an_invite_is_used_once_however_many_sign_ups_race_for_it(gateways):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(sign_up, range(8)))
     assert results.count(True) == 1
-    assert len(asyncio.run(accounts[0].list_users())) == 2
+    assert len(asyncio.run(accounts[0].users.list_users())) == 2
