@@ -16,11 +16,14 @@ class StopMatcher:
         if not self._stops:
             return text
         buffer = self._held + text
-        hits = [i for i in (buffer.find(s) for s in self._stops) if i >= 0]
+        # The stop that is complete first ends the text (the longest, on a tie), as generation
+        # would have stopped there: with the earliest *start*, a longer stop that begins first
+        # but ends later would win only when the same piece happens to hold both.
+        hits = [(i + len(s), i) for s in self._stops if (i := buffer.find(s)) >= 0]
         if hits:
             self.stopped = True
             self._held = ""
-            return buffer[: min(hits)]
+            return buffer[: min(hits)[1]]
         keep = self._partial_suffix(buffer)
         self._held = buffer[len(buffer) - keep :] if keep else ""
         return buffer[: len(buffer) - keep]
