@@ -66,8 +66,14 @@ def test_n_choices_streamed_interleaved_by_index(real_platform):
     assert [c.index for c in done.choices] == [0, 1]
     assert done.choices[0].message.content == done.choices[1].message.content  # greedy
     _, chunks = streamed_text(real_platform, n=3, max_tokens=8)
-    order = [c.choices[0].index for c in chunks if c.choices and c.choices[0].delta.content]
-    assert set(order) == {0, 1, 2} and order != sorted(order)  # interleaved, not one after another
+    pieces = [(c.choices[0].index, c.choices[0].delta.content) for c in chunks if c.choices and c.choices[0].delta.content]
+    order = [index for index, _ in pieces]
+    texts = ["".join(text for index, text in pieces if index == i) for i in range(3)]
+    assert texts[0] and texts == [texts[0]] * 3  # each choice's own whole answer under its index (greedy)
+    # interleaved: every choice has sent its first piece before any choice sends its last
+    firsts = [order.index(i) for i in range(3)]
+    lasts = [len(order) - 1 - order[::-1].index(i) for i in range(3)]
+    assert max(firsts) < min(lasts), order
     finishes = sorted(c.choices[0].index for c in chunks if c.choices and c.choices[0].finish_reason)
     assert finishes == [0, 1, 2]
 

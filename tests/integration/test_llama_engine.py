@@ -54,19 +54,27 @@ async def wait_until(predicate, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+QWEN_SPECIALS = {"<|endoftext|>": 151643, "<|im_start|>": 151644, "<|im_end|>": 151645, "<tool_call>": 151657}
+
+
 def test_info_and_vocabulary(engine):
     assert isinstance(engine, Engine)
     assert engine.ready
     info = engine.info
     assert info.context_length == 2048
-    assert info.vocab_size > 150_000
-    assert "<|im_start|>" in (info.chat_template or "")
-    assert info.eos_token == "<|im_end|>"
+    assert info.vocab_size == 151_936  # Qwen2.5's vocabulary as the GGUF holds it (padded)
     assert info.metadata["general.architecture"] == "qwen2"
-    [im_end] = engine.tokenize("<|im_end|>")
-    assert engine.token_text(im_end) == "<|im_end|>"
-    ids = engine.tokenize(chat("def f(x): return x  # ünïcode"))
-    assert engine.detokenize(ids) == chat("def f(x): return x  # ünïcode")
+    assert info.eos_token == "<|im_end|>"
+    template = info.chat_template or ""
+    assert "<|im_start|>" in template and "<tool_call>" in template  # Qwen2.5's own template, tools included
+    for special, token_id in QWEN_SPECIALS.items():  # markup is one special token, both ways
+        assert engine.tokenize(special) == [token_id] and engine.token_text(token_id) == special
+    prompt = chat("def f(x): return x")
+    ids = engine.tokenize(prompt)
+    assert ids.count(151644) == 2 and ids.count(151645) == 1
+    assert "".join(engine.token_text(i) for i in ids) == prompt  # every token's own text, in order
+    unicode = chat("def f(x): return x  # ünïcode")
+    assert engine.detokenize(engine.tokenize(unicode)) == unicode
 
 
 async def test_greedy_generation_shape(engine):

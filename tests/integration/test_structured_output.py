@@ -81,15 +81,22 @@ def test_json_schema_streamed_joins_to_valid_json(real_platform):
 
 def test_json_object_gives_an_object(real_platform):
     done = _ask(sdk(real_platform), "List two colours with their hex codes.", {"type": "json_object"})
+    assert done.choices[0].finish_reason == "stop"  # the object was closed, not cut off
     assert isinstance(json.loads(done.choices[0].message.content), dict)
+    free = _ask(sdk(real_platform), "List two colours with their hex codes.", {"type": "text"})
+    assert free.choices[0].message.content != done.choices[0].message.content  # the grammar changed the answer
 
 
 def test_text_format_is_unconstrained(real_platform):
-    done = sdk(real_platform).chat.completions.create(
-        model=ALIAS_ID, messages=[{"role": "user", "content": "Say hello."}], response_format={"type": "text"},
-        temperature=0, max_tokens=12,
-    )
-    assert done.choices[0].message.content.strip()
+    def ask(**extra):
+        return sdk(real_platform).chat.completions.create(
+            model=ALIAS_ID, messages=[{"role": "user", "content": "Say hello."}], temperature=0, max_tokens=12, **extra
+        ).choices[0].message.content
+
+    text = ask(response_format={"type": "text"})
+    assert text.strip() and text == ask()  # the same greedy answer as with no response_format at all
+    with pytest.raises(ValueError):
+        json.loads(text)  # prose, not JSON
 
 
 @pytest.mark.parametrize(
