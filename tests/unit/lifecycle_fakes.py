@@ -158,10 +158,8 @@ def rig(*, per_key: int = 0, per_user: int = 0, rpm: int = 0, tpm: int = 0) -> R
     metrics = ServingMetrics(lambda: [])
     metering = Metering(ledger, metrics)
     registry = ModelRegistry([ServedModel(SPEC, backend, "scripted")])
-    return Rig(
-        Lifecycle(registry, metering, admission), backend, ledger, reservations, in_flight, metering, metrics,
-        InferenceService(registry, metering, admission),
-    )
+    lifecycle = Lifecycle(registry, metering, admission)
+    return Rig(lifecycle, backend, ledger, reservations, in_flight, metering, metrics, InferenceService(lifecycle))
 
 
 def management(principal: Principal = PRINCIPAL) -> Principal:

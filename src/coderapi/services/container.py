@@ -16,6 +16,7 @@ from coderapi.services.admission import Admission
 from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.billing import Billing
 from coderapi.services.inference import InferenceService
+from coderapi.services.lifecycle import Lifecycle
 from coderapi.services.ledger_writer import LedgerWriter
 from coderapi.services.metering import Metering
 from coderapi.services.metrics import ServingMetrics
@@ -73,7 +74,7 @@ class Services:
         )
         in_flight = InFlightLimits(settings.max_concurrent_requests_per_key, settings.max_concurrent_requests_per_user)
         admission = Admission(limits, reservations, in_flight, ledger, accounts.keys.key_cache)
-        inference = InferenceService(registry, metering, admission)
+        inference = InferenceService(Lifecycle(registry, metering, admission))
         services = cls(
             settings, db, accounts.keys, accounts.users, accounts.signups, registry, metrics, metering, inference,
             limits=limits, reports=UsageReports(db, metering.settled), billing=Billing(accounts.users, settings.models, metering.settled),

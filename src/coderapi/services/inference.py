@@ -9,11 +9,8 @@ from typing import AsyncIterator
 from pydantic import BaseModel
 
 from coderapi.services.account_types import Principal
-from coderapi.services.admission import Admission
 from coderapi.services.endpoints import Endpoint
 from coderapi.services.lifecycle import Lifecycle, parse_body
-from coderapi.services.metering import Metering
-from coderapi.services.registry import ModelRegistry
 
 __all__ = ["InferenceOutcome", "InferenceService", "parse_body"]
 
@@ -29,8 +26,8 @@ class InferenceOutcome:
 
 
 class InferenceService:
-    def __init__(self, registry: ModelRegistry, metering: Metering, admission: Admission) -> None:
-        self._lifecycle = Lifecycle(registry, metering, admission)
+    def __init__(self, lifecycle: Lifecycle) -> None:
+        self._lifecycle = lifecycle
 
     async def chat(
         self, body: bytes, principal: Principal, request_id: str, *,
