@@ -16,7 +16,6 @@ from coderapi.engines.llama_cpp.scheduler import (
     NGRAM_MAX_DECODING,
     SeqView,
     WaitingView,
-    draft_asks,
     draft_budget,
     plan_admission,
     plan_step,
@@ -27,6 +26,17 @@ def decoding(key: int, *, kv: int = 10, n_generated: int = 1, max_tokens: int = 
     return SeqView(key, prompt_len=kv - n_generated + 1, n_prompt_done=kv - n_generated + 1, kv_len=kv,
                    next_token=1000 + key, n_generated=n_generated, max_tokens=max_tokens,
                    reproducible=reproducible, drafts=drafts)
+
+
+def source(proposals: dict[int, list[int]], calls: list | None = None):
+    """A DraftSource answering from fixed proposals, longer than asked on purpose: the plan cuts."""
+
+    def drafts(key: int, limit: int, use_context: bool) -> list[int]:
+        if calls is not None:
+            calls.append((key, limit, use_context))
+        return proposals.get(key, [])
+
+    return drafts
 
 
 def prefilling(key: int, prompt_len: int, done: int = 0, reproducible=False):
@@ -65,10 +75,13 @@ def running_sets(draw):
 def test_every_plan_keeps_the_rules(case):
     views, drafts, n_batch, n_ctx, exact_rows = case
     before = copy.deepcopy((views, drafts))
-    plan = plan_step(views, n_batch, n_ctx, exact_rows, drafts)
+    calls = []
+    plan = plan_step(views, n_batch, n_ctx, exact_rows, source(drafts, calls))
     assert (views, drafts) == before  # inputs untouched
-    assert plan == plan_step(views, n_batch, n_ctx, exact_rows, drafts)  # deterministic
+    assert plan == plan_step(views, n_batch, n_ctx, exact_rows, source(drafts))  # deterministic
     assert plan.n_rows <= n_batch  # the budget is never exceeded
+    has_drafter = {v.key: v.drafts for v in views}
+    assert all(limit >= 1 and has_drafter[key] for key, limit, _ in calls)  # asked only when it may draft
 
     decoders = [v for v in views if v.decoding]
     assert [p.key for p in plan.decode] == [v.key for v in decoders]  # every decoder, in running order
@@ -127,13 +140,13 @@ def test_a_reproducible_request_alone_evaluates_its_last_prompt_token_in_a_step_
 
 def test_drafts_are_cut_to_the_shared_budget_in_running_order():
     views = [decoding(k) for k in range(8)]  # 8 decoding: draft_budget(8) == 4 rows in all
-    plan = plan_step(views, n_batch=512, drafts={k: [1, 2, 3] for k in range(8)})
+    plan = plan_step(views, n_batch=512, drafts=source({k: [1, 2, 3] for k in range(8)}))
     assert [len(p.draft) for p in plan.decode] == [3, 1, 0, 0, 0, 0, 0, 0]
     assert draft_budget(8) == 4
 
 
 def test_drafts_are_capped_by_max_tokens_context_and_exact_rows():
-    proposal = {0: list(range(20))}
+    proposal = source({0: list(range(20))})
     assert plan_step([decoding(0, n_generated=5, max_tokens=9)], 512, drafts=proposal).decode[0].draft == (0, 1, 2)
     assert plan_step([decoding(0, kv=95)], 512, n_ctx_per_seq=100, drafts=proposal).decode[0].draft == (0, 1, 2)
     greedy = plan_step([decoding(0, reproducible=True)], 512, exact_rows=3, drafts=proposal)
@@ -142,13 +155,20 @@ def test_drafts_are_capped_by_max_tokens_context_and_exact_rows():
     assert len(sampled.decode[0].draft) == 20  # unseeded sampling is not reproducible anyway
 
 
-def test_draft_asks_bound_every_draft_and_allow_context_drafts_only_under_light_load():
+def test_drafts_are_asked_for_with_the_rows_left_and_context_drafts_only_under_light_load():
     views = [decoding(k, reproducible=k == 0) for k in range(3)] + [decoding(9, drafts=False)]
-    asks = draft_asks(views, n_batch=512, exact_rows=6)
-    assert [(a.key, a.limit) for a in asks] == [(0, 2), (1, draft_budget(4)), (2, draft_budget(4))]
-    assert not any(a.use_context for a in asks)  # 4 decode > NGRAM_MAX_DECODING
-    assert all(a.use_context for a in draft_asks(views[:NGRAM_MAX_DECODING], n_batch=512))
-    assert draft_asks([decoding(0, n_generated=9, max_tokens=10)], n_batch=512) == []  # no room: no ask
+    calls = []
+    plan_step(views, n_batch=512, exact_rows=6, drafts=source({}, calls))
+    assert calls == [(0, 2, False), (1, draft_budget(4), False), (2, draft_budget(4), False)]  # 4 decode > 2
+    calls.clear()
+    plan_step(views, n_batch=512, exact_rows=6, drafts=source({0: [5], 1: [5] * 30}, calls))
+    assert [c[:2] for c in calls] == [(0, 2), (1, draft_budget(4) - 1)]  # 1 took the rest: 2 is not asked
+    calls.clear()
+    plan_step(views[:NGRAM_MAX_DECODING], n_batch=512, drafts=source({}, calls))
+    assert [c[2] for c in calls] == [True, True]
+    calls.clear()
+    plan_step([decoding(0, n_generated=9, max_tokens=10)], n_batch=512, drafts=source({}, calls))
+    assert calls == []  # no room for a draft: not even asked
 
 
 # -- the worker's draft protocol equals drafting inside the plan (as the scheduler used to) ------------
@@ -171,10 +191,14 @@ def _old_drafts(views, drafters, n_batch, n_ctx, exact_rows):
 
 
 def _new_drafts(views, drafters, n_batch, n_ctx, exact_rows):
-    """What the worker does now: peek at each ask, plan, then take what the plan used."""
-    proposals = {a.key: drafters[a.key].peek(a.limit, use_context=a.use_context)
-                 for a in draft_asks(views, n_batch, n_ctx, exact_rows)}
-    plan = plan_step(views, n_batch, n_ctx, exact_rows, {k: p.tokens for k, p in proposals.items() if p})
+    """What the worker does now: plan with a read-only peek, then take the drafts the plan used."""
+    proposals = {}
+
+    def peek(key, limit, use_context):
+        proposals[key] = p = drafters[key].peek(limit, use_context=use_context)
+        return p.tokens if p else []
+
+    plan = plan_step(views, n_batch, n_ctx, exact_rows, peek)
     for part in plan.decode:
         if part.key in drafters:
             drafters[part.key].take(proposals.get(part.key), len(part.draft))

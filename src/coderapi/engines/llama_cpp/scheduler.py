@@ -2,9 +2,12 @@
 
 Nothing here touches llama.cpp, a thread or a live sequence: the worker (worker.py) snapshots
 its waiting queue and running sequences (`SeqView`), asks `plan_admission` which requests to
-drop, free and admit, peeks at the drafts `draft_asks` allows (drafting.py), and
-`plan_step` turns all of that into a `StepPlan`; the worker then runs it. The same inputs always
-give the same plan, and no input is changed.
+drop, free and admit, and `plan_step` which rows the step holds (a `StepPlan`); the worker then
+runs it. Drafts come from a `DraftSource` the worker passes in, a read-only query of the
+sequences' draft cursors (`Drafter.peek`, drafting.py) that `plan_step` asks only when a
+sequence may draft at all, with the exact number of rows it may have; the worker moves the
+cursors afterwards, for the drafts the plan used (`Drafter.take`). The same inputs always give
+the same plan, and no input is changed.
 
 Each step feeds one token for every decoding sequence, then spends what is left of `n_batch`
 on chunks of prompts still being evaluated, oldest admission first (chunked prefill). A long
@@ -36,7 +39,7 @@ step (`exact_rows`, invariance.py), their drafts keep the step's decode rows wit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Sequence
 
 MAX_DRAFT_ROWS = 32  # draft rows per step when one sequence decodes
 DRAFT_ROWS_LOST_PER_SEQUENCE = 4  # ... and fewer for every other decoding sequence
@@ -92,13 +95,9 @@ def plan_admission(waiting: Sequence[WaitingView], cancelled_running: Sequence[i
     )
 
 
-@dataclass(frozen=True)
-class DraftAsk:
-    """The longest draft a sequence may get this step; the worker peeks at one that long."""
-
-    key: int
-    limit: int
-    use_context: bool  # n-gram drafts from the context are allowed
+DraftSource = Callable[[int, int, bool], Sequence[int]]
+"""(key, limit, use_context) -> up to `limit` tokens that sequence would draft now (context
+n-gram drafts only when `use_context`). A query: asking must change nothing."""
 
 
 @dataclass(frozen=True)
@@ -152,53 +151,33 @@ def _draft_limit(seq: SeqView, n_ctx_per_seq: int) -> int:
     return min(room_tokens, room_ctx)
 
 
-def draft_asks(
-    running: Sequence[SeqView], n_batch: int, n_ctx_per_seq: int = 1 << 30, exact_rows: int | None = None
-) -> list[DraftAsk]:
-    """For each decoding sequence with a drafter, an upper bound of the draft `plan_step` can give it.
-
-    `plan_step` cuts each peeked draft to what is left when its turn comes; as a shorter limit
-    gives a prefix of a longer draft, that equals drafting with the exact limit."""
-    decoding = [seq for seq in running if seq.decoding]
-    n = len(decoding)
-    shared = min(draft_budget(n), n_batch - n)
-    asks = []
-    for seq in decoding:
-        limit = min(shared, _draft_limit(seq, n_ctx_per_seq))
-        if exact_rows is not None and seq.reproducible:
-            limit = min(limit, exact_rows - n)
-        if seq.drafts and limit > 0:
-            asks.append(DraftAsk(seq.key, limit, use_context=n <= NGRAM_MAX_DECODING))
-    return asks
-
-
 def plan_step(
     running: Sequence[SeqView],
     n_batch: int,
     n_ctx_per_seq: int = 1 << 30,
     exact_rows: int | None = None,
-    drafts: Mapping[int, Sequence[int]] | None = None,
+    drafts: DraftSource | None = None,
 ) -> StepPlan:
     """Decode rows first (one per decoding sequence, plus drafts), then prompt chunks in admission order.
 
-    `drafts` maps a decoding sequence's key to the draft it could make (see `draft_asks`); each
-    is cut to the rows the step can still spare. The plan never holds more than `n_batch` rows.
+    Each decoding sequence with a drafter, in turn, may draft as many rows as the step can still
+    spare (`drafts` is asked only when that is at least one). The plan never holds more than
+    `n_batch` rows.
     """
-    drafts = drafts or {}
     decoding = [seq for seq in running if seq.decoding]
     spare = min(draft_budget(len(decoding)), n_batch - len(decoding))  # draft rows left
     rows = len(decoding)
     decode = []
     for seq in decoding:
         draft: Sequence[int] = ()
-        proposed = drafts.get(seq.key)
-        if proposed and spare > 0:
+        if seq.drafts and drafts is not None and spare > 0:
             limit = min(spare, _draft_limit(seq, n_ctx_per_seq))
             if exact_rows is not None and seq.reproducible:  # reproducible: keep the step invariant
                 limit = min(limit, exact_rows - rows)
-            draft = proposed[: max(0, limit)]
-            spare -= len(draft)
-            rows += len(draft)
+            if limit > 0:
+                draft = drafts(seq.key, limit, len(decoding) <= NGRAM_MAX_DECODING)[:limit]
+                spare -= len(draft)
+                rows += len(draft)
         decode.append(DecodePart(seq.key, seq.kv_len, seq.next_token, tuple(draft)))
     return StepPlan(tuple(decode), _prefill(running, n_batch - rows))
 

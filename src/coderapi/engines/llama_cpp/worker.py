@@ -41,7 +41,7 @@ from .drafting import Proposal, drafter_for
 from .invariance import probe_invariant_rows
 from .prefix_cache import SlotPool
 from .sampling import make_sampler
-from .scheduler import StepPlan, WaitingView, draft_asks, plan_admission, plan_step
+from .scheduler import StepPlan, WaitingView, plan_admission, plan_step
 from .sequences import BatchPart, Request, Sequence
 from .token_events import count_drafts, sample_row
 
@@ -180,12 +180,15 @@ class Worker(threading.Thread):
         self._apply_admission()
         if not self.running:
             return
-        views = [seq.view() for seq in self.running]
-        asks = draft_asks(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows)
         by_key = {seq.key: seq for seq in self.running}
-        proposals = {ask.key: by_key[ask.key].drafter.peek(ask.limit, use_context=ask.use_context) for ask in asks}
-        drafts = {key: p.tokens for key, p in proposals.items() if p is not None}
-        plan = plan_step(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows, drafts)
+        proposals: dict[int, Proposal | None] = {}
+
+        def peek(key: int, limit: int, use_context: bool) -> list[int]:  # read-only: see DraftSource
+            proposals[key] = proposal = by_key[key].drafter.peek(limit, use_context=use_context)
+            return proposal.tokens if proposal is not None else []
+
+        views = [seq.view() for seq in self.running]
+        plan = plan_step(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows, peek)
         self._run_parts(self._parts(plan, by_key, proposals), isolate=True)
 
     def _apply_admission(self) -> None:
