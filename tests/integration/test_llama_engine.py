@@ -250,6 +250,25 @@ def test_prompt_longer_than_context_is_refused(engine):
         engine.generate([100] * 2048, GREEDY)
 
 
+@pytest.mark.parametrize(
+    ("ids", "params", "param"),
+    [
+        ([], GREEDY, "prompt"),
+        ([100, 10_000_000], GREEDY, "prompt"),
+        ([100], SamplingParams(max_tokens=0), "max_tokens"),
+        ([100], SamplingParams(logprobs=-1), "top_logprobs"),
+        ([100], SamplingParams(prediction_ids=(10_000_000,)), "prediction"),
+        ([100], SamplingParams(logit_bias={10_000_000: 1.0}), "logit_bias"),
+    ],
+    ids=["empty", "unknown-id", "max-tokens", "logprobs", "prediction", "logit-bias"],
+)
+def test_refused_when_generate_is_called_as_the_scripted_engine_refuses(engine, ids, params, param):
+    """The same refusals, at the same moment, as tests/unit/test_fake_engine.py checks on the fake."""
+    with pytest.raises(InvalidRequest) as caught:
+        engine.generate(ids, params)  # not iterated: the call itself raises
+    assert caught.value.param == param
+
+
 async def test_logprobs(engine):
     params = SamplingParams(max_tokens=8, temperature=0.0, logprobs=5)
     events = await collect(engine, chat("Say hello."), params)

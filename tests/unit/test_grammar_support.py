@@ -7,6 +7,9 @@ import sys
 import pytest
 
 from coderapi.backends.coder import grammars
+from coderapi.backends.coder.backend import CoderBackend
+from coderapi.config import ModelSpec
+from coderapi.engines.fake import FakeEngine
 from coderapi.protocol.chat import ResponseFormat
 
 
@@ -30,3 +33,8 @@ def test_a_response_format_is_never_silently_unconstrained(no_llama_cpp):
 def test_with_llama_cpp_a_grammar_is_built():
     grammars.require_grammar_support()
     assert grammars.response_format_grammar(ResponseFormat(type="json_object")).count("root ::=") == 1
+
+
+def test_a_coder_model_does_not_start_without_it(no_llama_cpp):
+    with pytest.raises(RuntimeError, match=r"coderapi\[llama\]"):
+        CoderBackend(ModelSpec(id="m", backend="fake"), FakeEngine())

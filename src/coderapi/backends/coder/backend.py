@@ -7,7 +7,7 @@ import uuid
 from typing import Callable, TypeVar
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
-from coderapi.backends.coder import chat_flow, chat_stream, completion_flow
+from coderapi.backends.coder import chat_flow, chat_stream, completion_flow, grammars
 from coderapi.backends.coder.families import family_of
 from coderapi.backends.coder.messages import template_messages
 from coderapi.backends.coder.template import ChatTemplate
@@ -26,6 +26,7 @@ class CoderBackend:
     def __init__(self, spec: ModelSpec, engine: Engine) -> None:
         self.spec = spec
         chosen = family_of(spec.family, spec.tool_parser)  # ValueError at start for an unknown name
+        grammars.require_grammar_support()  # RuntimeError at start without llama-cpp-python's converter
         self.family = chosen.family
         self.tool_parser = chosen.tool_parser
         self.engine = engine
