@@ -33,7 +33,8 @@ from coderapi.engines.remote.dialects import dialect
 from coderapi.engines.remote.errors import error_from, may_fail_over, stream_failed, unreachable
 from coderapi.engines.remote.pool import Replica, ReplicaPool
 from coderapi.engines.remote.tokenizer import FamilyTokenizer
-from coderapi.errors import CoderapiError, ContextLengthExceeded, InvalidRequest, ModelNotReady
+from coderapi.engines.request_checks import check_request
+from coderapi.errors import CoderapiError, ModelNotReady
 
 log = logging.getLogger("coderapi.upstream")
 
@@ -155,21 +156,7 @@ class RemoteCompletionEngine:
         return self._stream(list(prompt_ids), params)
 
     def _validate(self, prompt: list[int], params: SamplingParams) -> None:
-        n_vocab = self.info.vocab_size
-        if not prompt:
-            raise InvalidRequest("The prompt must contain at least one token.", param="prompt")
-        if min(prompt) < 0 or max(prompt) >= n_vocab:
-            raise InvalidRequest("The prompt contains an unknown token id.", param="prompt")
-        if len(prompt) >= self.info.context_length:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self.info.context_length} tokens, "
-                f"but the prompt has {len(prompt)} tokens.",
-                param="messages",
-            )
-        if params.max_tokens < 1:
-            raise InvalidRequest("max_tokens must be at least 1.", param="max_tokens")
-        if any(not 0 <= int(t) < n_vocab for t in params.logit_bias):
-            raise InvalidRequest("logit_bias names an unknown token id.", param="logit_bias")
+        check_request(prompt, params, n_vocab=self.info.vocab_size, n_ctx=self.info.context_length)
 
     async def _stream(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         body = self._dialect.body(prompt, params, self._model)
