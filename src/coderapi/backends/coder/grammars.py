@@ -21,6 +21,9 @@ or the converter walk it, every grammar is bounded (grammar_limits.py) before ll
 and `verify`, when the engine has one, parses it with the real llama.cpp in a sandbox process
 (engines/llama_cpp/grammar_sandbox.py). Each refusal is a 400 naming `response_format` or
 `tools[i].function.parameters`. All of it is synchronous CPU work: call it off the event loop.
+
+The converter is llama-cpp-python's: without it a Coder model does not start
+(`require_grammar_support`), rather than serving answers its grammars would have constrained.
 """
 
 from __future__ import annotations
