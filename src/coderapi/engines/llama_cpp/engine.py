@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
-from coderapi.errors import ContextLengthExceeded, InvalidRequest, ModelNotReady, Overloaded
+from coderapi.engines.request_checks import check_request
+from coderapi.errors import ModelNotReady, Overloaded
 
 from .grammar_sandbox import GrammarSandbox
 from .sequences import Request
@@ -150,25 +151,7 @@ class LlamaCppEngine:
         return self._stream(list(prompt_ids), params)
 
     def _validate(self, prompt: list[int], params: SamplingParams) -> None:
-        n_vocab = self._model().n_vocab
-        if not prompt:
-            raise InvalidRequest("The prompt must contain at least one token.", param="prompt")
-        if min(prompt) < 0 or max(prompt) >= n_vocab:
-            raise InvalidRequest("The prompt contains an unknown token id.", param="prompt")
-        if len(prompt) >= self._n_ctx_per_seq:
-            raise ContextLengthExceeded(
-                f"This model's maximum context length is {self._n_ctx_per_seq} tokens, "
-                f"but the prompt has {len(prompt)} tokens.",
-                param="messages",
-            )
-        if params.max_tokens < 1:
-            raise InvalidRequest("max_tokens must be at least 1.", param="max_tokens")
-        if params.logprobs is not None and params.logprobs < 0:
-            raise InvalidRequest("top_logprobs must be >= 0.", param="top_logprobs")
-        if params.prediction_ids and not all(0 <= t < n_vocab for t in params.prediction_ids):
-            raise InvalidRequest("The prediction contains an unknown token id.", param="prediction")
-        if any(not 0 <= int(t) < n_vocab for t in params.logit_bias):
-            raise InvalidRequest("logit_bias names an unknown token id.", param="logit_bias")
+        check_request(prompt, params, n_vocab=self._model().n_vocab, n_ctx=self._n_ctx_per_seq)
 
     def _check_capacity(self) -> None:
         # Every in-flight request beyond the slots waits; refuse once max_waiting already wait.
@@ -215,10 +198,11 @@ class LlamaCppEngine:
         if worker is None or not self._ready:
             return EngineStats()
         n_ctx = worker.ctx.n_ctx if worker.ctx is not None else 1
+        latest = worker.published  # the worker's own snapshot: never its live lists
         return EngineStats(
-            running=len(worker.running),
-            waiting=len(worker.waiting) + worker.inbox.qsize(),
-            kv_cache_usage=min(1.0, worker.pool.tokens_held() / n_ctx),
-            prefix_cache_queries=worker.prefix_queries,
-            prefix_cache_hits=worker.prefix_hits,
+            running=latest.running,
+            waiting=latest.waiting + worker.inbox.qsize(),
+            kv_cache_usage=min(1.0, latest.kv_tokens / n_ctx),
+            prefix_cache_queries=latest.prefix_queries,
+            prefix_cache_hits=latest.prefix_hits,
         )

@@ -6,7 +6,8 @@ generator sets when it is closed. The worker reads `cancelled` once per step, in
 snapshot it plans from (scheduler.py), so a step acts on one consistent view of it.
 
 A `Sequence` is the worker's private state for an admitted request: only the worker thread
-reads or writes it. `view()` is the snapshot the pure scheduler plans from; `BatchPart` is one
+reads or writes it. What other threads may read of the worker's state is `WorkerStats`, a
+frozen snapshot the worker publishes after every step. `view()` is the snapshot the pure scheduler plans from; `BatchPart` is one
 sequence's share of a planned step as the worker runs it.
 """
 
@@ -116,3 +117,14 @@ class BatchPart:
     wants_logits: bool  # True when the last token's logits are sampled after the step
     logits_index: int = -1  # its row in the batch (the first draft row's input is tokens[0])
     draft: list[int] = field(default_factory=list)  # tokens[1:] of a decode part: to verify
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """The worker's counters after its latest step, for other threads (one attribute swap)."""
+
+    running: int = 0
+    waiting: int = 0  # admitted to the worker's queue, not yet to a slot (the inbox not counted)
+    kv_tokens: int = 0  # tokens the slots hold in the KV cache, prefix caches included
+    prefix_queries: int = 0  # prompt tokens looked up in the prefix cache
+    prefix_hits: int = 0  # of those, tokens kept from the cache

@@ -8,6 +8,10 @@ sequence that produced logits, and hand the step's events to their event loops i
 `call_soon_threadsafe` per loop. Every decision is the scheduler's; this file only carries them
 out against llama.cpp.
 
+What crosses threads, and nothing else: the inbox (a thread-safe queue), each request's queue
+and `cancelled` flag (sequences.py), the `ready` future, and `published`, a frozen snapshot of
+the counters replaced after every step (`LlamaCppEngine.stats` reads it, never the live lists).
+
 Failures stay local: a request whose sampler cannot be built, whose sampling raises, or whose
 tokens make a decode step fail (llama_decode returns an error, or the step raises) gets the
 exception in its generator; the others keep going. A failed batched step is undone in the KV cache
@@ -42,7 +46,7 @@ from .invariance import probe_invariant_rows
 from .prefix_cache import SlotPool
 from .sampling import make_sampler
 from .scheduler import StepPlan, WaitingView, plan_admission, plan_step
-from .sequences import BatchPart, Request, Sequence
+from .sequences import BatchPart, Request, Sequence, WorkerStats
 from .token_events import count_drafts, sample_row
 
 log = logging.getLogger("coderapi.engines.llama_cpp")
@@ -89,6 +93,7 @@ class Worker(threading.Thread):
         self.running: list[Sequence] = []
         self.prefix_queries = 0  # prompt tokens looked up in the prefix cache
         self.prefix_hits = 0  # of those, tokens kept from the cache
+        self.published = WorkerStats()  # read by other threads; replaced whole after each step
         self._outbox: dict = {}
         self._batch = None
         self._stopping = False
@@ -111,6 +116,7 @@ class Worker(threading.Thread):
                 except Exception:  # a bug, not a request's fault: fail the running ones, go on
                     log.exception("llama.cpp worker step failed")
                     self._fail_running()
+                self._publish()  # before the events go out: whoever sees them sees this step's stats
                 self._flush()
         finally:
             self._shutdown()
@@ -372,6 +378,11 @@ class Worker(threading.Thread):
 
     def _send(self, req: Request, item) -> None:
         self._outbox.setdefault(req.loop, []).append((req, item))
+
+    def _publish(self) -> None:
+        self.published = WorkerStats(
+            len(self.running), len(self.waiting), self.pool.tokens_held(), self.prefix_queries, self.prefix_hits
+        )
 
     def _flush(self) -> None:
         if not self._outbox:
