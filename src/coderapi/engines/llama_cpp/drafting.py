@@ -109,9 +109,9 @@ class DraftCursor:
         """Where the draft starts in the reference and up to min(limit, the adaptive length)
         tokens from there; (None, []) if none. Changes nothing: `propose` keeps the anchor.
 
-        A shorter limit gives a prefix of a longer one's draft (the anchor does not depend on
-        it), so the worker may peek at a sequence's largest possible draft and the scheduler
-        cut it to the rows the step can spare."""
+        The scheduler plans with peeks (scheduler.DraftSource) and the worker keeps the anchors
+        of the drafts the plan used (`Drafter.take`). A shorter limit gives a prefix of a longer
+        one's draft: the anchor does not depend on it."""
         if limit <= 0:
             return None, []
         ptr = self.ptr if self.ptr is not None else self._anchor()

@@ -10,7 +10,8 @@ out against llama.cpp.
 
 What crosses threads, and nothing else: the inbox (a thread-safe queue), each request's queue
 and `cancelled` flag (sequences.py), the `ready` future, and `published`, a frozen snapshot of
-the counters replaced after every step (`LlamaCppEngine.stats` reads it, never the live lists).
+the counters replaced after every step (`LlamaCppEngine.stats` reads it, never the live lists);
+besides, once `ready` is set, what never changes again (`model`, `metadata`, the context's size).
 
 Failures stay local: a request whose sampler cannot be built, whose sampling raises, or whose
 tokens make a decode step fail (llama_decode returns an error, or the step raises) gets the
