@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from coderapi.config import ModelSpec
+from coderapi.money import to_money
 from coderapi.protocol.chat import ChatCompletionRequest
-from coderapi.store.tables import to_money
 
 BYTES_PER_TOKEN = 4  # the TPM estimate of prompt tokens; settled with the real count
 TEMPLATE_ALLOWANCE = 512  # tokens a chat/FIM template may add to one prompt beyond the body's bytes
