@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import AsyncIterator, Callable
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent, TopLogprob
@@ -38,6 +39,7 @@ IM_END_ID = 258
 _SPECIAL_RE = re.compile("|".join(re.escape(s) for s in SPECIALS))
 GREETING = "Hello! How can I assist you today?"
 _ANSWER_START = "<|im_start|>assistant\n"
+_GRAMMAR_CACHE = 8
 
 
 def answer_so_far(prompt: str) -> str:
@@ -106,6 +108,8 @@ class FakeEngine:
         self._ready = False
         # (prompt ids, params) of the latest generate calls, for tests of what the engine was asked
         self.requests: deque[tuple[list[int], SamplingParams]] = deque(maxlen=64)
+        self._grammars: OrderedDict[str, Grammar] = OrderedDict()  # parsed, the latest few (parsing costs)
+        self._grammar_lock = threading.Lock()
 
     @property
     def ready(self) -> bool:
@@ -154,11 +158,20 @@ class FakeEngine:
             # (an answer a grammar took elsewhere than the script has nothing more to say)
             reply = reply[len(partial) :] if reply.startswith(partial) else ""
         if grammar is not None:
-            try:
-                reply = constrained_text(Grammar(grammar), reply)
-            except GrammarError as exc:
-                raise InvalidRequest(f"The grammar could not be parsed (GBNF): {exc}", param="grammar") from None
+            reply = constrained_text(self._parsed(grammar), reply)
         return list(reply.encode("utf-8")), int(fail.group(1)) if fail else None
+
+    def _parsed(self, grammar: str) -> Grammar:
+        with self._grammar_lock:  # several streams' threads share the cache
+            if grammar not in self._grammars:
+                try:
+                    self._grammars[grammar] = Grammar(grammar)
+                except GrammarError as exc:
+                    raise InvalidRequest(f"The grammar could not be parsed (GBNF): {exc}", param="grammar") from None
+                while len(self._grammars) > _GRAMMAR_CACHE:
+                    self._grammars.popitem(last=False)
+            self._grammars.move_to_end(grammar)
+            return self._grammars[grammar]
 
     def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         """Validate now (errors raise here, before any iteration) and return the stream."""

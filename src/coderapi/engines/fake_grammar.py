@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _RULE_START = re.compile(r"[A-Za-z0-9_-]+\s*::=")
@@ -37,6 +38,7 @@ class Chars:
         inside = any(lo <= ord(char) <= hi for lo, hi in self.ranges)
         return inside != self.negated
 
+    @cached_property
     def example(self) -> str:
         for char in _PREFERRED:
             if self.matches(char):
@@ -107,7 +109,7 @@ class Grammar:
         return "".join(self._atom_text(atom) for atom in self.sequences[seq][pos:])
 
     def _atom_text(self, atom) -> str:
-        return atom.example() if isinstance(atom, Chars) else self._shortest[atom]
+        return atom.example if isinstance(atom, Chars) else self._shortest[atom]
 
     def _expand(self, stacks: list[Stack]) -> set[Stack]:
         """Every stack whose top is a character to match (or the empty stack: the grammar is done)."""
@@ -151,26 +153,37 @@ def constrained_text(grammar: Grammar, script: str) -> str:
 
 
 def _shortest_texts(grammar: Grammar) -> list[str]:
-    """Each rule's shortest derivation (a fixed point: rules refer to each other)."""
-    best: list[str | None] = [None] * len(grammar.rules)
+    """Each rule's shortest derivation: lengths to a fixed point (rules refer to each other), then
+    the texts of the chosen alternatives, children first."""
+    inf = float("inf")
+    length = [inf] * len(grammar.rules)
+    choice = [-1] * len(grammar.rules)
     changed = True
     while changed:
         changed = False
-        for rule, alternatives in enumerate(grammar.rules):
-            for seq in alternatives:
-                parts = []
-                for atom in grammar.sequences[seq]:
-                    part = atom.example() if isinstance(atom, Chars) else best[atom]
-                    if part is None:
-                        break
-                    parts.append(part)
-                else:
-                    text = "".join(parts)
-                    if best[rule] is None or len(text) < len(best[rule]):
-                        best[rule], changed = text, True
-    if best[grammar.root] is None:
+        for rule in range(len(grammar.rules) - 1, -1, -1):  # rules made while parsing a rule come after it
+            for seq in grammar.rules[rule]:
+                size = sum(1 if isinstance(atom, Chars) else length[atom] for atom in grammar.sequences[seq])
+                if size < length[rule]:
+                    length[rule], choice[rule], changed = size, seq, True
+    if length[grammar.root] == inf:
         raise GrammarError("the root rule derives no finite text")
-    return [text if text is not None else "" for text in best]
+    texts: list[str | None] = [None] * len(grammar.rules)
+    for top in range(len(grammar.rules)):
+        todo = [top]
+        while todo:
+            rule = todo[-1]
+            if texts[rule] is not None or choice[rule] < 0:
+                todo.pop()
+                continue
+            atoms = grammar.sequences[choice[rule]]
+            missing = [a for a in atoms if not isinstance(a, Chars) and texts[a] is None and choice[a] >= 0]
+            if missing:
+                todo.extend(missing)
+                continue
+            texts[rule] = "".join(a.example if isinstance(a, Chars) else texts[a] or "" for a in atoms)
+            todo.pop()
+    return [text if text is not None else "" for text in texts]
 
 
 class _Parser:
