@@ -32,6 +32,18 @@ def test_a_grammar_over_the_limits_is_a_400_naming_structured_outputs_grammar(pl
             raise AssertionError("a grammar nested 300 deep was accepted")
 
 
+def test_a_grammar_the_engine_cannot_parse_is_a_400_naming_structured_outputs_grammar(platform):
+    """Within the static guard's limits but not GBNF: the engine's own check (verify_grammar, the
+    llama.cpp sandbox on the real engines) refuses it before generation, naming the field."""
+    with platform.http(platform.key) as http:
+        answer = http.post("/v1/completions", json={
+            "model": ALIAS_ID, "prompt": "x", "max_tokens": 4, "structured_outputs": {"grammar": 'root ::= "a" | ('},
+        })
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == "structured_outputs.grammar" and error["type"] == "invalid_request_error"
+
+
 def test_structured_outputs_other_than_a_grammar_is_a_400(platform):
     with platform.http(platform.key) as http:
         answer = http.post("/v1/completions", json={

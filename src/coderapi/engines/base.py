@@ -95,4 +95,7 @@ class Engine(Protocol):
 
     def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]: ...
 
+    def verify_grammar(self, grammar: str) -> str | None:
+        """None when the engine can run `grammar` (GBNF), else why not. Blocks: call it off the loop."""
+
     def stats(self) -> EngineStats: ...

@@ -161,6 +161,14 @@ class FakeEngine:
             reply = constrained_text(self._parsed(grammar), reply)
         return list(reply.encode("utf-8")), int(fail.group(1)) if fail else None
 
+    def verify_grammar(self, grammar: str) -> str | None:
+        """As the real engines' sandbox check: None when the grammar parses, else why not."""
+        try:
+            self._parsed(grammar)
+        except InvalidRequest as exc:
+            return exc.message
+        return None
+
     def _parsed(self, grammar: str) -> Grammar:
         with self._grammar_lock:  # several streams' threads share the cache
             if grammar not in self._grammars:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from coderapi.backends.base import RequestTally
 from coderapi.backends.coder import grammars
@@ -26,6 +26,9 @@ from coderapi.protocol.chat import (
     ResponseToolCallFunction,
 )
 from coderapi.protocol.common import Logprobs, stop_list
+
+if TYPE_CHECKING:  # the flows are CoderBackend's; it imports them
+    from coderapi.backends.coder.backend import CoderBackend
 
 
 @dataclass
@@ -50,7 +53,7 @@ def _sampling_request(request: ChatCompletionRequest) -> SamplingRequest:
     )
 
 
-def render_prompt(backend, request: ChatCompletionRequest) -> str:
+def render_prompt(backend: CoderBackend, request: ChatCompletionRequest) -> str:
     tools_active = bool(request.tools) and request.tool_choice != "none"
     messages = template_messages(request.messages)
     return backend.template.render(messages, tools=template_tools(request.tools) if tools_active else None)
@@ -69,7 +72,7 @@ def _grammar(request: ChatCompletionRequest, tools_active: bool, verify=None) ->
     return grammar
 
 
-def _lazy_tools(backend, request: ChatCompletionRequest, grammar: str | None, verify) -> LazyTools | None:
+def _lazy_tools(backend: CoderBackend, request: ChatCompletionRequest, grammar: str | None, verify) -> LazyTools | None:
     """With tool_choice "auto" (and no other grammar): the grammar a call gets once it has begun.
     The model setting `lazy_tool_grammar: false` turns it off (the benchmark's "before")."""
     if grammar is not None or not request.tools or (request.tool_choice or "auto") != "auto":
@@ -81,14 +84,14 @@ def _lazy_tools(backend, request: ChatCompletionRequest, grammar: str | None, ve
     return LazyTools(calls, max_calls=None if parallel else 1) if calls is not None else None
 
 
-async def prepare_chat(backend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
+async def prepare_chat(backend: CoderBackend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
     """Checks, grammar, template and tokens, on the app's preparation threads (never the loop)."""
     return await backend.prepare(prepare_chat_now, backend, request, request_id)
 
 
-def prepare_chat_now(backend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
+def prepare_chat_now(backend: CoderBackend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
     tools_active = bool(request.tools) and request.tool_choice != "none"
-    verify = getattr(backend.engine, "verify_grammar", None)
+    verify = backend.engine.verify_grammar
     grammar = _grammar(request, tools_active, verify)
     lazy_tools = _lazy_tools(backend, request, grammar, verify)
     backend.check_logit_bias(request.logit_bias)
@@ -123,7 +126,7 @@ def prepare_chat_now(backend, request: ChatCompletionRequest, request_id: str) -
     )
 
 
-def deltas(backend, prepared: PreparedChat, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
+def deltas(backend: CoderBackend, prepared: PreparedChat, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
     tally.count_prompt(len(prepared.prompt_ids), predicted=prepared.params[0].prediction_ids is not None)
     streams = [
         run_choice(backend.engine, i, prepared.prompt_ids, p, prepared.stops, tally, prepared.lazy_tools)
@@ -154,7 +157,7 @@ def _choice(prepared: PreparedChat, result: ChoiceDelta) -> ChatChoice:
     )
 
 
-async def complete_chat(backend, prepared: PreparedChat, tally: RequestTally) -> ChatCompletion:
+async def complete_chat(backend: CoderBackend, prepared: PreparedChat, tally: RequestTally) -> ChatCompletion:
     results = await collect(deltas(backend, prepared, tally), len(prepared.params))
     choices = [_choice(prepared, result) for result in results]
     tally.set_finish_reason(choices[0].finish_reason)

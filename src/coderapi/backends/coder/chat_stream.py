@@ -8,7 +8,7 @@ markup reaches `content`. Logprobs of text still held back ride on the next chun
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from coderapi.backends.base import RequestTally
 from coderapi.backends.coder.chat_flow import PreparedChat, deltas
@@ -16,6 +16,9 @@ from coderapi.backends.coder.choice import ChoiceDelta
 from coderapi.backends.coder.tool_stream import CallArguments, CallStart, ContentText, ToolEvent
 from coderapi.protocol.chat import ChatCompletionChunk, ChunkChoice, Delta, DeltaToolCall, DeltaToolCallFunction
 from coderapi.protocol.common import LogprobEntry, Logprobs, Usage
+
+if TYPE_CHECKING:  # the flows are CoderBackend's; it imports them
+    from coderapi.backends.coder.backend import CoderBackend
 
 
 def _tool_delta(event: ToolEvent) -> Delta:
@@ -73,7 +76,7 @@ async def _chain(first: ChoiceDelta | None, rest: AsyncIterator[ChoiceDelta]) ->
 
 
 async def stream_chat(
-    backend, prepared: PreparedChat, tally: RequestTally, include_usage: bool
+    backend: CoderBackend, prepared: PreparedChat, tally: RequestTally, include_usage: bool
 ) -> AsyncIterator[ChatCompletionChunk]:
     def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(

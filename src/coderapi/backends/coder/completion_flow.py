@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 from coderapi.backends.base import RequestTally
 from coderapi.backends.coder import grammars
@@ -17,6 +17,10 @@ from coderapi.engines.base import SamplingParams
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.common import LogprobEntry, Usage, stop_list
 from coderapi.protocol.completions import Completion, CompletionChoice, CompletionLogprobs, CompletionRequest
+
+if TYPE_CHECKING:  # the flows are CoderBackend's; it imports them
+    from coderapi.backends.coder.backend import CoderBackend
+
 
 @dataclass
 class PreparedPrompt:
@@ -53,7 +57,7 @@ def completion_prompt(request: CompletionRequest, prompt: str, fim: FimFormat | 
     return fim.repo_prompt(context.name, files, context.path, body)
 
 
-def _prompts(backend, request: CompletionRequest) -> list[PreparedPrompt]:
+def _prompts(backend: CoderBackend, request: CompletionRequest) -> list[PreparedPrompt]:
     raw = request.prompt
     if isinstance(raw, str):
         raw = [raw]
@@ -73,18 +77,18 @@ def _prompts(backend, request: CompletionRequest) -> list[PreparedPrompt]:
     return prompts
 
 
-def _from_ids(backend, ids: list[int], vocab: int) -> PreparedPrompt:
+def _from_ids(backend: CoderBackend, ids: list[int], vocab: int) -> PreparedPrompt:
     if not ids or any(not isinstance(t, int) or not 0 <= t < vocab for t in ids):
         raise InvalidRequest(f"prompt token ids must be non-empty and within [0, {vocab})", param="prompt")
     return PreparedPrompt(ids, backend.engine.detokenize(ids))
 
 
-async def prepare_completion(backend, request: CompletionRequest, request_id: str) -> PreparedCompletion:
+async def prepare_completion(backend: CoderBackend, request: CompletionRequest, request_id: str) -> PreparedCompletion:
     """Prompts (tokenized or detokenized), budget and sampling, on the app's preparation threads."""
     return await backend.prepare(prepare_completion_now, backend, request, request_id)
 
 
-def prepare_completion_now(backend, request: CompletionRequest, request_id: str) -> PreparedCompletion:
+def prepare_completion_now(backend: CoderBackend, request: CompletionRequest, request_id: str) -> PreparedCompletion:
     prompts = _prompts(backend, request)
     longest = max(len(p.ids) for p in prompts)
     budget = completion_budget(
@@ -112,15 +116,15 @@ def prepare_completion_now(backend, request: CompletionRequest, request_id: str)
     )
 
 
-def _grammar(backend, request: CompletionRequest) -> str | None:
+def _grammar(backend: CoderBackend, request: CompletionRequest) -> str | None:
     """`structured_outputs.grammar`, through the same guard as every grammar (limits, then llama.cpp's parser)."""
     if request.structured_outputs is None:
         return None
-    verify = getattr(backend.engine, "verify_grammar", None)
+    verify = backend.engine.verify_grammar
     return grammars.checked(request.structured_outputs.grammar, "structured_outputs.grammar", verify)
 
 
-def _stream(backend, prepared: PreparedCompletion, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
+def _stream(backend: CoderBackend, prepared: PreparedCompletion, tally: RequestTally) -> AsyncIterator[ChoiceDelta]:
     tally.count_prompt(sum(len(p.ids) for p in prepared.prompts), predicted=prepared.params.prediction_ids is not None)
     # prompts x n is at most MAX_COMPLETION_CHOICES (protocol); the choices run at most
     # n_parallel at a time, so one request never fills the engine's waiting queue.
@@ -148,7 +152,7 @@ def _legacy_logprobs(entries: list[LogprobEntry], offset: int, engine=None) -> C
     return result
 
 
-def _namer(backend, prepared: PreparedCompletion):
+def _namer(backend: CoderBackend, prepared: PreparedCompletion):
     return backend.engine if prepared.token_id_names else None
 
 
@@ -156,7 +160,7 @@ def _prefix(prepared: PreparedCompletion, index: int) -> str:
     return prepared.prompts[index // prepared.n].text if prepared.echo else ""
 
 
-async def complete_completion(backend, prepared: PreparedCompletion, tally: RequestTally) -> Completion:
+async def complete_completion(backend: CoderBackend, prepared: PreparedCompletion, tally: RequestTally) -> Completion:
     total = len(prepared.prompts) * prepared.n
     results = await collect(_stream(backend, prepared, tally), total)
     want_logprobs = prepared.params.logprobs is not None
@@ -176,7 +180,7 @@ async def complete_completion(backend, prepared: PreparedCompletion, tally: Requ
 
 
 async def stream_completion(
-    backend, prepared: PreparedCompletion, tally: RequestTally, include_usage: bool
+    backend: CoderBackend, prepared: PreparedCompletion, tally: RequestTally, include_usage: bool
 ) -> AsyncIterator[Completion]:
     def chunk(choices: list[CompletionChoice], usage: Usage | None = None) -> Completion:
         return Completion(id=prepared.request_id, created=prepared.created, model=prepared.model, choices=choices, usage=usage)
