@@ -36,34 +36,29 @@ def _respond(outcome: InferenceOutcome) -> Response:
     return Response(outcome.answer.model_dump_json(), media_type="application/json", headers=outcome.headers)
 
 
-@router.post(
-    "/v1/chat/completions",
-    response_model=ChatCompletion,
-    openapi_extra=openapi_body(ChatCompletionRequest),
-    responses=streaming_responses(ChatCompletionChunk, *INFERENCE_ERRORS),
-    summary="Create a chat completion (JSON or server-sent events)",
-)
-@router.post("/chat/completions", include_in_schema=False)
+def _route(path: str, summary: str, body: type, answer: type, chunk: type):
+    """An inference route at /v1`path` (and `path`, unlisted): a raw JSON body of type `body`,
+    parsed by the service so a malformed request is metered like any other; `answer` or SSE `chunk`s back."""
+    listed = router.post(
+        "/v1" + path, response_model=answer, summary=summary, openapi_extra=openapi_body(body),
+        responses=streaming_responses(chunk, *INFERENCE_ERRORS),
+    )
+    unlisted = router.post(path, include_in_schema=False)
+    return lambda handler: listed(unlisted(handler))
+
+
+@_route("/chat/completions", "Create a chat completion (JSON or server-sent events)",
+        ChatCompletionRequest, ChatCompletion, ChatCompletionChunk)
 async def create_chat_completion(
     request: Request, principal: InferencePrincipalDep, services: ServicesDep, request_id: RequestIdDep
 ) -> Response:
-    # The body is parsed by the service, so a malformed request is metered like any other.
-    client_id = _client_request_id(request)
-    body = await request.body()
-    return await _answer(request, services.inference.chat(body, principal, request_id, client_request_id=client_id))
+    run = services.inference.chat(await request.body(), principal, request_id, client_request_id=_client_request_id(request))
+    return await _answer(request, run)
 
 
-@router.post(
-    "/v1/completions",
-    response_model=Completion,
-    openapi_extra=openapi_body(CompletionRequest),
-    responses=streaming_responses(Completion, *INFERENCE_ERRORS),
-    summary="Create a completion; with `suffix`, fill-in-the-middle",
-)
-@router.post("/completions", include_in_schema=False)
+@_route("/completions", "Create a completion; with `suffix`, fill-in-the-middle", CompletionRequest, Completion, Completion)
 async def create_completion(
     request: Request, principal: InferencePrincipalDep, services: ServicesDep, request_id: RequestIdDep
 ) -> Response:
-    client_id = _client_request_id(request)
-    body = await request.body()
-    return await _answer(request, services.inference.complete(body, principal, request_id, client_request_id=client_id))
+    run = services.inference.complete(await request.body(), principal, request_id, client_request_id=_client_request_id(request))
+    return await _answer(request, run)

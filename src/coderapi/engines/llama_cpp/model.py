@@ -45,10 +45,12 @@ def init_backend() -> None:
 class LlamaModel:
     """A loaded model and its vocabulary (read-only after loading, so thread-safe)."""
 
-    def __init__(self, path: Path, *, repack: bool = True) -> None:
+    def __init__(self, path: Path, *, repack: bool = True, vocab_only: bool = False) -> None:
+        """`vocab_only`: the tokenizer alone (no weights), e.g. for a remote engine's local counting."""
         init_backend()
         params = lc.llama_model_default_params()
         params.n_gpu_layers = 0
+        params.vocab_only = vocab_only
         # Weight repacking on (llama-server's default): about 7% more tokens/s at 8 sequences.
         # Its kernels take another arithmetic path for 4+ rows than for one, so a sequence's
         # logits can depend on what else is in the batch; the scheduler keeps a request served
@@ -56,7 +58,8 @@ class LlamaModel:
         params.use_extra_bufts = repack
         model = lc.llama_model_load_from_file(str(path).encode(), params)
         if not model:
-            raise InternalError(f"llama.cpp could not load the model at {path}")
+            what = "the vocabulary" if vocab_only else "the model"
+            raise InternalError(f"llama.cpp could not load {what} at {path}")
         self.ptr = model
         self.vocab = lc.llama_model_get_vocab(model)
         self.n_vocab: int = lc.llama_vocab_n_tokens(self.vocab)
