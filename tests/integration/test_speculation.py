@@ -78,7 +78,13 @@ async def test_greedy_output_is_identical_with_predictions_and_ngram_drafts(engi
             events = await run(engine, prompt, params)
             assert ids(events) == reference, (prompt[:60], params.prediction_ids is not None)
             assert kv_matches_slots(engine)
-        assert events[-1].accepted_prediction_tokens + events[-1].accepted_ngram_tokens > 0
+        accepted = events[-1].accepted_prediction_tokens + events[-1].accepted_ngram_tokens
+        # Drafts are verified only in steps the load-time probe found identical to one-row steps at
+        # that length of context (ExactRows); where none is, greedy requests get no drafts at all.
+        if speculating._worker.exact_rows.at(len(plain.tokenize(prompt)) + 1) > 1:
+            assert accepted > 0, prompt[:60]
+        else:
+            assert accepted == 0, prompt[:60]
 
 
 async def test_refused_drafts_are_counted_and_removed_from_the_kv_cache(engines):
@@ -147,20 +153,25 @@ async def test_sampled_outputs_are_unchanged_in_distribution(engines):
         assert total_variation <= 0.1, position
 
 
-async def test_without_weight_repacking_exact_drafts_are_longer_and_still_identical():
-    """weight_repack off: llama.cpp's one-row path holds for more rows, so exact speculation verifies
-    longer drafts; greedy answers still equal the same engine's plain ones."""
+async def test_without_weight_repacking_exact_drafts_are_longer_and_still_identical(engines):
+    """weight_repack off: llama.cpp's one-row path holds for more rows while the context is short,
+    so exact speculation verifies longer drafts; greedy answers still equal the same engine's plain ones."""
     from coderapi.engines.llama_cpp import LlamaCppEngine
 
     engine = LlamaCppEngine(embedded_gguf(), n_parallel=1, n_ctx_per_seq=2048, ngram_speculation=False, repack=False)
     await engine.start()
     try:
-        assert engine._worker.exact_rows >= 1
-        greedy = SamplingParams(max_tokens=120, temperature=0.0)
-        reference = ids(await run(engine, PROMPTS[0], greedy))
-        edited = engine.tokenize(engine.detokenize(reference).replace("rgb", "RGB", 2))
-        events = await run(engine, PROMPTS[0], SamplingParams(max_tokens=120, temperature=0.0, prediction_ids=tuple(edited)))
+        exact = engine._worker.exact_rows
+        prompt = PROMPTS[1]  # short: drafts are verified while the context stays within the probed rows
+        greedy = SamplingParams(max_tokens=100, temperature=0.0)
+        reference = ids(await run(engine, prompt, greedy))
+        edited = engine.tokenize(engine.detokenize(reference).replace("number", "value", 2))
+        events = await run(engine, prompt, SamplingParams(max_tokens=100, temperature=0.0, prediction_ids=tuple(edited)))
         assert ids(events) == reference
-        assert events[-1].accepted_prediction_tokens > 0 and kv_matches_slots(engine)
+        assert kv_matches_slots(engine)
+        short = len(engine.tokenize(prompt)) + 1
+        assert exact.at(short) >= engines[0]._worker.exact_rows.at(short)  # repacked kernels switch sooner
+        if exact.at(short) > 1:
+            assert events[-1].accepted_prediction_tokens > 0
     finally:
         await engine.close()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from coderapi.engines.llama_cpp.drafting import DraftCursor, Drafter
 from coderapi.engines.llama_cpp.scheduler import (
+    ExactRows,
     NGRAM_MAX_DECODING,
     SeqView,
     WaitingView,
@@ -26,6 +27,11 @@ def decoding(key: int, *, kv: int = 10, n_generated: int = 1, max_tokens: int = 
     return SeqView(key, prompt_len=kv - n_generated + 1, n_prompt_done=kv - n_generated + 1, kv_len=kv,
                    next_token=1000 + key, n_generated=n_generated, max_tokens=max_tokens,
                    reproducible=reproducible, drafts=drafts)
+
+
+def constant(rows: int) -> ExactRows:
+    """The same invariant rows at any context length."""
+    return ExactRows(((1 << 30, rows),))
 
 
 def source(proposals: dict[int, list[int]], calls: list | None = None):
@@ -66,7 +72,8 @@ def running_sets(draw):
     drafts = {v.key: draw(st.lists(st.integers(0, 50), max_size=40)) for v in views if v.decoding and v.drafts}
     n_batch = draw(st.integers(n + 1, 600))
     n_ctx = draw(st.integers(310, 400))
-    exact_rows = draw(st.one_of(st.none(), st.integers(1, 12)))
+    found = draw(st.lists(st.integers(1, 12), max_size=4))
+    exact_rows = draw(st.one_of(st.none(), st.just(ExactRows(tuple((64 << i, r) for i, r in enumerate(found))))))
     return views, drafts, n_batch, n_ctx, exact_rows
 
 
@@ -94,7 +101,8 @@ def test_every_plan_keeps_the_rules(case):
             assert view.kv_len + len(part.draft) + 2 <= n_ctx  # room for all of it in the context
             rows += len(part.draft)
             if exact_rows is not None and view.reproducible:
-                assert rows <= exact_rows  # decode rows so far stay within the invariant rows
+                # decode rows so far stay within the rows invariant at the step's KV length
+                assert rows <= exact_rows.at(view.kv_len + len(part.draft) + 1)
     assert sum(len(p.draft) for p in plan.decode) <= draft_budget(len(decoders))
 
     prefill = [v for v in views if not v.decoding]
@@ -145,23 +153,33 @@ def test_drafts_are_cut_to_the_shared_budget_in_running_order():
     assert draft_budget(8) == 4
 
 
+def test_exact_rows_take_the_fewest_rows_found_up_to_the_context_length():
+    rows = ExactRows(((64, 3), (128, 7), (256, 1), (512, 4)))
+    assert [rows.at(n) for n in (1, 64, 65, 128, 129, 256, 400, 512, 513)] == [3, 3, 3, 3, 1, 1, 1, 1, 1]
+    assert ExactRows(((64, 5), (128, 5))).at(100) == 5 and ExactRows(((64, 5), (128, 5))).at(129) == 1
+    assert ExactRows(()).at(1) == 1  # nothing probed: one row
+
+
 def test_drafts_are_capped_by_max_tokens_context_and_exact_rows():
     proposal = source({0: list(range(20))})
     assert plan_step([decoding(0, n_generated=5, max_tokens=9)], 512, drafts=proposal).decode[0].draft == (0, 1, 2)
     assert plan_step([decoding(0, kv=95)], 512, n_ctx_per_seq=100, drafts=proposal).decode[0].draft == (0, 1, 2)
-    greedy = plan_step([decoding(0, reproducible=True)], 512, exact_rows=3, drafts=proposal)
+    three = ExactRows(((64, 3),))
+    greedy = plan_step([decoding(0, reproducible=True)], 512, exact_rows=three, drafts=proposal)
     assert greedy.decode[0].draft == (0, 1)  # 3 rows: the next token and two drafts
-    sampled = plan_step([decoding(0)], 512, exact_rows=3, drafts=proposal)
+    long = plan_step([decoding(0, kv=70, reproducible=True)], 512, exact_rows=three, drafts=proposal)
+    assert long.decode[0].draft == ()  # past the probed lengths: one row, no draft
+    sampled = plan_step([decoding(0)], 512, exact_rows=three, drafts=proposal)
     assert len(sampled.decode[0].draft) == 20  # unseeded sampling is not reproducible anyway
 
 
 def test_drafts_are_asked_for_with_the_rows_left_and_context_drafts_only_under_light_load():
     views = [decoding(k, reproducible=k == 0) for k in range(3)] + [decoding(9, drafts=False)]
     calls = []
-    plan_step(views, n_batch=512, exact_rows=6, drafts=source({}, calls))
+    plan_step(views, n_batch=512, exact_rows=constant(6), drafts=source({}, calls))
     assert calls == [(0, 2, False), (1, draft_budget(4), False), (2, draft_budget(4), False)]  # 4 decode > 2
     calls.clear()
-    plan_step(views, n_batch=512, exact_rows=6, drafts=source({0: [5], 1: [5] * 30}, calls))
+    plan_step(views, n_batch=512, exact_rows=constant(6), drafts=source({0: [5], 1: [5] * 30}, calls))
     assert [c[:2] for c in calls] == [(0, 2), (1, draft_budget(4) - 1)]  # 1 took the rest: 2 is not asked
     calls.clear()
     plan_step(views[:NGRAM_MAX_DECODING], n_batch=512, drafts=source({}, calls))
@@ -198,7 +216,7 @@ def _new_drafts(views, drafters, n_batch, n_ctx, exact_rows):
         proposals[key] = p = drafters[key].peek(limit, use_context=use_context)
         return p.tokens if p else []
 
-    plan = plan_step(views, n_batch, n_ctx, exact_rows, peek)
+    plan = plan_step(views, n_batch, n_ctx, None if exact_rows is None else constant(exact_rows), peek)
     for part in plan.decode:
         if part.key in drafters:
             drafters[part.key].take(proposals.get(part.key), len(part.draft))

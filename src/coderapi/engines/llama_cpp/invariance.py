@@ -1,48 +1,77 @@
 """How many rows one llama_decode may hold and still give each row bit-identical logits.
 
 llama.cpp's CPU kernels are not batch-invariant: repacked quantized matmuls take another path
-from 4 rows on, flash attention a tiled one from 8 (measured on the 0.5B here: logits move by
-0.2-0.4, enough to flip a greedy pick where two tokens nearly tie, and the keys and values
-written move as much). Speculative verification feeds a sequence's next token and its draft
-as several rows; for greedy and seeded requests to stay identical to plain decoding, their
-verification steps keep to the rows this probe finds identical to a one-row decode.
+from 4 rows on, flash attention a tiled one from 8, and attention also changes path with the
+length of the KV cache (measured on the 0.5B here, repacked: 3 rows identical to a one-row step
+with 40 or 100 tokens cached, 1 row from about 300 on; without repacking 7, then 1). A one-row
+difference moves logits by 0.2-0.4, enough to flip a greedy pick where two tokens nearly tie.
+Speculative verification feeds a sequence's next token and its draft as several rows; for
+greedy and seeded requests to stay identical to plain decoding, their verification steps keep
+to the rows this probe finds identical to one-row steps at that length of context.
 
-The probe runs once, on the worker thread at load, on sequence 0 before any request: a short
-prompt, its last 8 tokens decoded one per step (the reference), then again as 2, 3, ... rows in
-one step until some row's logits differ (under a second).
+The probe runs once, on the worker thread at load, on sequence 0 before any request. At each
+checkpoint length (64, 128, 256, ... up to the sequence's context), with that many tokens
+cached: 8 tokens decoded one per step (the reference), then again as 2, 3, ... rows in one step
+until some row's logits differ. It stops at the first checkpoint where only 1 row holds: from
+there on (and beyond the last checkpoint probed) verification is one row, i.e. no drafts.
 """
 
 from __future__ import annotations
 
 import ctypes
-
 import llama_cpp as lc
 import numpy as np
 
+from .scheduler import ExactRows
+
 PROBE_TEXT = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n" * 12
+FIRST_CHECKPOINT = 64
 
 
-def probe_invariant_rows(model, ctx, batch, max_rows: int) -> int:
-    """The largest k <= max_rows such that a step of k rows gives every row the logits it gets alone."""
-    tokens = model.tokenize(PROBE_TEXT, add_special=False)
-    prefix, rows = tokens[: -max_rows], tokens[-max_rows:]
-    start = len(prefix)
+def probe_exact_rows(model, ctx, batch, max_rows: int, n_ctx_per_seq: int, n_batch: int) -> ExactRows:
+    """Invariant rows at checkpoint lengths up to the context, stopping where only 1 holds."""
+    lengths = []
+    length = FIRST_CHECKPOINT
+    while length + max_rows < n_ctx_per_seq:
+        lengths.append(length)
+        length *= 2
+    if not lengths:
+        return ExactRows(())
+    text_tokens = model.tokenize(PROBE_TEXT, add_special=False)
+    needed = lengths[-1] + max_rows
+    tokens = (text_tokens * (needed // len(text_tokens) + 1))[:needed]
+    checkpoints: list[tuple[int, int]] = []
+    done = 0
     try:
-        _decode(ctx, batch, prefix, 0)
-        reference = []
-        for i, token in enumerate(rows):  # one row per step: the plain decoding path
-            _decode(ctx, batch, [token], start + i)
-            reference.append(_row(ctx, model.n_vocab, 0))
-        invariant = 1
-        for k in range(2, len(rows) + 1):
-            ctx.seq_rm(0, start, -1)
-            _decode(ctx, batch, rows[:k], start)
-            if not all(np.array_equal(_row(ctx, model.n_vocab, i), reference[i]) for i in range(k)):
+        for length in lengths:
+            for start in range(done, length, n_batch):  # the cache up to this checkpoint, chunked
+                _decode(ctx, batch, tokens[start : min(length, start + n_batch)], start)
+            done = length
+            rows = _invariant_rows(model, ctx, batch, tokens[length : length + max_rows], length)
+            checkpoints.append((length, rows))
+            if rows == 1:
                 break
-            invariant = k
-        return invariant
+        return ExactRows(tuple(checkpoints))
     finally:
         ctx.seq_rm(0, -1, -1)
+
+
+def _invariant_rows(model, ctx, batch, rows: list[int], start: int) -> int:
+    """With `start` tokens cached on sequence 0: the largest k whose k-row step matches one-row
+    steps row for row. Leaves the cache at `start` tokens."""
+    reference = []
+    for i, token in enumerate(rows):  # one row per step: the plain decoding path
+        _decode(ctx, batch, [token], start + i)
+        reference.append(_row(ctx, model.n_vocab, 0))
+    invariant = 1
+    for k in range(2, len(rows) + 1):
+        ctx.seq_rm(0, start, -1)
+        _decode(ctx, batch, rows[:k], start)
+        if not all(np.array_equal(_row(ctx, model.n_vocab, i), reference[i]) for i in range(k)):
+            break
+        invariant = k
+    ctx.seq_rm(0, start, -1)
+    return invariant
 
 
 def _decode(ctx, batch, tokens: list[int], pos: int) -> None:

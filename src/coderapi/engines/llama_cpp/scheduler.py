@@ -33,7 +33,8 @@ sequences decode.
 
 Reproducible requests (greedy, or seeded) get the same answer with drafts as without: when the
 worker knows how many rows a step may hold with every row's logits bit-identical to a one-row
-step (`exact_rows`, invariance.py), their drafts keep the step's decode rows within it.
+step at the length of context the step runs at (`ExactRows`, probed by invariance.py), their
+drafts keep the step's decode rows within it.
 """
 
 from __future__ import annotations
@@ -139,6 +140,23 @@ class StepPlan:
         return sum(p.n_rows for p in self.decode) + sum(c.n_rows for c in self.prefill)
 
 
+@dataclass(frozen=True)
+class ExactRows:
+    """Rows a step may hold, identical to one-row steps, by the KV length it runs at (pure)."""
+
+    checkpoints: tuple[tuple[int, int], ...]  # (tokens cached, invariant rows), lengths ascending
+
+    def at(self, kv_len: int) -> int:
+        """The rows for a step whose sequence holds up to `kv_len` tokens: the fewest found at
+        every checkpoint up to the first one at or past `kv_len` (1 past the last probed)."""
+        rows = None
+        for length, found in self.checkpoints:
+            rows = found if rows is None else min(rows, found)
+            if length >= kv_len:
+                return rows
+        return 1
+
+
 def draft_budget(n_decoding: int) -> int:
     """Draft rows one step may verify, all sequences together, when `n_decoding` sequences decode."""
     return max(0, MAX_DRAFT_ROWS - DRAFT_ROWS_LOST_PER_SEQUENCE * (n_decoding - 1))
@@ -155,7 +173,7 @@ def plan_step(
     running: Sequence[SeqView],
     n_batch: int,
     n_ctx_per_seq: int = 1 << 30,
-    exact_rows: int | None = None,
+    exact_rows: ExactRows | None = None,
     drafts: DraftSource | None = None,
 ) -> StepPlan:
     """Decode rows first (one per decoding sequence, plus drafts), then prompt chunks in admission order.
@@ -173,7 +191,7 @@ def plan_step(
         if seq.drafts and drafts is not None and spare > 0:
             limit = min(spare, _draft_limit(seq, n_ctx_per_seq))
             if exact_rows is not None and seq.reproducible:  # reproducible: keep the step invariant
-                limit = min(limit, exact_rows - rows)
+                limit = min(limit, exact_rows.at(seq.kv_len + limit + 1) - rows)
             if limit > 0:
                 draft = drafts(seq.key, limit, len(decoding) <= NGRAM_MAX_DECODING)[:limit]
                 spare -= len(draft)

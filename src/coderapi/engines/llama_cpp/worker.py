@@ -43,10 +43,10 @@ from coderapi.errors import InternalError, ModelNotReady
 
 from .model import LlamaContext, LlamaModel
 from .drafting import Proposal, drafter_for
-from .invariance import probe_invariant_rows
+from .invariance import probe_exact_rows
 from .prefix_cache import SlotPool
 from .sampling import make_sampler
-from .scheduler import StepPlan, WaitingView, plan_admission, plan_step
+from .scheduler import ExactRows, StepPlan, WaitingView, plan_admission, plan_step
 from .sequences import BatchPart, Request, Sequence, WorkerStats
 from .token_events import count_drafts, sample_row
 
@@ -83,7 +83,7 @@ class Worker(threading.Thread):
         self.ngram_speculation = ngram_speculation
         self.exact_speculation = exact_speculation
         self.repack = repack
-        self.exact_rows: int | None = None  # set at load when exact_speculation (invariance.py)
+        self.exact_rows: ExactRows | None = None  # set at load when exact_speculation (invariance.py)
         self.ready: concurrent.futures.Future = concurrent.futures.Future()
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.model: LlamaModel | None = None
@@ -145,8 +145,11 @@ class Worker(threading.Thread):
         for i in range(self.n_batch):
             self._batch.n_seq_id[i] = 1
         if self.exact_speculation:
-            self.exact_rows = probe_invariant_rows(self.model, self.ctx, self._batch, min(8, self.n_batch))
-            log.info("speculation: greedy and seeded drafts verified in steps of at most %d rows", self.exact_rows)
+            self.exact_rows = probe_exact_rows(
+                self.model, self.ctx, self._batch, min(8, self.n_batch), self.n_ctx_per_seq, self.n_batch
+            )
+            log.info("speculation: greedy and seeded drafts verified in steps of at most (tokens cached, rows) %s "
+                     "(1 row past the last)", self.exact_rows.checkpoints)
 
     def _shutdown(self) -> None:
         closed = ModelNotReady("The inference engine is shutting down.")
