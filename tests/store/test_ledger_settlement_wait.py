@@ -10,27 +10,17 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import event
 
-from coderapi.services.accounts import AccountService, UsageRecord
+from coderapi.services.accounts import UsageRecord
 from coderapi.services.ledger_writer import LedgerWriter
-from coderapi.services.reservations import CostReservations
-from coderapi.services.spending import PeriodSpend
 from coderapi.services.usage_journal import UsageJournal
 from coderapi.store.tables import UsageEvent
 
 
 @pytest.fixture
-def setup(db, tmp_path):
-    accounts = AccountService(db, starting_credit=1)
-
-    async def seed():
-        user = await accounts.signups.create_user("dev@example.com", "correct horse")
-        _, secret = await accounts.keys.create_key(user.id)
-        return await accounts.keys.authenticate_key(secret)
-
-    principal = asyncio.run(seed())
+def setup(db, tmp_path, funded_key):
     commits = []
     event.listen(db.engine, "commit", lambda connection: commits.append(1))
-    yield db, accounts, CostReservations(db, PeriodSpend(db), ttl_seconds=600), principal, commits, tmp_path
+    yield db, funded_key.accounts, funded_key.ledger, funded_key.principal, commits, tmp_path
 
 
 def _record(principal, request_id: str, cost: str) -> UsageRecord:

@@ -3,27 +3,17 @@ this request's hold, the usual c=1 case) takes few statements, and its money sta
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 from sqlalchemy import event
 
-from coderapi.services.accounts import AccountService, UsageRecord
-from coderapi.services.reservations import CostReservations, Hold, Settlement
-from coderapi.services.spending import PeriodSpend
+from coderapi.services.accounts import UsageRecord
+from coderapi.services.reservations import Hold, Settlement
 from coderapi.store.tables import CostReservation, User
 
 
-def test_settlement_and_hold_take_seven_statements_and_stay_exact(db):
-    accounts = AccountService(db, starting_credit=1)
-
-    async def seed():
-        user = await accounts.signups.create_user("dev@example.com", "correct horse")
-        _, secret = await accounts.keys.create_key(user.id)
-        return await accounts.keys.authenticate_key(secret)
-
-    principal = asyncio.run(seed())
-    ledger = CostReservations(db, PeriodSpend(db), ttl_seconds=600)
+def test_settlement_and_hold_take_seven_statements_and_stay_exact(db, funded_key):
+    ledger, principal = funded_key.ledger, funded_key.principal
     first = Hold(principal, "r0", Decimal("0.5"), confirm_key=True)
     ledger.apply([], [first])  # also the once-a-minute purge: not counted below
     statements: list[str] = []
