@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from sqlalchemy import event
 
 from coderapi.services.account_types import Principal
 from coderapi.services.accounts import AccountService
@@ -49,3 +50,11 @@ def funded_key(db) -> FundedKey:
         return await accounts.keys.authenticate_key(secret)
 
     return FundedKey(accounts, CostReservations(db, PeriodSpend(db), ttl_seconds=600), asyncio.run(seed()))
+
+
+@pytest.fixture
+def ledger_case(db, tmp_path, funded_key):
+    """(db, accounts, ledger, principal, commits, tmp_path): `commits` counts the database's commits."""
+    commits = []
+    event.listen(db.engine, "commit", lambda connection: commits.append(1))
+    yield db, funded_key.accounts, funded_key.ledger, funded_key.principal, commits, tmp_path

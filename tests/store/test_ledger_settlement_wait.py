@@ -7,39 +7,25 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-import pytest
-from sqlalchemy import event
-
-from coderapi.services.accounts import UsageRecord
 from coderapi.services.ledger_writer import LedgerWriter
 from coderapi.services.usage_journal import UsageJournal
 from coderapi.store.tables import UsageEvent
 
-
-@pytest.fixture
-def setup(db, tmp_path, funded_key):
-    commits = []
-    event.listen(db.engine, "commit", lambda connection: commits.append(1))
-    yield db, funded_key.accounts, funded_key.ledger, funded_key.principal, commits, tmp_path
+from tests.store.records import usage_record
 
 
-def _record(principal, request_id: str, cost: str) -> UsageRecord:
-    return UsageRecord(request_id, principal.user_id, principal.key_id, principal.key_prefix, "m",
-                       "chat.completions", cost=Decimal(cost))
-
-
-def test_back_to_back_requests_share_one_transaction_per_request(setup):
-    db, accounts, ledger, principal, commits, tmp_path = setup
+def test_back_to_back_requests_share_one_transaction_per_request(ledger_case):
+    db, accounts, ledger, principal, commits, tmp_path = ledger_case
     writer = LedgerWriter(ledger, UsageJournal(tmp_path / "journal"))
 
     async def client_in_a_loop():
         hold = await writer.reserve(principal, "r0", Decimal("0.5"), confirm_key=True)
         commits.clear()
         for i in range(1, 6):
-            writer.settle(_record(principal, f"r{i - 1}", "0.1"), hold)  # the previous request ended
+            writer.settle(usage_record(principal, f"r{i - 1}", "0.1"), hold)  # the previous request ended
             await asyncio.sleep(0.005)  # the client reads its answer and sends the next request
             hold = await writer.reserve(principal, f"r{i}", Decimal("0.5"), confirm_key=True)
-        writer.settle(_record(principal, "r5", "0.1"), hold)
+        writer.settle(usage_record(principal, "r5", "0.1"), hold)
         await writer.close()
 
     asyncio.run(client_in_a_loop())

@@ -11,29 +11,17 @@ from dataclasses import replace
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import event
 
 from coderapi.errors import QuotaExceeded, ServiceUnavailable
-from coderapi.services.accounts import UsageRecord
 from coderapi.services.ledger_writer import LedgerWriter
 from coderapi.services.usage_journal import UsageJournal
 from coderapi.store.tables import CostReservation, UsageEvent
 
-
-@pytest.fixture
-def setup(db, tmp_path, funded_key):
-    commits = []
-    event.listen(db.engine, "commit", lambda connection: commits.append(1))
-    yield db, funded_key.accounts, funded_key.ledger, funded_key.principal, commits, tmp_path
+from tests.store.records import usage_record
 
 
-def _record(principal, request_id: str, cost: str) -> UsageRecord:
-    return UsageRecord(request_id, principal.user_id, principal.key_id, principal.key_prefix, "m",
-                       "chat.completions", cost=Decimal(cost))
-
-
-def test_concurrent_holds_are_group_committed_and_exact(setup):
-    db, accounts, ledger, principal, commits, tmp_path = setup
+def test_concurrent_holds_are_group_committed_and_exact(ledger_case):
+    db, accounts, ledger, principal, commits, tmp_path = ledger_case
     writer = LedgerWriter(ledger, UsageJournal(tmp_path / "journal"))
 
     async def burst():
@@ -49,7 +37,7 @@ def test_concurrent_holds_are_group_committed_and_exact(setup):
 
     async def settle_all():
         for i, hold in enumerate(admitted):
-            writer.settle(_record(principal, f"r{i}", "0.01"), hold)
+            writer.settle(usage_record(principal, f"r{i}", "0.01"), hold)
         await writer.close()
 
     commits.clear()
@@ -62,8 +50,8 @@ def test_concurrent_holds_are_group_committed_and_exact(setup):
     assert list((tmp_path / "journal").glob("*.jsonl")) == []  # all committed: nothing left to replay
 
 
-def test_a_cached_principal_is_checked_against_its_row_in_the_batch(setup):
-    _, accounts, ledger, principal, _, _ = setup
+def test_a_cached_principal_is_checked_against_its_row_in_the_batch(ledger_case):
+    _, accounts, ledger, principal, _, _ = ledger_case
     writer = LedgerWriter(ledger)
     stale = replace(principal, scopes=("model:chat", "model:embeddings"))  # not what the row says
     with pytest.raises(Exception) as changed:
@@ -71,24 +59,24 @@ def test_a_cached_principal_is_checked_against_its_row_in_the_batch(setup):
     assert type(changed.value).__name__ == "KeyChanged" and changed.value.fresh.scopes == principal.scopes
 
 
-def test_the_journal_replays_only_what_dead_gateways_left(setup, tmp_path):
-    db, accounts, ledger, principal, _, _ = setup
+def test_the_journal_replays_only_what_dead_gateways_left(ledger_case, tmp_path):
+    db, accounts, ledger, principal, _, _ = ledger_case
     journal_dir = tmp_path / "journal"
     hold = asyncio.run(ledger.reserve(principal, "dead", Decimal("0.5")))
     # A gateway that died: its segment holds one whole record and one cut short by the kill.
     dead = UsageJournal(journal_dir)
-    segment = dead.append(_record(principal, "dead", "0.2"), hold)
+    segment = dead.append(usage_record(principal, "dead", "0.2"), hold)
     os.write(segment.fd, b'{"request_id": "cut sh')
     fcntl.flock(segment.fd, fcntl.LOCK_UN)  # the process is gone: its lock with it
     # A live gateway's segment is left alone.
     alive = UsageJournal(journal_dir)
-    alive.append(_record(principal, "alive", "0.1"), None)
+    alive.append(usage_record(principal, "alive", "0.1"), None)
 
     replayed = asyncio.run(LedgerWriter(ledger, UsageJournal(journal_dir)).recover())
     assert replayed == 1
     # Killed after its batch committed but before its segment was deleted: replayed, charged once.
     again = UsageJournal(journal_dir)
-    fcntl.flock(again.append(_record(principal, "dead", "0.2"), hold).fd, fcntl.LOCK_UN)
+    fcntl.flock(again.append(usage_record(principal, "dead", "0.2"), hold).fd, fcntl.LOCK_UN)
     assert asyncio.run(LedgerWriter(ledger, UsageJournal(journal_dir)).recover()) == 1
     with db.session() as session:
         assert [e.request_id for e in session.query(UsageEvent)] == ["dead"]
@@ -96,8 +84,8 @@ def test_the_journal_replays_only_what_dead_gateways_left(setup, tmp_path):
     assert len(list(journal_dir.glob("*.jsonl"))) == 1  # the live one
 
 
-def test_while_the_database_is_away_usage_waits_in_the_journal_and_close_is_bounded(setup, tmp_path):
-    _, _, _, principal, _, _ = setup
+def test_while_the_database_is_away_usage_waits_in_the_journal_and_close_is_bounded(ledger_case, tmp_path):
+    _, _, _, principal, _, _ = ledger_case
 
     class Away:
         def apply(self, settlements, holds):
@@ -106,7 +94,7 @@ def test_while_the_database_is_away_usage_waits_in_the_journal_and_close_is_boun
     writer = LedgerWriter(Away(), UsageJournal(tmp_path / "away"))
 
     async def run():
-        writer.settle(_record(principal, "r1", "0.1"), None)
+        writer.settle(usage_record(principal, "r1", "0.1"), None)
         with pytest.raises(ServiceUnavailable):
             await writer.reserve(principal, "r2", Decimal("0.1"), confirm_key=True)
         started = time.monotonic()
