@@ -42,10 +42,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_ready(proc: subprocess.Popen, url: str, timeout: float = 300) -> None:
+def _wait_ready(proc: subprocess.Popen | None, url: str, timeout: float = 300) -> None:
+    """Until `url` answers 200 (`proc`: the server's process, None for one in this process)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:

@@ -38,6 +38,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "src"))
 
+import servers  # noqa: E402
 from servers import free_port  # noqa: E402
 from tool_call_cases import CASES, TOOLS  # noqa: E402
 
@@ -139,7 +140,7 @@ def coderapi_in_process(spec_fields: dict) -> Iterator[Target]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    _wait(base + "/health", 300)
+    servers._wait_ready(None, base + "/health")
     backend = services.registry.resolve(MODEL_ID).backend
 
     def set_lazy(on: bool) -> None:
@@ -164,28 +165,10 @@ def llama_server(gguf: Path, threads: int) -> Iterator[Target]:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait(base + "/health", 300, proc)
+        servers._wait_ready(proc, base + "/health")
         yield Target("llama-server", base + "/v1")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _wait(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} not ready in {timeout:.0f} s")
+        servers._stop(proc)
 
 
 def both_ways(client, target: Target, args) -> list[Row]:
