@@ -10,9 +10,9 @@ greedy and seeded requests to stay identical to plain decoding, their verificati
 to the rows this probe finds identical to one-row steps at that length of context.
 
 The probe runs once, on the worker thread at load, on sequence 0 before any request. At each
-checkpoint length (64, 128, 256, ... up to the sequence's context), with that many tokens
-cached: 8 tokens decoded one per step (the reference), then again as 2, 3, ... rows in one step
-until some row's logits differ. It stops at the first checkpoint where only 1 row holds: from
+checkpoint length (64, 128, 256, ... up to the sequence's context, at most 4096), with that
+many tokens cached: 8 tokens decoded one per step (the reference), then again as 2, 3, ...
+rows in one step until some row's logits differ. It stops at the first checkpoint where only 1 row holds: from
 there on (and beyond the last checkpoint probed) verification is one row, i.e. no drafts.
 """
 
@@ -26,13 +26,14 @@ from .scheduler import ExactRows
 
 PROBE_TEXT = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n" * 12
 FIRST_CHECKPOINT = 64
+LAST_CHECKPOINT = 4096  # bounds the start-up cost on a large context; past it, steps are one row
 
 
 def probe_exact_rows(model, ctx, batch, max_rows: int, n_ctx_per_seq: int, n_batch: int) -> ExactRows:
     """Invariant rows at checkpoint lengths up to the context, stopping where only 1 holds."""
     lengths = []
     length = FIRST_CHECKPOINT
-    while length + max_rows < n_ctx_per_seq:
+    while length <= LAST_CHECKPOINT and length + max_rows < n_ctx_per_seq:
         lengths.append(length)
         length *= 2
     if not lengths:
@@ -45,7 +46,7 @@ def probe_exact_rows(model, ctx, batch, max_rows: int, n_ctx_per_seq: int, n_bat
     try:
         for length in lengths:
             for start in range(done, length, n_batch):  # the cache up to this checkpoint, chunked
-                _decode(ctx, batch, tokens[start : min(length, start + n_batch)], start)
+                _decode(ctx, batch, tokens[start : min(length, start + n_batch)], start, logits=False)
             done = length
             rows = _invariant_rows(model, ctx, batch, tokens[length : length + max_rows], length)
             checkpoints.append((length, rows))
@@ -74,12 +75,12 @@ def _invariant_rows(model, ctx, batch, rows: list[int], start: int) -> int:
     return invariant
 
 
-def _decode(ctx, batch, tokens: list[int], pos: int) -> None:
+def _decode(ctx, batch, tokens: list[int], pos: int, *, logits: bool = True) -> None:
     for i, token in enumerate(tokens):
         batch.token[i] = token
         batch.pos[i] = pos + i
         batch.seq_id[i][0] = 0
-        batch.logits[i] = 1
+        batch.logits[i] = int(logits)
     batch.n_tokens = len(tokens)
     if lc.llama_decode(ctx.ptr, batch) != 0:
         raise RuntimeError("llama_decode failed while probing batch invariance")
