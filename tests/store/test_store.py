@@ -44,7 +44,7 @@ def test_upgrade_creates_the_tables_and_indexes(db):
 def test_upgrade_is_idempotent_and_reaches_head(db):
     db.upgrade()
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert db.current_revision() == head == "0004"
+    assert db.current_revision() == head == "0005"
 
 
 def test_migrations_agree_with_the_orm_model(db):

@@ -137,6 +137,8 @@ def grant_credit(db: Database, user_id: int, amount, reason: str, granted_by: st
             session, user_id=user_id, amount=amount, reason=reason, granted_by=granted_by
         )
         crud.users.adjust_balance(session, user_id, amount)
+        if amount < 0:  # credit taken back: gateways give back the credit they lease (see store.auth_epoch)
+            crud.auth_epoch.bump(session)
         return to_money(crud.users.balance(session, user_id))
 
 

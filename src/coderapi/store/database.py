@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from coderapi.errors import ServiceUnavailable
+from coderapi.store import auth_epoch
 
 log = logging.getLogger("coderapi.store")
 
@@ -97,6 +99,25 @@ class Database:
         else:
             self.engine = _server_engine(self.url, echo, timeout_seconds)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        auth_epoch.watch(self._sessions)  # key and owner changes raise the auth epoch in their transaction
+        self._epoch_reader = None
+        if self.url.get_backend_name() == "sqlite" and not _is_memory_sqlite(self.url):
+            self._epoch_reader = auth_epoch.SqliteEpochReader(Path(self.url.database).expanduser(), timeout_seconds)
+
+    def auth_epoch_here(self) -> int | None:
+        """The auth epoch, read on this thread where that is cheaper than a worker thread (a SQLite
+        file); None elsewhere (read it in a session in a worker thread)."""
+        if self._epoch_reader is None:
+            return None
+        try:
+            return self._epoch_reader.read()
+        except sqlite3.Error as exc:
+            log.warning("database unavailable: %s", str(exc)[:200])
+            raise ServiceUnavailable(
+                "The database is busy or unavailable; please retry shortly.",
+                retry_after=UNAVAILABLE_RETRY_AFTER,
+                code="database_unavailable",
+            ) from exc
 
     @property
     def dialect(self) -> str:

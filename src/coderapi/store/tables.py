@@ -224,3 +224,16 @@ class Invite(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     used_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class AuthEpoch(Base):
+    """One counter, raised in the same transaction as any change to what a key may do (a key
+    disabled, deleted or edited; its owner disabled, re-roled or re-limited; credit taken away).
+    Gateways keep keys and credit leases only as "valid while the epoch is N" and read the
+    counter on every inference request, so a change anywhere is seen by the next request
+    everywhere (see `coderapi.store.auth_epoch`)."""
+
+    __tablename__ = "auth_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
