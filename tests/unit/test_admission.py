@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from coderapi.errors import PermissionDenied, RateLimited, ServiceUnavailable
 from coderapi.services.in_flight import InFlightLimits
+from coderapi.services.key_cache import KeyCache
 from coderapi.services.request_life import Ending, RequestLife, Status
 from coderapi.services.reservations import KeyChanged
 from tests.unit.lifecycle_fakes import PRINCIPAL, SPEC, chat_body, rig
@@ -87,7 +88,8 @@ async def test_a_key_changed_since_cached_is_held_as_it_is_now():
 
     request = ChatCompletionRequest.model_validate_json(chat_body())
     admission = r.lifecycle._admission
-    assert await admission.reserve_cost(PRINCIPAL, SPEC, request, 100, "req-1") == (42, fresh)
+    hold, principal = await admission.reserve_cost(PRINCIPAL, SPEC, request, 100, "req-1")
+    assert (hold.reservation_id, hold.lease, principal) == (42, None, fresh)
     assert seen == [PRINCIPAL, fresh]
 
 
@@ -164,3 +166,19 @@ async def test_metrics_count_the_outcome_under_the_registry_s_model_name_only():
         "coderapi:request_success_total", {"model_name": "unknown", "finished_reason": "success"}
     )
     assert value == 1
+
+
+# -- the key cache trusts an entry only in the auth epoch it was looked up in ----------------
+
+
+def test_a_newer_epoch_empties_the_key_cache_and_an_older_lookup_is_not_kept():
+    cache = KeyCache(8)
+    cache.sync(1)
+    cache.put("digest", PRINCIPAL, 1)
+    assert cache.get("digest", 1) == PRINCIPAL
+    cache.sync(2)  # a key changed somewhere
+    assert cache.get("digest", 2) is None
+    cache.put("digest", PRINCIPAL, 1)  # looked up by a request that read the older epoch
+    assert cache.get("digest", 2) is None
+    cache.sync(1)  # a late reader of the older epoch does not take the cache back
+    assert cache.epoch == 2 and cache.get("digest", 1) is None

@@ -163,6 +163,11 @@ def authenticate(db: Database, secret: str, now: datetime) -> Principal:
         return principal_from(key, user)
 
 
+def read_auth_epoch(db: Database) -> int:
+    with db.session() as session:
+        return crud.auth_epoch.current(session)
+
+
 def principal_from(key, user) -> Principal:
     """The caller a key stands for, from its row and its owner's (enabled or not: callers check)."""
     return Principal(
@@ -304,11 +309,15 @@ class KeyService:
         callers that check the principal against its row later (inference, see `key_cache`)."""
         if not isinstance(secret, str) or not keygen.is_well_formed(secret):
             return await self.authenticate_key(secret)  # refused there, as any malformed key
+        epoch = self._db.auth_epoch_here()  # first: see key_cache
+        if epoch is None:
+            epoch = await asyncio.to_thread(read_auth_epoch, self._db)
+        self.key_cache.sync(epoch)
         digest = keygen.hash_secret(secret)
-        principal = self.key_cache.get(digest)
+        principal = self.key_cache.get(digest, epoch)
         if principal is None:
             principal = await self.authenticate_key(secret)
-            self.key_cache.put(digest, principal)
+            self.key_cache.put(digest, principal, epoch)
         return principal
 
     async def list_keys(self, user_id: int) -> list[KeyInfo]:
