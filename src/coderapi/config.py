@@ -230,8 +230,23 @@ class Settings(BaseSettings):
     key_cache_size: int = Field(
         10_000, ge=0,
         description="Inference keys remembered after their first lookup (0: look every key up on every "
-        "request). A cached key is still checked against its database row in the transaction that "
-        "reserves the request's cost, so a key disabled, deleted or changed anywhere is refused at once.",
+        "request). A cached key is used only while the auth epoch it was looked up in is current: any "
+        "change to a key or its owner, anywhere, raises the epoch, which every request reads, so a key "
+        "disabled, deleted or changed anywhere is refused at once.",
+    )
+    credit_lease_requests: int = Field(
+        32, ge=0,
+        description="A key's credit lease: its first request holds up to this many times its own worst-case "
+        "cost in one transaction, and the key's next requests hold theirs from it in memory, with no "
+        "transaction of their own (at most a quarter of what the user and key have left; near the end of "
+        "a balance or limit, requests hold exactly their own cost). 0: every request holds its cost in a "
+        "transaction of its own.",
+    )
+    credit_lease_seconds: float = Field(
+        30.0, gt=0,
+        description="A credit lease takes new requests for this long (at most a quarter of "
+        "reservation_ttl_seconds), then is given back once its last request ends; an idle lease goes back "
+        "after 2 s.",
     )
     max_waiting_requests: int = Field(64, description="Queued requests beyond which the API answers 503.")
     max_request_body_bytes: int = Field(

@@ -80,3 +80,13 @@ def test_a_cached_key_changed_elsewhere_is_admitted_as_it_is_now(platform):
     narrowed = _ask(platform, account.key)
     assert narrowed.status_code == 403 and _code(narrowed) == "missing_scope"
 
+
+
+def test_credit_taken_back_elsewhere_is_seen_by_the_next_request(platform):
+    account = make_account(platform)
+    other = _elsewhere(platform)
+    assert _ask(platform, account.key).status_code == 200  # the key now holds a credit lease here
+    balance = asyncio.run(other.users.balance(account.user_id))
+    asyncio.run(other.users.grant_credit(account.user_id, -balance, "taken back", "admin"))
+    refused = _ask(platform, account.key)  # the lease went with the credit it was sized on
+    assert refused.status_code == 403 and _code(refused) == "insufficient_quota"

@@ -134,7 +134,8 @@ def test_usage_queued_when_the_gateway_is_killed_is_recorded_and_charged_by_the_
         first.wait(10)
         recorded = lock.execute("SELECT count(*) FROM usage_events WHERE request_id LIKE 'journal-%'").fetchone()[0]
         unsettled = lock.execute("SELECT count(*) FROM cost_reservations WHERE settled_at IS NULL").fetchone()[0]
-        assert (recorded, unsettled) == (0, 3)  # killed with all three only in the journal
+        # Killed with all three only in the journal, their money still held (the key's credit lease).
+        assert recorded == 0 and unsettled >= 1
         lock.rollback()
         lock.close()
 

@@ -16,6 +16,7 @@ from coderapi.protocol.chat import ChatChoice, ChatCompletion, ChatCompletionChu
 from coderapi.protocol.completions import Completion, CompletionChoice
 from coderapi.services.account_types import Principal
 from coderapi.services.admission import Admission
+from coderapi.services.credit_leases import CreditLeases
 from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.inference import InferenceService
 from coderapi.services.key_cache import KeyCache
@@ -53,8 +54,11 @@ class FakeLedger:
         self.holds.append(request_id)
         return len(self.holds)
 
-    def settle(self, record, reservation_id: int | None) -> None:
+    def settle(self, record, reservation_id: int | None, lease_id: int | None = None) -> None:
         self.settled.append((record, reservation_id))
+
+    def release(self, reservation_id: int) -> None:
+        self.settled.append((None, reservation_id))
 
     async def drain(self) -> None:
         return None
@@ -154,9 +158,10 @@ def rig(*, per_key: int = 0, per_user: int = 0, rpm: int = 0, tpm: int = 0) -> R
     ledger, reservations, backend = FakeLedger(), FakeReservations(), ScriptedBackend()
     limits = RateLimits(MemoryLimiter(), default_rpm=rpm, default_tpm=tpm)
     in_flight = InFlightLimits(per_key, per_user)
-    admission = Admission(limits, reservations, in_flight, ledger, KeyCache(8))
+    leases = CreditLeases(ledger, lease_requests=0, lease_seconds=30)  # one exact hold per request
+    admission = Admission(limits, reservations, in_flight, leases, KeyCache(8))
     metrics = ServingMetrics(lambda: [])
-    metering = Metering(ledger, metrics)
+    metering = Metering(leases, metrics)
     registry = ModelRegistry([ServedModel(SPEC, backend, "scripted")])
     lifecycle = Lifecycle(registry, metering, admission)
     return Rig(lifecycle, backend, ledger, reservations, in_flight, metering, metrics, InferenceService(lifecycle))

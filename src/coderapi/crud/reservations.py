@@ -8,7 +8,7 @@ from decimal import Decimal
 from functools import cache
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, case, delete, func, select, update
 from sqlalchemy import insert as insert_statement
 from sqlalchemy.orm import Session
 
@@ -124,6 +124,10 @@ def _statements() -> SimpleNamespace:
         release=update(_HOLDS).where(holds.id.in_(ids), holds.settled_at.is_(None)).values(settled_at=now)
         .returning(holds.id),
         existing=select(holds.id).where(holds.id.in_(ids)),
+        # A lease gives back what its requests spent (now debited from the balance instead).
+        shrink=update(_HOLDS).where(holds.id == bindparam("lease_id"), holds.settled_at.is_(None))
+        .values(amount=case((holds.amount > bindparam("spent", type_=holds.amount.type),
+                             holds.amount - bindparam("spent", type_=holds.amount.type)), else_=0)),
     )
 
 
@@ -188,3 +192,11 @@ def existing_ids(session: Session, reservation_ids: list[int]) -> set[int]:
     if not reservation_ids:
         return set()
     return set(session.execute(_statements().existing, {"ids": sorted(set(reservation_ids))}).scalars())
+
+
+def shrink_leases(session: Session, spent: dict[int, Decimal]) -> None:
+    """Take what each lease's settled requests cost off the lease (never below zero); a lease
+    released or lapsed meanwhile is left alone (see `services.credit_leases`)."""
+    rows = [{"lease_id": lease_id, "spent": amount} for lease_id, amount in sorted(spent.items()) if amount]
+    if rows:
+        session.execute(_statements().shrink, rows)

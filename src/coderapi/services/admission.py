@@ -29,7 +29,7 @@ from coderapi.services.account_types import Principal
 from coderapi.services.cost_estimate import estimate_tokens, worst_case_cost
 from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.key_cache import KeyCache
-from coderapi.services.ledger_writer import LedgerWriter
+from coderapi.services.credit_leases import CostHold, CreditLeases
 from coderapi.services.reservations import CostReservations, KeyChanged
 
 _KEY_CHANGES_TOLERATED = 3  # a key changed again between two tries: give up with a 503
@@ -55,12 +55,12 @@ class Admission:
 
     def __init__(
         self, limits: RateLimits, reservations: CostReservations, in_flight: InFlightLimits,
-        writer: LedgerWriter, keys: KeyCache,
+        leases: CreditLeases, keys: KeyCache,
     ) -> None:
         self._limits = limits
         self._reservations = reservations
         self._in_flight = in_flight
-        self._writer = writer
+        self._leases = leases
         self._keys = keys
 
     def count_in(self, principal: Principal) -> Callable[[], None]:
@@ -84,14 +84,16 @@ class Admission:
 
     async def reserve_cost(
         self, principal: Principal, spec: ModelSpec, request, body_size: int, request_id: str
-    ) -> tuple[int, Principal]:
-        """Hold the worst-case cost: the hold's id (dropped with the usage record) and the key as
-        it is now. The principal may come from the key cache: the hold's transaction checks it
-        against its row."""
+    ) -> tuple[CostHold, Principal]:
+        """Hold the worst-case cost (given back with the usage record; from the key's credit lease
+        where it has one, see `credit_leases`) and the key as it is now. The principal may come
+        from the key cache, valid in the auth epoch the request read; a hold's transaction also
+        checks it against its row."""
         amount = worst_case_cost(request, body_size, spec)
         for _ in range(_KEY_CHANGES_TOLERATED):
             try:
-                return await self._writer.reserve(principal, request_id, amount, confirm_key=True), principal
+                hold = await self._leases.hold(principal, request_id, amount, epoch=self._keys.epoch, confirm_key=True)
+                return hold, principal
             except KeyChanged as changed:  # scopes or limits changed since it was cached: admit it as it is
                 principal = changed.fresh
                 self._keys.refresh(principal)

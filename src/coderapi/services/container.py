@@ -17,6 +17,7 @@ from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.billing import Billing
 from coderapi.services.inference import InferenceService
 from coderapi.services.lifecycle import Lifecycle
+from coderapi.services.credit_leases import CreditLeases
 from coderapi.services.ledger_writer import LedgerWriter
 from coderapi.services.metering import Metering
 from coderapi.services.metrics import ServingMetrics
@@ -49,6 +50,7 @@ class Services:
     prep: PrepPool  # threads that prepare inference requests off the event loop
     tokenizer: TokenizerService
     ledger: LedgerWriter  # holds and usage rows, group-committed; usage journaled until committed
+    leases: CreditLeases  # keys' credit held in slices, spent in memory (see services.credit_leases)
 
     @classmethod
     def build(cls, settings: Settings, served: list[ServedModel]) -> "Services":
@@ -67,18 +69,22 @@ class Services:
         metrics = ServingMetrics(lambda: services.engine_stats())
         reservations = CostReservations(db, PeriodSpend(db), ttl_seconds=settings.reservation_ttl_seconds)
         ledger = LedgerWriter(reservations, UsageJournal(Path(settings.data_dir) / "usage-journal"))
-        metering = Metering(ledger, metrics)
+        leases = CreditLeases(
+            ledger, lease_requests=settings.credit_lease_requests,
+            lease_seconds=min(settings.credit_lease_seconds, settings.reservation_ttl_seconds / 4),
+        )
+        metering = Metering(leases, metrics)
         limits = RateLimits(
             build_limiter(settings.redis_url, settings.redis_failure_mode), default_rpm=settings.default_rpm, default_tpm=settings.default_tpm,
             default_user_rpm=settings.default_user_rpm, default_user_tpm=settings.default_user_tpm,
         )
         in_flight = InFlightLimits(settings.max_concurrent_requests_per_key, settings.max_concurrent_requests_per_user)
-        admission = Admission(limits, reservations, in_flight, ledger, accounts.keys.key_cache)
+        admission = Admission(limits, reservations, in_flight, leases, accounts.keys.key_cache)
         inference = InferenceService(Lifecycle(registry, metering, admission))
         services = cls(
             settings, db, accounts.keys, accounts.users, accounts.signups, registry, metrics, metering, inference,
             limits=limits, reports=UsageReports(db, metering.settled), billing=Billing(accounts.users, settings.models, metering.settled),
-            prep=prep, tokenizer=TokenizerService(registry, limits, metering), ledger=ledger,
+            prep=prep, tokenizer=TokenizerService(registry, limits, metering), ledger=ledger, leases=leases,
         )
         return services
 
@@ -96,6 +102,7 @@ class Services:
 
     async def close(self) -> None:
         await self.metering.drain()
+        await self.leases.close()  # given back before the ledger's last batch
         await self.ledger.close()
         await self.limits.close()
         await asyncio.gather(*(m.backend.close() for m in self.registry.models), return_exceptions=True)

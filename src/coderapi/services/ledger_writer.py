@@ -56,22 +56,40 @@ class LedgerWriter:
 
     async def reserve(self, principal: Principal, request_id: str, amount: Decimal, *, confirm_key: bool) -> int:
         """Hold `amount` for the request (see `CostReservations`); the hold's id, or its error."""
-        hold = Hold(principal, request_id, to_money(amount), confirm_key=confirm_key)
+        hold = await self._queue(Hold(principal, request_id, to_money(amount), confirm_key=confirm_key))
+        return hold.result
+
+    async def lease(
+        self, principal: Principal, request_id: str, amount: Decimal, want: Decimal, *, confirm_key: bool,
+    ) -> tuple[int, Decimal]:
+        """Hold a credit lease of up to `want` for the key, or only the request's `amount` when
+        that is all there is room for (see `reservations.lease_size`): the hold's id and what it
+        holds, or the request's refusal."""
+        hold = Hold(principal, request_id, to_money(amount), confirm_key=confirm_key, want=to_money(want))
+        await self._queue(hold)
+        return hold.result, hold.granted
+
+    async def _queue(self, hold: Hold) -> Hold:
         future = asyncio.get_running_loop().create_future()
         self._holds.append((hold, future))
         self._kick()
         self._hold_queued.set()
         return await future
 
-    def settle(self, record: UsageRecord, reservation_id: int | None) -> None:
+    def settle(self, record: UsageRecord, reservation_id: int | None, lease_id: int | None = None) -> None:
         """Journal the record, then queue it; it is committed with the next batch."""
         segment = None
         if self._journal is not None:
             try:
-                segment = self._journal.append(record, reservation_id)
+                segment = self._journal.append(record, reservation_id, lease_id)
             except OSError:  # a full or read-only disk: still written to the database, unjournaled
                 log.exception("could not journal the usage of %s", record.request_id)
-        self._settlements.append((Settlement(record, reservation_id), segment))
+        self._settlements.append((Settlement(record, reservation_id, lease_id=lease_id), segment))
+        self._kick()
+
+    def release(self, reservation_id: int) -> None:
+        """Drop a hold (a lease given back): committed with the next batch."""
+        self._settlements.append((Settlement(None, reservation_id), None))
         self._kick()
 
     async def drain(self) -> None:
@@ -86,8 +104,13 @@ class LedgerWriter:
         replayed = 0
         for segment, entries in await asyncio.to_thread(self._journal.orphans):
             for start in range(0, len(entries), MAX_BATCH):
-                batch = [Settlement(record, hold, replayed=True) for record, hold in entries[start:start + MAX_BATCH]]
+                batch = [Settlement(record, hold, replayed=True, lease_id=lease)
+                         for record, hold, lease in entries[start:start + MAX_BATCH]]
                 await self._in_db_thread(self._ledger.apply, batch, [])
+            # Its gateway is gone (the segment was unlocked): so are its credit leases' requests.
+            leases = sorted({lease for _, _, lease in entries if lease is not None})
+            if leases:
+                await self._in_db_thread(self._ledger.apply, [Settlement(None, lease) for lease in leases], [])
             replayed += len(entries)
             self._journal.committed(segment, segment.written)
             log.warning("replayed %d usage records from %s", len(entries), segment.path.name)
@@ -136,6 +159,8 @@ class LedgerWriter:
                     await self._commit(settlements, holds)
                     failures = 0
                 except ServiceUnavailable:
+                    for settlement, _ in settlements:
+                        settlement.retried = True  # its commit may have landed, unacknowledged
                     self._settlements[:0] = settlements  # kept (and journaled): tried again
                     await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
                     failures += 1
@@ -168,6 +193,7 @@ class LedgerWriter:
             try:
                 await self._in_db_thread(self._ledger.apply, [item[0]], [])
             except ServiceUnavailable:
+                item[0].retried = True
                 self._settlements.insert(0, item)
                 continue
             except Exception:
@@ -189,7 +215,7 @@ class LedgerWriter:
             elif hold.error is not None:
                 future.set_exception(hold.error)
             else:
-                future.set_result(hold.result)
+                future.set_result(hold)
 
     @staticmethod
     def _answer_failed(holds: list[tuple[Hold, asyncio.Future]], error: Exception) -> None:

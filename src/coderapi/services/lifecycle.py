@@ -99,7 +99,7 @@ class Lifecycle:
         if unknown is not None:
             raise unknown
         with life.gate():
-            life.reservation_id, life.principal = await self._admission.reserve_cost(
+            life.hold, life.principal = await self._admission.reserve_cost(
                 principal, served.spec, request, len(body), life.request_id
             )
         life.admitted()
@@ -109,7 +109,7 @@ class Lifecycle:
         """Ends the request with `error`, or with the key's refusal where the key (possibly
         cached) was disabled or deleted meanwhile; returns the error to answer."""
         if life.state is not State.ENDED:
-            verdict = await self._admission.key_verdict(principal, error, held=life.reservation_id is not None)
+            verdict = await self._admission.key_verdict(principal, error, held=life.hold is not None)
             if verdict is not None:
                 life.refuse(verdict)
                 return verdict

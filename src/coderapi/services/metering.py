@@ -20,7 +20,7 @@ from coderapi.config import ModelSpec
 from coderapi.clock import utcnow
 from coderapi.services.account_types import Principal, UsageRecord
 from coderapi.services.metrics import UNKNOWN_MODEL_LABEL, ServingMetrics
-from coderapi.services.ledger_writer import LedgerWriter
+from coderapi.services.credit_leases import CostHold, CreditLeases
 from coderapi.services.request_life import Ending, RequestLife
 from coderapi.money import to_money
 
@@ -44,7 +44,7 @@ READ_YOUR_WRITES_SECONDS = 1.0  # the longest a usage or balance read waits for 
 
 
 class Metering:
-    def __init__(self, ledger: LedgerWriter, metrics: ServingMetrics) -> None:
+    def __init__(self, ledger: CreditLeases, metrics: ServingMetrics) -> None:
         self._ledger = ledger
         self._metrics = metrics
         self._pending: set[asyncio.Task] = set()
@@ -97,11 +97,11 @@ class Metering:
             ended_at=ended_at,
         )
         used = tally.prompt_tokens + tally.completion_tokens
-        await self._write(record, life.settle, used, life.reservation_id)
+        await self._write(record, life.settle, used, life.hold)
 
     async def _write(
         self, record: UsageRecord, settle: Callable[[int], Awaitable[None]] | None, used: int,
-        reservation_id: int | None,
+        hold: CostHold | None,
     ) -> None:
         try:
             if settle is not None:
@@ -109,7 +109,7 @@ class Metering:
         except Exception:
             log.exception("could not settle the rate limit of %s", record.request_id)
         # Journaled on disk now, committed with the next batch (retried while the database is down).
-        self._ledger.settle(record, reservation_id)
+        self._ledger.end(record, hold)
 
     def _observe(self, life: RequestLife, ending: Ending, now: float) -> None:
         # Labels come from the registry only: a caller's made-up model name must not add a series.

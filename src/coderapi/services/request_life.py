@@ -25,12 +25,15 @@ import asyncio
 import enum
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import AsyncIterator, Awaitable, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 from coderapi.backends.base import RequestTally
 from coderapi.config import ModelSpec
 from coderapi.errors import CoderapiError, Overloaded, PermissionDenied, RateLimited, ServiceUnavailable
 from coderapi.services.account_types import Principal
+
+if TYPE_CHECKING:
+    from coderapi.services.credit_leases import CostHold
 
 T = TypeVar("T")
 
@@ -122,7 +125,7 @@ class RequestLife:
         # Held at admission, given back where the request ends:
         self.release_in_flight: Callable[[], None] | None = None
         self.settle: Callable[[int], Awaitable[None]] | None = None  # rate-limit tokens, given those used
-        self.reservation_id: int | None = None  # the money held, dropped with the usage record
+        self.hold: CostHold | None = None  # the money held, given back with the usage record
         self._record = record
         self._gate_error: BaseException | None = None
         self._stream_owns_end = False

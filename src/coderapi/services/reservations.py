@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,8 @@ from coderapi.services.key_ops import LAST_USED_GRANULARITY, principal_from
 from coderapi.services.spending import PeriodSpend
 from coderapi.store.database import Database
 
+LEASE_SHARE = 4  # a lease takes at most a quarter of what the user (and the key) has left
+LEASE_MIN_REQUESTS = 2  # a lease smaller than two requests' worth is not worth a lease
 PURGE_EVERY = timedelta(seconds=60)  # between purges of one user's lapsed and settled holds
 _PERIODS = {"no_reset": "in total", "day": "per day", "week": "per week", "month": "per month"}
 
@@ -60,7 +62,9 @@ class Hold:
     request_id: str
     amount: Decimal
     confirm_key: bool = False  # a cached principal: check it against the key's row first
+    want: Decimal | None = None  # a lease's size wanted: held when it fits (see `lease_size`)
     result: int | None = None
+    granted: Decimal | None = None  # what was held: `amount`, or a lease's size
     error: Exception | None = None
 
 
@@ -73,6 +77,8 @@ class Settlement:
     record: UsageRecord | None
     reservation_id: int | None
     replayed: bool = False
+    lease_id: int | None = None  # the request held its cost in this lease: its cost leaves the lease
+    retried: bool = False  # an earlier try may have committed: written unless its row is there
     result: int | None = None
 
 
@@ -132,8 +138,9 @@ class CostReservations:
                 if s.reservation_id in done:
                     continue  # an earlier try committed, but its acknowledgement was lost
                 done.add(s.reservation_id)
-            if s.replayed and s.record and s.reservation_id not in released and crud.usage.recorded(session, s.record):
-                continue  # replayed after its hold was purged, and its row is there already
+            if ((s.replayed or s.retried) and s.record and s.reservation_id not in released
+                    and crud.usage.recorded(session, s.record)):
+                continue  # replayed or retried with no hold of its own to tell, and its row is there
             todo.append(s)
         written = [s for s in todo if s.record is not None]
         rows = [{**s.record.row(now), "cost": to_money(s.record.cost)} for s in written]
@@ -142,6 +149,11 @@ class CostReservations:
             s.result = event_id
             debits[s.record.user_id] += to_money(s.record.cost)
         crud.reservations.debit_users(session, debits)
+        spent_by_lease: dict[int, Decimal] = defaultdict(Decimal)
+        for s in written:
+            if s.lease_id is not None:
+                spent_by_lease[s.lease_id] += to_money(s.record.cost)
+        crud.reservations.shrink_leases(session, spent_by_lease)
         return debits
 
     def _hold_all(self, session: Session, holds: list[Hold], balances: dict[int, Decimal], now: datetime) -> None:
@@ -161,17 +173,21 @@ class CostReservations:
             try:
                 if principal.user_id not in balances:
                     raise AuthenticationFailed("Invalid API key")  # the account was deleted meanwhile
+                room = to_money(balances[principal.user_id]) - held[principal.user_id]
                 _check_balance(to_money(balances[principal.user_id]), held[principal.user_id], amount)
                 if principal.limit_threshold is not None:
-                    _check_key_limit(principal, spent[principal.key_id], key_held[principal.key_id], amount)
+                    spent_now, key_now = spent[principal.key_id], key_held[principal.key_id]
+                    _check_key_limit(principal, spent_now, key_now, amount)
+                    room = min(room, to_money(principal.limit_threshold) - spent_now - key_now)
             except CoderapiError as exc:
                 hold.error = exc
                 continue
-            held[principal.user_id] += amount
-            key_held[principal.key_id] += amount
+            hold.granted = lease_size(amount, hold.want, room)
+            held[principal.user_id] += hold.granted
+            key_held[principal.key_id] += hold.granted
             admitted.append(hold)
         rows = [dict(user_id=h.principal.user_id, key_id=h.principal.key_id, request_id=h.request_id,
-                     amount=h.amount, now=now, expires_at=now + self._ttl) for h in admitted]
+                     amount=h.granted, now=now, expires_at=now + self._ttl) for h in admitted]
         for hold, hold_id in zip(admitted, crud.reservations.insert_many(session, rows)):
             hold.result = hold_id
 
@@ -212,6 +228,17 @@ class CostReservations:
             if hold.error is None and (found[0].last_used_at is None or now - found[0].last_used_at >= LAST_USED_GRANULARITY):
                 stale_stamps.add(found[0].id)
         crud.keys.touch_many(session, list(stale_stamps), now)
+
+
+def lease_size(amount: Decimal, want: Decimal | None, room: Decimal) -> Decimal:
+    """What to hold for a request that would take a lease of `want` (None: no lease), with `room`
+    left under the balance (and the key's limit): at most 1/LEASE_SHARE of the room, so that one
+    gateway's lease never leaves the others without credit while much is left; below
+    LEASE_MIN_REQUESTS requests' worth, only the request's own `amount` (an exact hold)."""
+    if want is None or want <= amount:
+        return amount
+    size = min(want, room / LEASE_SHARE).quantize(Decimal("0.000001"), rounding=ROUND_DOWN)  # never over the share
+    return size if size >= amount * LEASE_MIN_REQUESTS else amount
 
 
 def _key_verdict(found, principal: Principal) -> Exception | None:

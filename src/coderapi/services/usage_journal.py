@@ -40,20 +40,23 @@ class Segment:
     committed: int = 0
 
 
-def encode(record: UsageRecord, reservation_id: int | None) -> bytes:
+def encode(record: UsageRecord, reservation_id: int | None, lease_id: int | None = None) -> bytes:
     ended = record.ended_at.isoformat() if record.ended_at is not None else None
-    data = {**vars(record), "cost": str(record.cost), "ended_at": ended, "reservation_id": reservation_id}
+    data = {**vars(record), "cost": str(record.cost), "ended_at": ended, "reservation_id": reservation_id,
+            "lease_id": lease_id}
     return json.dumps(data, separators=(",", ":")).encode() + b"\n"
 
 
-def decode(line: bytes) -> tuple[UsageRecord, int | None]:
+def decode(line: bytes) -> tuple[UsageRecord, int | None, int | None]:
+    """The record, its own hold's id and its lease's id (either or both None)."""
     data = json.loads(line)
     reservation_id = data.pop("reservation_id", None)
+    lease_id = data.pop("lease_id", None)
     fields_ = {k: v for k, v in data.items() if k in _RECORD_FIELDS}
     fields_["cost"] = Decimal(fields_.get("cost", "0"))
     if fields_.get("ended_at"):
         fields_["ended_at"] = datetime.fromisoformat(fields_["ended_at"])
-    return UsageRecord(**fields_), reservation_id
+    return UsageRecord(**fields_), reservation_id, lease_id
 
 
 class UsageJournal:
@@ -61,10 +64,10 @@ class UsageJournal:
         self.directory = directory
         self._current: Segment | None = None
 
-    def append(self, record: UsageRecord, reservation_id: int | None) -> Segment:
+    def append(self, record: UsageRecord, reservation_id: int | None, lease_id: int | None = None) -> Segment:
         """Journal one record; the segment to tell `committed` about once it is in the database."""
         segment = self._current or self._open_segment()
-        os.write(segment.fd, encode(record, reservation_id))
+        os.write(segment.fd, encode(record, reservation_id, lease_id))
         segment.written += 1
         return segment
 
@@ -90,7 +93,7 @@ class UsageJournal:
                         segment.written - segment.committed, segment.path)
             os.close(segment.fd)
 
-    def orphans(self) -> list[tuple[Segment, list[tuple[UsageRecord, int | None]]]]:
+    def orphans(self) -> list[tuple[Segment, list[tuple[UsageRecord, int | None, int | None]]]]:
         """Segments of gateways that died, locked now by this process, with their records."""
         found = []
         if not self.directory.is_dir():
@@ -108,7 +111,7 @@ class UsageJournal:
             found.append((Segment(path, fd, written=len(entries)), entries))
         return found
 
-    def _read(self, path: Path) -> list[tuple[UsageRecord, int | None]]:
+    def _read(self, path: Path) -> list[tuple[UsageRecord, int | None, int | None]]:
         entries = []
         for line in path.read_bytes().split(b"\n"):
             if not line.strip():
