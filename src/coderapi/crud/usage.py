@@ -48,7 +48,8 @@ def insert_many(session: Session, rows: list[dict]) -> list[int]:
     Core, not the ORM's unit of work: nothing here needs the objects back."""
     if not rows:
         return []
-    statement = insert_statement(UsageEvent).returning(UsageEvent.id, sort_by_parameter_order=True)
+    table = UsageEvent.__table__  # the table, not the entity: no ORM bulk-insert machinery per batch
+    statement = insert_statement(table).returning(table.c.id, sort_by_parameter_order=True)
     return list(session.scalars(statement, [_fit_strings(dict(fields)) for fields in rows]))
 
 
