@@ -108,9 +108,10 @@ def report(cells: dict, versions: dict, args, seconds: float) -> str:
         *_ratio_rows(cells, base, modes),
         "",
         "Not like for like: LiteLLM runs without a database (master-key auth only, no spend rows); coderapi "
-        "checks the key against its SQLite row and holds the request's worst-case cost (in one group-committed "
-        "transaction with the other requests queued meanwhile), prices it, journals its usage on disk and "
-        "writes a usage row per request (group-committed too), forwarding in passthrough mode.",
+        "reads the auth epoch from SQLite on every request (so a key revoked anywhere is refused at once), "
+        "holds the request's worst-case cost from the key's credit lease (one transaction per lease, not per "
+        "request), prices it, journals its usage on disk and writes a usage row per request (group-committed), "
+        "forwarding in passthrough mode.",
         "",
         "Reproduce: `python3 -m venv .venv-litellm && .venv-litellm/bin/pip install 'litellm[proxy]==1.108.7'`, "
         "then `.venv/bin/python bench/gateway.py --markdown docs/gateway-bench.md`.",

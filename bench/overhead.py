@@ -81,7 +81,7 @@ class Layers:
         self.app, self.principal = app, principal
         services = app.state.services
         self.real = services.inference._lifecycle
-        self.bypass = _BareLifecycle(services.registry, _NoMetering(services.ledger, services.metrics), None)
+        self.bypass = _BareLifecycle(services.registry, _NoMetering(services.leases, services.metrics), None)
 
     def set(self, full: bool) -> None:
         self.app.state.services.inference._lifecycle = self.real if full else self.bypass
@@ -142,7 +142,8 @@ async def run(calls: int, rounds: int, redis_url: str | None, data_dir: Path) ->
     spec = ModelSpec(id="Qwen/Qwen2.5-Coder-0.5B-Instruct", aliases=[MODEL], backend="fake",
                      price_input_per_million=0.07, price_output_per_million=0.16)
     settings = Settings(data_dir=data_dir, models=[spec], bootstrap_admin=False, redis_url=redis_url,
-                        default_rpm=10**9, default_tpm=10**12, starting_credit=10**6)
+                        default_rpm=10**9, default_tpm=10**12, default_user_rpm=10**9,
+                        default_user_tpm=10**12, starting_credit=10**6)
     app = create_app(settings, engine_factory=lambda s: FakeEngine(script=lambda prompt: "ok", token_delay=0.0))
     services = app.state.services
     async with app.router.lifespan_context(app):
