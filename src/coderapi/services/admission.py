@@ -8,7 +8,8 @@
    Retry-After; see `coderapi.limits.rate` for how tokens are reserved and settled). This comes
    before the model is resolved, so a request naming an unknown model is rate-limited too.
 4. Money: the request's worst-case cost is reserved against the user's balance and the key's
-   spending limit, atomically, in the database (see `coderapi.services.reservations`): 403
+   spending limit: from the key's credit lease on this gateway (see `services.credit_leases`), or
+   atomically in the database (see `coderapi.services.reservations`), which also takes leases: 403
    `insufficient_quota` or `spending_limit_exceeded` when it does not fit (never 429: the `openai`
    SDK retries 429, and retrying adds no credit). The hold is settled where the request ends, so
    a balance never goes below zero, however many requests run at once.

@@ -14,6 +14,9 @@ Where the request ends (success, error, refusal, client gone), one transaction, 
 user's lock, writes its usage row, debits its real cost and drops its hold. A hold whose gateway
 died before settling lapses after `reservation_ttl_seconds`.
 
+A hold may be a key's credit lease (`Hold.want`, see `credit_leases` and `lease_size`): held like
+any other hold, its requests' costs taken off it as they are settled (`Settlement.lease_id`).
+
 Holds and settlements are applied in batches (`apply`): one transaction for all that a gateway
 has queued (see `ledger_writer`), the users' rows locked in id order. A hold taken for a cached
 key (`confirm_key`) also checks the key against its row in that transaction, so a key disabled,
