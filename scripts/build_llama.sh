@@ -18,6 +18,7 @@ LLAMA_CPP_PYTHON_VERSION=0.3.36
 NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 DEFAULT_CMAKE_ARGS="-DGGML_NATIVE=ON -DCMAKE_C_FLAGS='${NO_AMX}' -DCMAKE_CXX_FLAGS='${NO_AMX}'"
 CMAKE_ARGS_USED="${CODERAPI_LLAMA_CMAKE_ARGS:-$DEFAULT_CMAKE_ARGS}"
+PATCHES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/llama-patches"
 CACHE_ROOT="${CODERAPI_BUILD_CACHE:-${XDG_CACHE_HOME:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache}/coderapi}"
 
 # A build is only reused on the same CPU features, compiler and arguments.
@@ -35,20 +36,32 @@ fetch_sdist() {  # $1: python, $2: dir
   ls "$dir"/llama_cpp_python-*.tar.gz
 }
 
+# The wheel is built from the sdist with our patches applied (scripts/llama-patches/, each says why);
+# its cache key covers them. llama-server, the peer the benchmarks measure against, stays unpatched.
+wheel_key() {
+  { build_key; cat "$PATCHES_DIR"/*.patch 2>/dev/null || true; } | sha256sum | cut -c1-16
+}
+
 cmd_wheel() {
-  local python="$1" key dir
+  local python="$1" key dir sdist src patch
+  key=$(wheel_key)
   if "$python" -c "import importlib.metadata as m, sys; sys.exit(m.version('llama-cpp-python') != '${LLAMA_CPP_PYTHON_VERSION}')" 2>/dev/null \
-     && [ -f "$("$python" -c 'import sys; print(sys.prefix)')/.llama-build-$(build_key)" ]; then
+     && [ -f "$("$python" -c 'import sys; print(sys.prefix)')/.llama-build-$key" ]; then
     return 0
   fi
-  key=$(build_key)
   dir="$CACHE_ROOT/llama-cpp-python/$key"
   if ! ls "$dir"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     echo "Building llama-cpp-python ${LLAMA_CPP_PYTHON_VERSION} for this CPU (a few minutes, once): CMAKE_ARGS=${CMAKE_ARGS_USED}" >&2
+    sdist=$(fetch_sdist "$python" "$CACHE_ROOT/sdist")
+    src=$(mktemp -d)
+    tar xzf "$sdist" -C "$src"
+    for patch in "$PATCHES_DIR"/*.patch; do
+      [ -f "$patch" ] || continue
+      (cd "$src"/llama_cpp_python-* && git apply -p1 "$patch")
+    done
     mkdir -p "$dir.tmp"
-    CMAKE_ARGS="$CMAKE_ARGS_USED" "$python" -m pip wheel --quiet --no-deps --no-cache-dir --no-binary llama-cpp-python \
-      -w "$dir.tmp" "llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION}"
-    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    CMAKE_ARGS="$CMAKE_ARGS_USED" "$python" -m pip wheel --quiet --no-deps --no-cache-dir -w "$dir.tmp" "$src"/llama_cpp_python-*
+    rm -rf "$dir" "$src" && mv "$dir.tmp" "$dir"
   fi
   "$python" -m pip install --quiet --force-reinstall --no-deps "$dir"/llama_cpp_python-*.whl
   touch "$("$python" -c 'import sys; print(sys.prefix)')/.llama-build-$key"
