@@ -88,17 +88,16 @@ class ModelSpec(BaseModel):
     speculation_exact: bool = Field(
         True,
         description="Greedy and seeded requests verify drafts only in steps small enough for llama.cpp to "
-        "compute each row bit-identically to plain decoding at that length of context (probed at start; "
-        "on some CPUs no multi-row step is identical past a few hundred tokens, and those requests then "
-        "get no drafts there), so their answers never change; off: longer drafts, faster, but an answer "
-        "may differ where two tokens nearly tie.",
+        "compute each row bit-identically to plain decoding at that length of context (probed at start: "
+        "with coderapi's llama.cpp build, 3 rows repacked and 7 not, at any length; an unpatched build "
+        "gives no drafts past ~256 tokens), so their answers never change; off: longer drafts, faster, but "
+        "an answer may differ where two tokens nearly tie.",
     )
     weight_repack: bool = Field(
         True,
         description="Repack quantized weights for llama.cpp's faster multi-row kernels (about 7% more tokens/s "
         "at 8 sequences). Those kernels start at 4 rows, so exact speculation drafts at most 2 tokens a step; "
-        "off: up to 6 (flash attention changes path at 8 rows) while the context is short enough for "
-        "attention to stay on one path (see speculation_exact).",
+        "off: up to 6 (flash attention changes path at 8 rows; see speculation_exact).",
     )
     price_input_per_million: float = Field(0.0, description="USD per million prompt tokens.")
     price_output_per_million: float = Field(0.0, description="USD per million completion tokens.")

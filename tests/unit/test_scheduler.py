@@ -158,6 +158,8 @@ def test_exact_rows_take_the_fewest_rows_found_up_to_the_context_length():
     assert [rows.at(n) for n in (1, 64, 65, 128, 129, 256, 400, 512, 513)] == [3, 3, 3, 3, 1, 1, 1, 1, 1]
     assert ExactRows(((64, 5), (128, 5))).at(100) == 5 and ExactRows(((64, 5), (128, 5))).at(129) == 1
     assert ExactRows(()).at(1) == 1  # nothing probed: one row
+    probed_through = ExactRows(((64, 7), (512, 7), (1024, 3)), beyond=3)
+    assert [probed_through.at(n) for n in (64, 600, 1024, 5000)] == [7, 3, 3, 3]
 
 
 def test_drafts_are_capped_by_max_tokens_context_and_exact_rows():

@@ -1,9 +1,12 @@
 """How many rows one llama_decode may hold and still give each row bit-identical logits.
 
 llama.cpp's CPU kernels are not batch-invariant: repacked quantized matmuls take another path
-from 4 rows on, flash attention a tiled one from 8, and attention also changes path with the
-length of the KV cache (measured on the 0.5B here, repacked: 3 rows identical to a one-row step
-with 40 or 100 tokens cached, 1 row from about 300 on; without repacking 7, then 1). A one-row
+from 4 rows on, flash attention a tiled one from 8, and upstream flash attention also splits a
+one-row step's KV cache across threads from 512 cells (padded by 256: from 257 tokens), summing in
+another order than a multi-row step. coderapi's llama-cpp-python build turns that split off
+(scripts/llama-patches/flash-attn-one-path.patch). Measured on the 0.5B here with the patch: 3 rows
+identical to one-row steps at every checkpoint from 64 to 2048 tokens cached (repacked), 7 from 64
+to 4096 (weight_repack off); without it, 3 (or 7) up to 128 tokens and 1 from 256. A one-row
 difference moves logits by 0.2-0.4, enough to flip a greedy pick where two tokens nearly tie.
 Speculative verification feeds a sequence's next token and its draft as several rows; for
 greedy and seeded requests to stay identical to plain decoding, their verification steps keep
@@ -13,7 +16,10 @@ The probe runs once, on the worker thread at load, on sequence 0 before any requ
 checkpoint length (64, 128, 256, ... up to the sequence's context, at most 4096), with that
 many tokens cached: 8 tokens decoded one per step (the reference), then again as 2, 3, ...
 rows in one step until some row's logits differ. It stops at the first checkpoint where only 1 row holds: from
-there on (and beyond the last checkpoint probed) verification is one row, i.e. no drafts.
+there on verification is one row, i.e. no drafts. Past the last checkpoint (1024, which bounds the
+start-up cost, or the context), the fewest rows found hold where the probe reached 512 tokens with
+more than one row at every checkpoint: nothing in the CPU backend changes kernel with the cache's
+length past the split the patch removes (an unpatched build shows 1 row by 256, so gets 1 beyond).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from .scheduler import ExactRows
 
 PROBE_TEXT = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n" * 12
 FIRST_CHECKPOINT = 64
-LAST_CHECKPOINT = 4096  # bounds the start-up cost on a large context; past it, steps are one row
+LAST_CHECKPOINT = 1024  # bounds the start-up cost; past it, see the module's docstring
+SPLIT_KV_CELLS = 512  # where upstream's one-row flash attention changes path (see the patch)
 
 
 def probe_exact_rows(model, ctx, batch, max_rows: int, n_ctx_per_seq: int, n_batch: int) -> ExactRows:
@@ -52,7 +59,9 @@ def probe_exact_rows(model, ctx, batch, max_rows: int, n_ctx_per_seq: int, n_bat
             checkpoints.append((length, rows))
             if rows == 1:
                 break
-        return ExactRows(tuple(checkpoints))
+        found = tuple(checkpoints)
+        past_the_switch = found[-1][0] >= SPLIT_KV_CELLS  # and no checkpoint fell to 1 row
+        return ExactRows(found, beyond=min(r for _, r in found) if past_the_switch else 1)
     finally:
         ctx.seq_rm(0, -1, -1)
 

@@ -145,16 +145,17 @@ class ExactRows:
     """Rows a step may hold, identical to one-row steps, by the KV length it runs at (pure)."""
 
     checkpoints: tuple[tuple[int, int], ...]  # (tokens cached, invariant rows), lengths ascending
+    beyond: int = 1  # rows past the last checkpoint (see invariance.probe_exact_rows)
 
     def at(self, kv_len: int) -> int:
         """The rows for a step whose sequence holds up to `kv_len` tokens: the fewest found at
-        every checkpoint up to the first one at or past `kv_len` (1 past the last probed)."""
+        every checkpoint up to the first one at or past `kv_len` (`beyond` past the last probed)."""
         rows = None
         for length, found in self.checkpoints:
             rows = found if rows is None else min(rows, found)
             if length >= kv_len:
                 return rows
-        return 1
+        return self.beyond
 
 
 def draft_budget(n_decoding: int) -> int:

@@ -149,7 +149,7 @@ class Worker(threading.Thread):
                 self.model, self.ctx, self._batch, min(8, self.n_batch), self.n_ctx_per_seq, self.n_batch
             )
             log.info("speculation: greedy and seeded drafts verified in steps of at most (tokens cached, rows) %s "
-                     "(1 row past the last)", self.exact_rows.checkpoints)
+                     "(%d rows past the last)", self.exact_rows.checkpoints, self.exact_rows.beyond)
 
     def _shutdown(self) -> None:
         closed = ModelNotReady("The inference engine is shutting down.")
