@@ -88,5 +88,5 @@ class SqliteEpochReader:
             connection = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None)
             connection.execute("PRAGMA query_only=ON")
             self._local.connection = connection
-        row = connection.execute(self._QUERY).fetchone()
-        return row[0] if row else 0
+        rows = connection.execute(self._QUERY).fetchall()  # stepped to the end: no read left open
+        return rows[0][0] if rows else 0

@@ -175,6 +175,7 @@ class Database:
             return MigrationContext.configure(connection).get_current_revision()
 
     def dispose(self) -> None:
+        self._epoch_reader = None  # its connections close as they are collected
         self.engine.dispose()
 
     def __repr__(self) -> str:
