@@ -21,14 +21,18 @@ def _unsettled(db) -> list[CostReservation]:
         return session.query(CostReservation).filter(CostReservation.settled_at.is_(None)).all()
 
 
+def _leasing(ledger, **settings) -> tuple[LedgerWriter, CreditLeases]:
+    writer = LedgerWriter(ledger)
+    return writer, CreditLeases(writer, **settings)
+
+
 def _balance(accounts, principal) -> Decimal:
     return asyncio.run(accounts.users.balance(principal.user_id))
 
 
 def test_a_keys_requests_hold_from_one_lease_taken_in_one_transaction(ledger_case):
     db, accounts, ledger, principal, commits, _ = ledger_case
-    writer = LedgerWriter(ledger)
-    leases = CreditLeases(writer, lease_requests=10, lease_seconds=60)
+    writer, leases = _leasing(ledger, lease_requests=10, lease_seconds=60)
 
     async def five_requests():
         holds = [await leases.hold(principal, f"r{i}", Decimal("0.01"), epoch=0, confirm_key=True) for i in range(5)]
@@ -56,8 +60,7 @@ def test_a_keys_requests_hold_from_one_lease_taken_in_one_transaction(ledger_cas
 
 def test_near_the_end_of_the_balance_requests_hold_exactly_their_cost(ledger_case):
     db, accounts, ledger, principal, _, _ = ledger_case
-    writer = LedgerWriter(ledger)
-    leases = CreditLeases(writer, lease_requests=10, lease_seconds=60)
+    writer, leases = _leasing(ledger, lease_requests=10, lease_seconds=60)
 
     async def one():
         hold = await leases.hold(principal, "big", Decimal("0.3"), epoch=0, confirm_key=True)
@@ -76,8 +79,7 @@ def test_near_the_end_of_the_balance_requests_hold_exactly_their_cost(ledger_cas
 
 def test_concurrent_requests_on_leases_never_overspend_and_lose_nothing(ledger_case):
     db, accounts, ledger, principal, _, _ = ledger_case
-    writer = LedgerWriter(ledger)
-    leases = CreditLeases(writer, lease_requests=8, lease_seconds=60)
+    writer, leases = _leasing(ledger, lease_requests=8, lease_seconds=60)
     amount = Decimal("0.03")
     rng = random.Random(7)
 
@@ -109,8 +111,7 @@ def test_concurrent_requests_on_leases_never_overspend_and_lose_nothing(ledger_c
 
 def test_a_new_auth_epoch_retires_the_lease_and_it_goes_back_after_its_last_request(ledger_case):
     db, _, ledger, principal, _, _ = ledger_case
-    writer = LedgerWriter(ledger)
-    leases = CreditLeases(writer, lease_requests=10, lease_seconds=60)
+    writer, leases = _leasing(ledger, lease_requests=10, lease_seconds=60)
 
     async def scenario():
         first = await leases.hold(principal, "r0", Decimal("0.01"), epoch=1, confirm_key=True)
@@ -132,8 +133,7 @@ def test_a_new_auth_epoch_retires_the_lease_and_it_goes_back_after_its_last_requ
 
 def test_an_idle_lease_goes_back_to_the_balance(ledger_case):
     db, _, ledger, principal, _, _ = ledger_case
-    writer = LedgerWriter(ledger)
-    leases = CreditLeases(writer, lease_requests=10, lease_seconds=60, idle_seconds=0.1)
+    writer, leases = _leasing(ledger, lease_requests=10, lease_seconds=60, idle_seconds=0.1)
 
     async def scenario():
         hold = await leases.hold(principal, "r0", Decimal("0.01"), epoch=0, confirm_key=True)
