@@ -44,8 +44,8 @@ READ_YOUR_WRITES_SECONDS = 1.0  # the longest a usage or balance read waits for 
 
 
 class Metering:
-    def __init__(self, ledger: CreditLeases, metrics: ServingMetrics) -> None:
-        self._ledger = ledger
+    def __init__(self, leases: CreditLeases, metrics: ServingMetrics) -> None:
+        self._leases = leases  # settles each usage record (and its hold) with the ledger
         self._metrics = metrics
         self._pending: set[asyncio.Task] = set()
 
@@ -109,7 +109,7 @@ class Metering:
         except Exception:
             log.exception("could not settle the rate limit of %s", record.request_id)
         # Journaled on disk now, committed with the next batch (retried while the database is down).
-        self._ledger.end(record, hold)
+        self._leases.end(record, hold)
 
     def _observe(self, life: RequestLife, ending: Ending, now: float) -> None:
         # Labels come from the registry only: a caller's made-up model name must not add a series.
@@ -134,7 +134,7 @@ class Metering:
         goes on with what is committed."""
         async def committed() -> None:
             await self.drain()
-            await self._ledger.drain()
+            await self._leases.drain()
 
         try:
             await asyncio.wait_for(committed(), timeout)

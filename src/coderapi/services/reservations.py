@@ -176,8 +176,9 @@ class CostReservations:
             try:
                 if principal.user_id not in balances:
                     raise AuthenticationFailed("Invalid API key")  # the account was deleted meanwhile
-                room = to_money(balances[principal.user_id]) - held[principal.user_id]
-                _check_balance(to_money(balances[principal.user_id]), held[principal.user_id], amount)
+                balance = to_money(balances[principal.user_id])
+                _check_balance(balance, held[principal.user_id], amount)
+                room = balance - held[principal.user_id]
                 if principal.limit_threshold is not None:
                     spent_now, key_now = spent[principal.key_id], key_held[principal.key_id]
                     _check_key_limit(principal, spent_now, key_now, amount)

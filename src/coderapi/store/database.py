@@ -81,6 +81,15 @@ def _sqlite_engine(url: URL, echo: bool, timeout: float) -> Engine:
     return engine
 
 
+def _unavailable(cause: BaseException) -> ServiceUnavailable:
+    log.warning("database unavailable: %s", (str(cause).splitlines() or [""])[0][:200])
+    return ServiceUnavailable(
+        "The database is busy or unavailable; please retry shortly.",
+        retry_after=UNAVAILABLE_RETRY_AFTER,
+        code="database_unavailable",
+    )
+
+
 def _server_engine(url: URL, echo: bool, timeout: float) -> Engine:
     connect_args = {}
     if url.get_backend_name() == "postgresql":
@@ -112,12 +121,7 @@ class Database:
         try:
             return self._epoch_reader.read()
         except sqlite3.Error as exc:
-            log.warning("database unavailable: %s", str(exc)[:200])
-            raise ServiceUnavailable(
-                "The database is busy or unavailable; please retry shortly.",
-                retry_after=UNAVAILABLE_RETRY_AFTER,
-                code="database_unavailable",
-            ) from exc
+            raise _unavailable(exc) from exc
 
     @property
     def dialect(self) -> str:
@@ -131,12 +135,7 @@ class Database:
             with self._sessions.begin() as session:
                 yield session
         except (OperationalError, PoolTimeout) as exc:
-            log.warning("database unavailable: %s", str(getattr(exc, "orig", None) or exc).splitlines()[0][:200])
-            raise ServiceUnavailable(
-                "The database is busy or unavailable; please retry shortly.",
-                retry_after=UNAVAILABLE_RETRY_AFTER,
-                code="database_unavailable",
-            ) from exc
+            raise _unavailable(getattr(exc, "orig", None) or exc) from exc
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations up to `revision` (the schema's only source of truth).

@@ -13,7 +13,7 @@ greedy and seeded requests to stay identical to plain decoding, their verificati
 to the rows this probe finds identical to one-row steps at that length of context.
 
 The probe runs once, on the worker thread at load, on sequence 0 before any request. At each
-checkpoint length (64, 128, 256, ... up to the sequence's context, at most 4096), with that
+checkpoint length (64, 128, 256, ... up to the sequence's context, at most 1024), with that
 many tokens cached: 8 tokens decoded one per step (the reference), then again as 2, 3, ...
 rows in one step until some row's logits differ. It stops at the first checkpoint where only 1 row holds: from
 there on verification is one row, i.e. no drafts. Past the last checkpoint (1024, which bounds the
@@ -60,7 +60,7 @@ def probe_exact_rows(model, ctx, batch, max_rows: int, n_ctx_per_seq: int, n_bat
             if rows == 1:
                 break
         found = tuple(checkpoints)
-        past_the_switch = found[-1][0] >= SPLIT_KV_CELLS  # and no checkpoint fell to 1 row
+        past_the_switch = found[-1][0] >= SPLIT_KV_CELLS  # a fall to 1 row before it stopped the probe
         return ExactRows(found, beyond=min(r for _, r in found) if past_the_switch else 1)
     finally:
         ctx.seq_rm(0, -1, -1)
