@@ -7,6 +7,7 @@ import json
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import httpx
 
@@ -83,8 +84,11 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> Result
     return result
 
 
-async def run_level(base_url: str, headers: dict, body: dict, concurrency: int, n_requests: int) -> tuple[list[Result], float]:
-    """n_requests, at most `concurrency` in flight; returns results and the wall time."""
+async def run_level(base_url: str, headers: dict, body: dict | Callable[[int], dict], concurrency: int,
+                    n_requests: int) -> tuple[list[Result], float]:
+    """n_requests, at most `concurrency` in flight; returns results and the wall time. `body` is
+    every request's body, or a function of the request's index that gives it."""
+    body_of = body if callable(body) else (lambda _index: body)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n_requests):
         queue.put_nowait(i)
@@ -93,8 +97,8 @@ async def run_level(base_url: str, headers: dict, body: dict, concurrency: int, 
     async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(600.0), limits=limits) as client:
         async def worker() -> None:
             while not queue.empty():
-                queue.get_nowait()
-                results.append(await one_request(client, f"{base_url}/v1/chat/completions", body))
+                index = queue.get_nowait()
+                results.append(await one_request(client, f"{base_url}/v1/chat/completions", body_of(index)))
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))

@@ -2,6 +2,8 @@
 
 Each server is started here on 127.0.0.1, one at a time, on the same GGUF, warmed up with one request,
 then driven with streamed chat completions at each concurrency (same prompt, greedy, max_tokens).
+The headline repeats also send distinct prompts at the top concurrency (varied_prompts.py): time to
+first token with nothing to reuse, as users send them, beside the shared-prompt line.
 coderapi also gets a prefix-cache check, a soak (RSS before/after) and a /metrics check.
 Writes docs/benchmarks.md and docs/benchmarks-plot.png.
 
@@ -28,6 +30,7 @@ import loadgen  # noqa: E402
 import report  # noqa: E402
 import scenarios  # noqa: E402
 import servers  # noqa: E402
+from varied_prompts import varied_prompt  # noqa: E402
 
 PROMPT = ("Write a complete Python module implementing a thread-safe LRU cache class with get, put, delete, "
           "resize and stats methods, full docstrings and type hints, followed by pytest unit tests for every method.")
@@ -70,14 +73,19 @@ async def sweep(server: servers.Server, args, body: dict, scrape_at: int | None 
     return rows, during
 
 
-async def headline(server: servers.Server, args, top: int) -> dict:
+async def headline(server: servers.Server, args, top: int, rep: int) -> dict:
     """The three measures the targets are about, on a freshly started server."""
     body = body_for(server, args.max_tokens)
     await loadgen.run_level(server.base_url, server.headers, body, 1, 1)  # warm-up
     lone = loadgen.summarize(*await loadgen.run_level(server.base_url, server.headers, body, 1, args.rounds), 1)
     busy = loadgen.summarize(*await loadgen.run_level(server.base_url, server.headers, body, top, top * args.rounds), top)
+    # the same varied prompts for every server in one repeat (each is freshly started), new ones the next
+    varied = varied_bodies(server, args.max_tokens, offset=rep * top * args.rounds)
+    busy_varied = loadgen.summarize(*await loadgen.run_level(server.base_url, server.headers, varied, top,
+                                                             top * args.rounds), top)
     out = {"agg_tok_s": busy["agg_tok_s"], "ttft_p50": busy["ttft_p50"], "decode_tok_s": lone["decode_tok_s"],
-           "errors": busy["errors"] + lone["errors"]}
+           "agg_tok_s_varied": busy_varied["agg_tok_s"], "ttft_p50_varied": busy_varied["ttft_p50"],
+           "errors": busy["errors"] + lone["errors"] + busy_varied["errors"]}
     print(f"  headline {server.name}: {out}", flush=True)
     return out
 
@@ -88,6 +96,12 @@ def start(name: str, args, gguf: Path):
     if name == "llama-server":
         return servers.llama_server(Path(args.llama_server), gguf, args.threads, args.parallel, args.ctx_per_seq)
     return servers.llama_cpp_python(gguf, args.threads, 8192)
+
+
+def varied_bodies(server: servers.Server, max_tokens: int, offset: int):
+    """Request i gets its own prompt (varied_prompts.py): each one prefills, none is cached."""
+    shared = body_for(server, max_tokens)
+    return lambda index: {**shared, "messages": [{"role": "user", "content": varied_prompt(offset + index)}]}
 
 
 def body_for(server: servers.Server, max_tokens: int) -> dict:
@@ -131,10 +145,10 @@ async def main(args) -> None:
     # the machine (other tenants of the host) then hits every server alike instead of one.
     names = ["coderapi"] + (["llama-server"] if args.llama_server else []) + (
         [] if args.skip_llama_cpp_python else ["llama-cpp-python server"])
-    for _ in range(args.headline_reps):
+    for rep in range(args.headline_reps):
         for name in names:
             with start(name, args, gguf) as s:
-                headlines.setdefault(name, []).append(await headline(s, args, top))
+                headlines.setdefault(name, []).append(await headline(s, args, top, rep))
         write()
     if args.soak:  # last: the longest phase, on a fresh coderapi
         with servers.coderapi(gguf) as s:
