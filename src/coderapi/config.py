@@ -97,7 +97,7 @@ class ModelSpec(BaseModel):
         True,
         description="Repack quantized weights for llama.cpp's faster multi-row kernels (about 7% more tokens/s "
         "at 8 sequences). Those kernels start at 4 rows, so exact speculation drafts at most 2 tokens a step; "
-        "off: up to 6 (flash attention changes path at 8 rows; see speculation_exact).",
+        "off: up to 6 (from 8 rows another kernel differs, measured; see speculation_exact).",
     )
     price_input_per_million: float = Field(0.0, description="USD per million prompt tokens.")
     price_output_per_million: float = Field(0.0, description="USD per million completion tokens.")

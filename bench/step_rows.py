@@ -1,0 +1,84 @@
+"""What a k-row decode step costs next to a one-row step: the ceiling of speculative decoding here.
+
+Speculative verification feeds a sequence's next token and k-1 drafted ones as k rows of one
+llama_decode, each with logits. If every draft is accepted, k tokens cost one k-row step, so
+k / cost(k) is the most any drafting scheme (predictions, n-grams, a draft model) can gain over
+plain decoding on this machine, before the time to draft and the drafts rejected. Measured on
+the embedded 0.5B with `--context` tokens cached, the step's median time over `--reps` tries,
+the one-row step measured in the same run; weight repacking on and off.
+
+    .venv/bin/python bench/step_rows.py [--rows 1,2,3,4,8,16,32,64] [--context 1024] [--reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+import llama_cpp as lc  # noqa: E402
+
+from coderapi.engines.llama_cpp.invariance import _decode  # noqa: E402
+from coderapi.engines.llama_cpp.model import LlamaContext, LlamaModel, init_backend  # noqa: E402
+
+GGUF = ROOT / "data" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+
+
+def step_costs(repack: bool, rows: list[int], context: int, reps: int) -> dict[int, float]:
+    model = LlamaModel(GGUF, repack=repack)
+    ctx = LlamaContext(model, n_ctx=context + max(rows) + 16, n_seq_max=1, n_batch=512, n_threads=os.cpu_count())
+    batch = lc.llama_batch_init(512, 0, 1)
+    for i in range(512):
+        batch.n_seq_id[i] = 1
+    try:
+        tokens = model.tokenize(json.decoder.__loader__.get_source("json.decoder") * 4, add_special=False)
+        tokens = (tokens * (context // len(tokens) + 2))[: context + max(rows)]
+        for start in range(0, context, 512):
+            _decode(ctx, batch, tokens[start : min(context, start + 512)], start, logits=False)
+        seconds = {}
+        for k in rows:
+            tries = []
+            for _ in range(reps):
+                started = time.perf_counter()
+                _decode(ctx, batch, tokens[context : context + k], context)  # every row with logits
+                tries.append(time.perf_counter() - started)
+                ctx.seq_rm(0, context, -1)
+            seconds[k] = statistics.median(tries)
+        return seconds
+    finally:
+        lc.llama_batch_free(batch)
+        ctx.free()
+        model.free()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default="1,2,3,4,8,16,32,64")
+    parser.add_argument("--context", type=int, default=1024)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    rows = sorted({1, *(int(r) for r in args.rows.split(","))})
+    init_backend()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"machine: {platform.node()} · {os.cpu_count()} cores · {cpu}; {GGUF.name}; {args.context} tokens cached")
+    print(f"{'rows k':>7} | {'repacked: cost(k)/cost(1)':>26} {'k/cost':>7} | {'not repacked: cost(k)/cost(1)':>30} {'k/cost':>7}")
+    results = {repack: step_costs(repack, rows, args.context, args.reps) for repack in (True, False)}
+    for k in rows:
+        cells = []
+        for repack in (True, False):
+            cost = results[repack][k] / results[repack][1]
+            cells.append(f"{cost:>26.2f} {k / cost:>6.2f}×" if repack else f"{cost:>30.2f} {k / cost:>6.2f}×")
+        print(f"{k:>7} | {cells[0]} | {cells[1]}")
+    print(f"one-row step: {results[True][1] * 1000:.1f} ms repacked, {results[False][1] * 1000:.1f} ms not")
+
+
+if __name__ == "__main__":
+    main()
