@@ -1,7 +1,8 @@
 """Tool-call rate on 20 held-out prompts (bench/tool_call_cases.py), greedy, tool_choice "auto".
 
 A case counts when the answer holds at least one call to the expected function whose arguments
-are valid under that function's schema. One run, side by side, on the same 0.5B GGUF:
+are valid under that function's schema. One run, side by side, on the same GGUF (the 0.5B, or
+the 1.5B with `--size 1.5b` after `pip install 'coderapi[embedded-1.5b]'`):
 - `embedded`: coderapi in-process on the embedded llama.cpp engine, lazy tool grammar off
   (the behaviour before it) and on;
 - `llama-server`: llama.cpp's own server (built by scripts/build_llama.sh, `--jinja`), its
@@ -10,7 +11,8 @@ are valid under that function's schema. One run, side by side, on the same 0.5B 
   front of that llama-server, lazy grammar off and on.
 Requests are sequential (one at a time); times are wall seconds per request.
 
-    .venv/bin/python bench/tool_calls.py [--targets embedded,llama-server,upstream] [--max-tokens 128] [-v]
+    .venv/bin/python bench/tool_calls.py [--targets embedded,llama-server,upstream] [--max-tokens 128]
+                                         [--size 0.5b|1.5b] [-v]
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from servers import free_port  # noqa: E402
 from tool_call_cases import CASES, TOOLS  # noqa: E402
 
 MODEL_CACHE = ROOT / "data" / "models"
-MODEL_ID = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
-EMBEDDED = "embedded:qwen2.5-coder-0.5b-instruct-q4_k_m"
+SIZES = {"0.5b": ("Qwen/Qwen2.5-Coder-0.5B-Instruct", "embedded:qwen2.5-coder-0.5b-instruct-q4_k_m"),
+         "1.5b": ("Qwen/Qwen2.5-Coder-1.5B-Instruct", "embedded:qwen2.5-coder-1.5b-instruct-q4_k_m")}
 
 
 @dataclass
@@ -89,11 +91,11 @@ def judge(case: dict, message: dict) -> str | None:
     return "; ".join(why)
 
 
-def run_cases(client: httpx.Client, target: Target, lazy: str, max_tokens: int, verbose: bool) -> Row:
+def run_cases(client: httpx.Client, target: Target, lazy: str, args) -> Row:
     row = Row(target.name, lazy)
     for case in CASES:
-        body = {"model": MODEL_ID, "messages": case["messages"], "tools": [TOOLS[t] for t in case["tools"]],
-                "tool_choice": "auto", "temperature": 0, "max_tokens": max_tokens}
+        body = {"model": args.model_id, "messages": case["messages"], "tools": [TOOLS[t] for t in case["tools"]],
+                "tool_choice": "auto", "temperature": 0, "max_tokens": args.max_tokens}
         started = time.perf_counter()
         response = client.post(f"{target.base_url}/chat/completions", json=body, headers=target.headers)
         row.seconds.append(time.perf_counter() - started)
@@ -102,7 +104,7 @@ def run_cases(client: httpx.Client, target: Target, lazy: str, max_tokens: int, 
         else:
             choice = response.json()["choices"][0]
             miss = judge(case, choice["message"])
-            if verbose:
+            if args.verbose:
                 calls = [(c["function"]["name"], c["function"]["arguments"]) for c in choice["message"].get("tool_calls") or []]
                 print(f"  {target.name}/{lazy} {case['id']}: {choice['finish_reason']} {calls or choice['message'].get('content')!r}"[:300])
         if miss is None:
@@ -116,14 +118,14 @@ def run_cases(client: httpx.Client, target: Target, lazy: str, max_tokens: int, 
 
 
 @contextmanager
-def coderapi_in_process(spec_fields: dict) -> Iterator[Target]:
+def coderapi_in_process(model_id: str, gguf: str, spec_fields: dict) -> Iterator[Target]:
     """coderapi's whole app on a loopback port in this process (so the lazy grammar can be toggled)."""
     import uvicorn
 
     from coderapi.app import create_app
     from coderapi.config import ModelSpec, Settings
 
-    spec = ModelSpec(id=MODEL_ID, context_length=4096, n_parallel=1, **spec_fields)
+    spec = ModelSpec(id=model_id, gguf=gguf, context_length=4096, n_parallel=1, **spec_fields)
     data_dir = tempfile.mkdtemp(prefix="coderapi-toolbench-")
     settings = Settings(data_dir=data_dir, model_cache_dir=MODEL_CACHE, models=[spec], bootstrap_admin=False)
     app = create_app(settings)
@@ -141,7 +143,7 @@ def coderapi_in_process(spec_fields: dict) -> Iterator[Target]:
     thread.start()
     base = f"http://127.0.0.1:{port}"
     servers._wait_ready(None, base + "/health")
-    backend = services.registry.resolve(MODEL_ID).backend
+    backend = services.registry.resolve(model_id).backend
 
     def set_lazy(on: bool) -> None:
         backend.spec.lazy_tool_grammar = on
@@ -175,7 +177,7 @@ def both_ways(client, target: Target, args) -> list[Row]:
     rows = []
     for lazy in args.lazy:
         target.set_lazy(lazy == "on")
-        rows.append(run_cases(client, target, lazy, args.max_tokens, args.verbose))
+        rows.append(run_cases(client, target, lazy, args))
     return rows
 
 
@@ -186,8 +188,10 @@ def main() -> None:
     parser.add_argument("--lazy", default="off,on", help="lazy grammar settings to run for coderapi targets")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--cases", default="", help="comma-separated case ids to run (default: all)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="0.5b", help="the embedded Qwen2.5-Coder to run")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
+    model_id, embedded = SIZES[args.size]
     if args.cases:
         wanted = set(args.cases.split(","))
         CASES[:] = [case for case in CASES if case["id"] in wanted]
@@ -195,22 +199,23 @@ def main() -> None:
     targets = args.targets.split(",")
     from coderapi.weights.packaged import resolve_gguf
 
-    gguf = Path(resolve_gguf(EMBEDDED, MODEL_CACHE))
+    args.model_id = model_id
+    gguf = Path(resolve_gguf(embedded, MODEL_CACHE))
     rows: list[Row] = []
     with httpx.Client(timeout=600) as client:
         if "embedded" in targets:
-            with coderapi_in_process({"n_threads": args.threads}) as target:
+            with coderapi_in_process(model_id, embedded, {"n_threads": args.threads}) as target:
                 target.name = "coderapi embedded"
                 rows += both_ways(client, target, args)
         if "llama-server" in targets or "upstream" in targets:
             with llama_server(gguf, args.threads) as server:
                 if "llama-server" in targets:
-                    rows.append(run_cases(client, server, "-", args.max_tokens, args.verbose))
+                    rows.append(run_cases(client, server, "-", args))
                 if "upstream" in targets:
                     root = server.base_url.removesuffix("/v1")
                     fields = {"backend": "upstream", "upstream_urls": [root + "/v1"], "upstream_mode": "coder",
                               "upstream_api": "llama-server"}
-                    with coderapi_in_process(fields) as target:
+                    with coderapi_in_process(model_id, embedded, fields) as target:
                         target.name = "coderapi -> llama-server"
                         rows += both_ways(client, target, args)
     report(rows, args)
@@ -218,7 +223,7 @@ def main() -> None:
 
 def report(rows: list[Row], args) -> None:
     print(f"\nTool-call rate, {len(CASES)} held-out prompts, greedy, tool_choice auto, max_tokens {args.max_tokens}, "
-          f"Qwen2.5-Coder-0.5B-Instruct q4_k_m, one request at a time")
+          f"{args.model_id.split('/')[-1]} q4_k_m, one request at a time")
     print(f"machine: {machine()}\n")
     print(f"{'target':<28} {'lazy grammar':<13} {'rate':>11} {'mean s/request':>15}")
     for row in rows:
