@@ -109,7 +109,8 @@ def write(path: Path, meta: dict, sweeps: dict, prefix: dict | None, soak: dict 
         reps = max(len(v) for v in headlines.values())
         lines += ["", "## Ratios (coderapi / other server)", "",
                   f"Medians of {reps} interleaved repeats: each repeat starts every server afresh, one after the"
-                  f" other, and measures a lone client ({meta.get('rounds', 2)} requests) and {top} clients.", "",
+                  f" other, and measures a lone client ({meta.get('rounds', 2)} requests) and {top} clients, first all with one"
+                  f" shared prompt, then each request with its own (bench/varied_prompts.py).", "",
                   *headline_table(headlines, top), ""]
         lines += ["## Ratios from the sweep below (one pass per server)", "", *ratio_table(sweeps, top), ""]
     else:

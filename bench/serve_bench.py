@@ -74,7 +74,7 @@ async def sweep(server: servers.Server, args, body: dict, scrape_at: int | None 
 
 
 async def headline(server: servers.Server, args, top: int, rep: int) -> dict:
-    """The three measures the targets are about, on a freshly started server."""
+    """The measures the targets are about, on a freshly started server."""
     body = body_for(server, args.max_tokens)
     await loadgen.run_level(server.base_url, server.headers, body, 1, 1)  # warm-up
     lone = loadgen.summarize(*await loadgen.run_level(server.base_url, server.headers, body, 1, args.rounds), 1)
