@@ -15,8 +15,8 @@ prompt therefore delays the running streams by at most one chunk per step.
 
 Reproducible requests (greedy, or sampled with a seed) evaluate their last prompt token in a
 step of its own when they are the only running sequence. llama.cpp's CPU kernels are not
-batch-invariant (flash attention switches to a tiled kernel at 64 query rows, quantized and
-repacked matmuls use different kernels for different row counts), so the first token's logits
+batch-invariant (flash attention switches to a tiled kernel at 64 query rows, quantized
+matmuls, repacked or not, use different kernels for different row counts), so the first token's logits
 would otherwise depend on whether the prompt came from the prefix cache (last token evaluated
 alone) or was evaluated cold (last token inside the whole prompt's batch). Splitting makes both
 paths identical for a request served alone, at the cost of one short step. Beside other
