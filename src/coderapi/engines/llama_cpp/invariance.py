@@ -1,9 +1,9 @@
 """How many rows one llama_decode may hold and still give each row bit-identical logits.
 
 llama.cpp's CPU kernels are not batch-invariant: repacked quantized matmuls take another path
-from 4 rows on, unrepacked ones stop matching from 8 (measured: every row differs then, the first
-too, with flash attention on or off, so a matmul changes path; flash attention's tiled kernel
-starts only at 64 query rows in this llama.cpp), and upstream flash attention also splits a
+from 4 rows on, unrepacked K-quant ones from 8 (ggml's tiled K-quant matmul, which the environment
+variable GGML_CPU_TILED_MM=0 turns off: then 40 rows matched in a probe here; flash attention's
+tiled kernel starts only at 64 query rows in this llama.cpp), and upstream flash attention also splits a
 one-row step's KV cache across threads from 512 cells (padded by 256: from 257 tokens), summing in
 another order than a multi-row step. coderapi's llama-cpp-python build turns that split off
 (scripts/llama-patches/flash-attn-one-path.patch). Measured on the 0.5B here with the patch: 3 rows
