@@ -262,10 +262,13 @@ async def _kill_mid_load(topology: Topology, key: str) -> dict[str, list[Seen]]:
         held.append(asyncio.create_task(stream_chat(b, body("hold stream", 5, stream=True), held_stream.request_id,
                                                     seen=held_stream)))
         await wait_for(lambda: r1.received("hold stream"), 20, "R1 never got the held stream")
-        # Two long streams per gateway: least-outstanding routing puts one on each replica.
+        # Two long streams per gateway: least-outstanding routing puts one on each replica (R1 holds
+        # one request per gateway, so the first goes to R2 and the second ties and goes to R1). The
+        # load starts only once they stream: a load request sent among them would take R1's place.
         streams = [Seen(new_id(f"long{i}")) for i in range(4)]
         stream_tasks = [asyncio.create_task(stream_chat(clients[i % 2], body(f"long {i}", 100, stream=True),
                                                         s.request_id, seen=s)) for i, s in enumerate(streams)]
+        await wait_for(lambda: all(s.chunks >= 2 for s in streams), 30, "the long streams did not start")
         stop = asyncio.Event()
 
         async def load(http: httpx.AsyncClient, tag: str) -> None:  # non-streamed, back to back
@@ -275,7 +278,7 @@ async def _kill_mid_load(topology: Topology, key: str) -> dict[str, list[Seen]]:
                 i += 1
 
         loaders = [asyncio.create_task(load(http, http_tag)) for http, http_tag in ((a, "a"), (b, "b"), (a, "c"), (b, "d"))]
-        await wait_for(lambda: all(s.chunks >= 2 for s in streams), 30, "the long streams did not start")
+        await wait_for(lambda: len(out["load"]) >= 4, 30, "the load did not run")
         r1.kill()
         # Streams sent after the kill have not started anywhere: they must succeed too.
         out["after"] = list(await asyncio.gather(*(
