@@ -89,15 +89,16 @@ class ModelSpec(BaseModel):
         True,
         description="Greedy and seeded requests verify drafts only in steps small enough for llama.cpp to "
         "compute each row bit-identically to plain decoding at that length of context (probed at start: "
-        "with coderapi's llama.cpp build, 3 rows repacked and 7 not, at any length; an unpatched build "
+        "with coderapi's llama.cpp build, 3 rows repacked and 33 not, at any length; an unpatched build "
         "gives no drafts past ~256 tokens), so their answers never change; off: longer drafts, faster, but "
         "an answer may differ where two tokens nearly tie.",
     )
     weight_repack: bool = Field(
         True,
-        description="Repack quantized weights for llama.cpp's faster multi-row kernels (about 7% more tokens/s "
-        "at 8 sequences). Those kernels start at 4 rows, so exact speculation drafts at most 2 tokens a step; "
-        "off: up to 6 (from 8 rows another kernel differs, measured; see speculation_exact).",
+        description="Repack quantized weights for llama.cpp's faster multi-row kernels (for many concurrent "
+        "streams). Those kernels start at 4 rows, so exact speculation drafts at most 2 tokens a step; off: up "
+        "to 32 (coderapi then also turns ggml's tiled K-quant matmul off, GGML_CPU_TILED_MM=0, process-wide), "
+        "1.58x plain decoding on code edits with `prediction` against 1.22x repacked (bench/edits.py).",
     )
     price_input_per_million: float = Field(0.0, description="USD per million prompt tokens.")
     price_output_per_million: float = Field(0.0, description="USD per million completion tokens.")

@@ -43,10 +43,10 @@ from coderapi.errors import InternalError, ModelNotReady
 
 from .model import LlamaContext, LlamaModel
 from .drafting import Proposal, drafter_for
-from .invariance import probe_exact_rows
+from .invariance import keep_unrepacked_matmuls_on_one_path, probe_exact_rows
 from .prefix_cache import SlotPool
 from .sampling import make_sampler
-from .scheduler import ExactRows, StepPlan, WaitingView, plan_admission, plan_step
+from .scheduler import MAX_DRAFT_ROWS, ExactRows, StepPlan, WaitingView, plan_admission, plan_step
 from .sequences import BatchPart, Request, Sequence, WorkerStats
 from .token_events import count_drafts, sample_row
 
@@ -84,6 +84,8 @@ class Worker(threading.Thread):
         self.exact_speculation = exact_speculation
         self.repack = repack
         self.exact_rows: ExactRows | None = None  # set at load when exact_speculation (invariance.py)
+        if exact_speculation and not repack:  # before any worker runs a matmul (invariance.py)
+            keep_unrepacked_matmuls_on_one_path()
         self.ready: concurrent.futures.Future = concurrent.futures.Future()
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.model: LlamaModel | None = None
@@ -146,7 +148,8 @@ class Worker(threading.Thread):
             self._batch.n_seq_id[i] = 1
         if self.exact_speculation:
             self.exact_rows = probe_exact_rows(
-                self.model, self.ctx, self._batch, min(8, self.n_batch), self.n_ctx_per_seq, self.n_batch
+                self.model, self.ctx, self._batch, min(MAX_DRAFT_ROWS + 1, self.n_batch), self.n_ctx_per_seq,
+                self.n_batch
             )
             log.info("speculation: greedy and seeded drafts verified in steps of at most (tokens cached, rows) %s "
                      "(%d rows past the last)", self.exact_rows.checkpoints, self.exact_rows.beyond)
