@@ -7,7 +7,8 @@ Greedy chat completions, one request at a time, every task on every configuratio
 - coderapi with `prediction`, fast mode (`speculation_exact` off: longer drafts);
 - coderapi n-gram only (no prediction), exact and fast modes;
 - llama-server plain, `--spec-type ngram-simple` and `--spec-type ngram-mod` (the vendored build);
-- with --no-repack: coderapi plain and with `prediction` (exact) with `weight_repack` off.
+- with --no-repack: coderapi plain, with `prediction` (exact) and n-gram only (exact) with
+  `weight_repack` off (which also turns ggml's tiled K-quant matmul off: exact steps up to 33 rows).
 
 Checks each coderapi answer against coderapi plain (and each llama-server answer against
 llama-server plain), reports accepted/refused prediction tokens, total time and ratios, and writes
@@ -129,11 +130,12 @@ def configs(args) -> list[tuple[str, str, object, bool]]:
         ("coderapi n-gram only (exact)", "coderapi plain", coderapi(ngram=True, exact=True, threads=args.threads), False),
         ("coderapi n-gram only (fast)", "coderapi plain", coderapi(ngram=True, exact=False, threads=args.threads), False),
     ]
-    if args.no_repack:  # weight repacking off: exact speculation may verify 6 drafts a step, not 2
+    if args.no_repack:  # weight repacking off: exact speculation may verify 32 drafts a step, not 2
         plain = "coderapi plain (no repack)"
         out += [
             (plain, plain, coderapi(ngram=False, exact=True, repack=False, threads=args.threads), False),
             ("coderapi prediction (exact, no repack)", plain, coderapi(ngram=False, exact=True, repack=False, threads=args.threads), True),
+            ("coderapi n-gram only (exact, no repack)", plain, coderapi(ngram=True, exact=True, repack=False, threads=args.threads), False),
         ]
     if args.llama_server:
         ls = "llama-server plain"

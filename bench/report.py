@@ -66,6 +66,11 @@ def headline_table(headlines: dict[str, list[dict]], top: int) -> list[str]:
             theirs = med(other, key)
             cells.append(f"{ours / theirs:.3f}× ({_f(theirs)})" if ours and theirs else "not run")
         out.append(f"| {label} | {_f(ours)} | {cells[0]} | {t1} | {cells[1]} | {t2} |")
+    variant = "coderapi (no repack)"
+    if headlines.get(variant) and headlines.get("llama-server"):
+        ratios = [f"{label.split(' (')[0]} {med(variant, key) / med('llama-server', key):.3f}×"
+                  for label, key, *_ in specs if med(variant, key) and med("llama-server", key)]
+        out += ["", f"{variant} vs llama-server (medians): " + "; ".join(ratios)]
     out += ["", "Each repeat (aggregate tok/s · TTFT p50 s, shared prompt | varied prompts · lone decode tok/s):", ""]
     for name, reps in headlines.items():
         cells = ", ".join(f"{h['agg_tok_s']:.1f} · {_f(h['ttft_p50'])} | {_f(h.get('agg_tok_s_varied'), 1)} · "

@@ -91,8 +91,8 @@ async def headline(server: servers.Server, args, top: int, rep: int) -> dict:
 
 
 def start(name: str, args, gguf: Path):
-    if name == "coderapi":
-        return servers.coderapi(gguf)
+    if name.startswith("coderapi"):
+        return servers.coderapi(gguf, repack=name == "coderapi")
     if name == "llama-server":
         return servers.llama_server(Path(args.llama_server), gguf, args.threads, args.parallel, args.ctx_per_seq)
     return servers.llama_cpp_python(gguf, args.threads, 8192)
@@ -143,7 +143,7 @@ async def main(args) -> None:
         write()
     # Interleaved repeats (A, B, C, A, B, C, ...) of the measures with targets: a slow drift of
     # the machine (other tenants of the host) then hits every server alike instead of one.
-    names = ["coderapi"] + (["llama-server"] if args.llama_server else []) + (
+    names = ["coderapi"] + (["coderapi (no repack)"] if args.with_no_repack else []) + (["llama-server"] if args.llama_server else []) + (
         [] if args.skip_llama_cpp_python else ["llama-cpp-python server"])
     for rep in range(args.headline_reps):
         for name in names:
@@ -173,6 +173,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--soak", type=int, default=500, help="soak requests against coderapi (0: skip)")
     p.add_argument("--soak-concurrency", type=int, default=8)
     p.add_argument("--skip-llama-cpp-python", action="store_true")
+    p.add_argument("--with-no-repack", action="store_true",
+                   help="also coderapi with weight_repack off in the interleaved headline repeats")
     p.add_argument("--json", action="store_true", help="also write docs/benchmarks.json")
     return p.parse_args()
 

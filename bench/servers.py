@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_CACHE = ROOT / "data" / "models"
+CODERAPI_MODEL = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
 
 
 @dataclass
@@ -68,10 +70,13 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def coderapi(gguf: Path) -> Iterator[Server]:
+def coderapi(gguf: Path, *, repack: bool = True) -> Iterator[Server]:
+    """The default registry; `repack=False`: the same model with `weight_repack` off."""
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="coderapi-bench-")
     env = {**os.environ, "CODERAPI_DATA_DIR": data_dir, "CODERAPI_MODEL_CACHE_DIR": str(MODEL_CACHE)}
+    if not repack:
+        env["CODERAPI_MODELS"] = json.dumps([{"id": CODERAPI_MODEL, "weight_repack": False}])
     proc = subprocess.Popen(
         [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
@@ -80,7 +85,8 @@ def coderapi(gguf: Path) -> Iterator[Server]:
         key = proc.stdout.readline().strip()  # the bootstrap key is the first line on stdout
         base = f"http://127.0.0.1:{port}"
         _wait_ready(proc, f"{base}/health")
-        yield Server("coderapi", base, proc.pid, {"Authorization": f"Bearer {key}"}, "Qwen/Qwen2.5-Coder-0.5B-Instruct")
+        name = "coderapi" if repack else "coderapi (no repack)"
+        yield Server(name, base, proc.pid, {"Authorization": f"Bearer {key}"}, CODERAPI_MODEL)
     finally:
         _stop(proc)
         shutil.rmtree(data_dir, ignore_errors=True)

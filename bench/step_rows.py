@@ -5,7 +5,8 @@ llama_decode, each with logits. If every draft is accepted, k tokens cost one k-
 k / cost(k) is the most any drafting scheme (predictions, n-grams, a draft model) can gain over
 plain decoding on this machine, before the time to draft and the drafts rejected. Measured on
 the embedded 0.5B with `--context` tokens cached, the step's median time over `--reps` tries,
-the one-row step measured in the same run; weight repacking on and off.
+the one-row step measured in the same run; weight repacking on and off (unrepacked as coderapi
+runs it with exact speculation: ggml's tiled K-quant matmul off, unless --tiled-kernel).
 
     .venv/bin/python bench/step_rows.py [--rows 1,2,3,4,8,16,32,64] [--context 1024] [--reps 5]
 """
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import llama_cpp as lc  # noqa: E402
 
-from coderapi.engines.llama_cpp.invariance import _decode  # noqa: E402
+from coderapi.engines.llama_cpp.invariance import _decode, keep_unrepacked_matmuls_on_one_path  # noqa: E402
 from coderapi.engines.llama_cpp.model import LlamaContext, LlamaModel, init_backend  # noqa: E402
 
 GGUF = ROOT / "data" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -64,7 +65,12 @@ def main() -> None:
     parser.add_argument("--rows", default="1,2,3,4,8,16,32,64")
     parser.add_argument("--context", type=int, default=1024)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--tiled-kernel", action="store_true",
+                        help="leave ggml's tiled K-quant matmul on for unrepacked weights (coderapi turns it off "
+                             "for unrepacked models with exact speculation)")
     args = parser.parse_args()
+    if not args.tiled_kernel:
+        keep_unrepacked_matmuls_on_one_path()
     rows = sorted({1, *(int(r) for r in args.rows.split(","))})
     init_backend()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
