@@ -200,7 +200,8 @@ def main() -> None:
     parser.add_argument("--llama-server", default=None, help="llama-server binary (scripts/build_llama.sh server)")
     parser.add_argument("--tasks", default="colorsys,bisect,genericpath", type=lambda s: s.split(","))
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="llama.cpp threads, every server")
-    parser.add_argument("--only", default=None, help="comma-separated config names to run (default: all)")
+    parser.add_argument("--only", action="append", default=None,
+                        help="a config name to run (repeat for several; default: all)")
     parser.add_argument("--no-repack", action="store_true", help="also coderapi with weight_repack off")
     parser.add_argument("--report", default=str(ROOT / "docs" / "edits-bench.md"), help="markdown out (plot: .png)")
     args = parser.parse_args()
@@ -212,7 +213,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     chosen = configs(args)
     if args.only:  # the chosen configs and the plain ones they are checked against
-        names = set(args.only.split(","))
+        names = set(args.only)
         names |= {reference for name, reference, _, _ in chosen if name in names}
         chosen = [c for c in chosen if c[0] in names]
     for name, reference, launch, with_prediction in chosen:
