@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from coderapi.engines.base import SamplingParams
+from .scheduler import MAX_DRAFT_ROWS
 
 
 def match_ends(ref: np.ndarray, n: int, pattern: list[int]) -> np.ndarray:
@@ -59,9 +60,6 @@ class DraftStats:
 
 
 MIN_DRAFT = 2
-# As long as a prediction's: where an exact step may hold 33 rows (weight_repack off), 32 beat 16 on
-# bench/edits.py n-gram only, in two side-by-side pairs (1.55x vs 1.45x, 1.40x vs 1.22x own plain).
-NGRAM_MAX_DRAFT = 32
 
 
 class DraftCursor:
@@ -222,11 +220,13 @@ def drafter_for(prompt: list[int], params: SamplingParams, ngram: bool, n_ctx_pe
     """A new request's drafter: its prediction, if any, and (when `ngram`) its own context."""
     predicted = None
     if params.prediction_ids:
-        predicted = DraftCursor(list(params.prediction_ids), grows=False, aligned_at_start=True, max_draft=32, first_draft=8)
+        predicted = DraftCursor(list(params.prediction_ids), grows=False, aligned_at_start=True, max_draft=MAX_DRAFT_ROWS,
+                                first_draft=8)
     context = None
-    if ngram:
+    if ngram:  # as long as a prediction's: 32 beat 16 on bench/edits.py n-gram only, weight_repack off,
+        # in two side-by-side pairs (1.55x vs 1.45x, 1.40x vs 1.22x own plain)
         capacity = min(params.max_tokens, n_ctx_per_seq)
-        context = DraftCursor(prompt, grows=True, capacity=capacity, min_match=3, max_match=8, max_draft=NGRAM_MAX_DRAFT, first_draft=4)
+        context = DraftCursor(prompt, grows=True, capacity=capacity, min_match=3, max_match=8, max_draft=MAX_DRAFT_ROWS, first_draft=4)
     return Drafter(predicted, context) if predicted or context else None
 
 

@@ -36,7 +36,7 @@ import os
 import llama_cpp as lc
 import numpy as np
 
-from .scheduler import ExactRows
+from .scheduler import MAX_DRAFT_ROWS, ExactRows
 
 PROBE_TEXT = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n" * 12
 FIRST_CHECKPOINT = 64
@@ -54,8 +54,10 @@ def keep_unrepacked_matmuls_on_one_path() -> None:
     os.environ.setdefault(TILED_MATMUL_SWITCH, "0")
 
 
-def probe_exact_rows(model, ctx, batch, max_rows: int, n_ctx_per_seq: int, n_batch: int) -> ExactRows:
-    """Invariant rows at checkpoint lengths up to the context, stopping where only 1 holds."""
+def probe_exact_rows(model, ctx, batch, n_ctx_per_seq: int, n_batch: int) -> ExactRows:
+    """Invariant rows at checkpoint lengths up to the context, stopping where only 1 holds; at most
+    the rows a step may verify (a token and MAX_DRAFT_ROWS drafts) or `n_batch`."""
+    max_rows = min(MAX_DRAFT_ROWS + 1, n_batch)
     lengths = []
     length = FIRST_CHECKPOINT
     while length <= LAST_CHECKPOINT and length + max_rows < n_ctx_per_seq:

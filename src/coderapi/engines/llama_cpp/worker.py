@@ -46,7 +46,7 @@ from .drafting import Proposal, drafter_for
 from .invariance import keep_unrepacked_matmuls_on_one_path, probe_exact_rows
 from .prefix_cache import SlotPool
 from .sampling import make_sampler
-from .scheduler import MAX_DRAFT_ROWS, ExactRows, StepPlan, WaitingView, plan_admission, plan_step
+from .scheduler import ExactRows, StepPlan, WaitingView, plan_admission, plan_step
 from .sequences import BatchPart, Request, Sequence, WorkerStats
 from .token_events import count_drafts, sample_row
 
@@ -147,10 +147,7 @@ class Worker(threading.Thread):
         for i in range(self.n_batch):
             self._batch.n_seq_id[i] = 1
         if self.exact_speculation:
-            self.exact_rows = probe_exact_rows(
-                self.model, self.ctx, self._batch, min(MAX_DRAFT_ROWS + 1, self.n_batch), self.n_ctx_per_seq,
-                self.n_batch
-            )
+            self.exact_rows = probe_exact_rows(self.model, self.ctx, self._batch, self.n_ctx_per_seq, self.n_batch)
             log.info("speculation: greedy and seeded drafts verified in steps of at most (tokens cached, rows) %s "
                      "(%d rows past the last)", self.exact_rows.checkpoints, self.exact_rows.beyond)
 
