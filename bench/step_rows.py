@@ -4,9 +4,11 @@ Speculative verification feeds a sequence's next token and k-1 drafted ones as k
 llama_decode, each with logits. If every draft is accepted, k tokens cost one k-row step, so
 k / cost(k) is the most any drafting scheme (predictions, n-grams, a draft model) can gain over
 plain decoding on this machine, before the time to draft and the drafts rejected. Measured on
-the embedded 0.5B with `--context` tokens cached, the step's median time over `--reps` tries,
-the one-row step measured in the same run; weight repacking on and off (unrepacked as coderapi
-runs it with exact speculation: ggml's tiled K-quant matmul off, unless --tiled-kernel).
+the embedded 0.5B with `--context` tokens cached, the step's median time over `--reps` rounds
+that try every k in turn (the one-row step too); weight repacking on and off (unrepacked as
+coderapi runs it with exact speculation: ggml's tiled K-quant matmul off, unless --tiled-kernel).
+Row counts that are multiples of 4 cost least per row: the scheduler keeps to them (scheduler.py,
+_whole_row_groups); try e.g. --rows 4,5,8,12,13,28,29,32,33.
 
     .venv/bin/python bench/step_rows.py [--rows 1,2,3,4,8,16,32,64] [--context 1024] [--reps 5]
 """
@@ -44,16 +46,14 @@ def step_costs(repack: bool, rows: list[int], context: int, reps: int) -> dict[i
         tokens = (tokens * (context // len(tokens) + 2))[: context + max(rows)]
         for start in range(0, context, 512):
             _decode(ctx, batch, tokens[start : min(context, start + 512)], start, logits=False)
-        seconds = {}
-        for k in rows:
-            tries = []
-            for _ in range(reps):
+        tries: dict[int, list[float]] = {k: [] for k in rows}
+        for _ in range(reps):  # round robin over k: a slower spell of the host weighs on every k alike
+            for k in rows:
                 started = time.perf_counter()
                 _decode(ctx, batch, tokens[context : context + k], context)  # every row with logits
-                tries.append(time.perf_counter() - started)
+                tries[k].append(time.perf_counter() - started)
                 ctx.seq_rm(0, context, -1)
-            seconds[k] = statistics.median(tries)
-        return seconds
+        return {k: statistics.median(t) for k, t in tries.items()}
     finally:
         lc.llama_batch_free(batch)
         ctx.free()

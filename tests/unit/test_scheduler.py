@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from coderapi.engines.llama_cpp.drafting import DraftCursor, Drafter
 from coderapi.engines.llama_cpp.scheduler import (
     ExactRows,
+    MAX_DRAFT_ROWS,
     NGRAM_MAX_DECODING,
     SeqView,
     WaitingView,
@@ -174,6 +175,32 @@ def test_drafts_are_capped_by_max_tokens_context_and_exact_rows():
     sampled = plan_step([decoding(0)], 512, exact_rows=three, drafts=proposal)
     assert len(sampled.decode[0].draft) == 20  # unseeded sampling is not reproducible anyway
 
+
+
+def test_a_step_of_decode_rows_keeps_to_whole_groups_of_four_when_its_drafts_allow():
+    def rows(plan):
+        return [p.n_rows for p in plan.decode]
+
+    alone = plan_step([decoding(0)], 512, drafts=source({0: list(range(40))}), row_group=4)
+    assert rows(alone) == [32] and MAX_DRAFT_ROWS == 32  # 33 rows -> 32
+    assert rows(plan_step([decoding(0)], 512, drafts=source({0: list(range(20))}), row_group=4)) == [20]  # 21 -> 20
+    assert rows(plan_step([decoding(0)], 512, drafts=source({0: list(range(6))}), row_group=4)) == [4]  # 7 -> 4
+    assert rows(plan_step([decoding(0)], 512, drafts=source({0: [1, 2]}), row_group=4)) == [3]  # one group or less: kept
+    # Two sequences: the last drafts are cut first, the first sequence's only when the last has too few.
+    two = plan_step([decoding(0), decoding(1)], 512, drafts=source({0: [1] * 8, 1: [2]}), row_group=4)
+    assert rows(two) == [7, 1]  # 11 -> 8: the last one's draft, then two of the first's
+    cut = plan_step([decoding(0), decoding(1)], 512, drafts=source({0: [1] * 9, 1: [2] * 3}), row_group=4)
+    assert rows(cut) == [10, 2]  # 14 -> 12: two cut from the last
+    # Too few drafts to reach a whole group: nothing is cut (the extra pass is paid anyway).
+    few = [decoding(k) for k in range(5)] + [decoding(9, drafts=False)]
+    assert rows(plan_step(few, 512, drafts=source({0: [1]}), row_group=4)) == [2, 1, 1, 1, 1, 1]
+    # A step that also evaluates a prompt keeps its drafts: the prompt's rows outnumber any remainder.
+    mixed = plan_step([decoding(0), prefilling(1, 50)], 512, drafts=source({0: list(range(6))}), row_group=4)
+    assert rows(mixed) == [7] and mixed.prefill
+    # Reproducible requests are cut further, never lengthened: still within the exact rows.
+    exact = plan_step([decoding(0, reproducible=True)], 512, exact_rows=constant(7),
+                      drafts=source({0: list(range(20))}), row_group=4)
+    assert rows(exact) == [4]
 
 def test_drafts_are_asked_for_with_the_rows_left_and_context_drafts_only_under_light_load():
     views = [decoding(k, reproducible=k == 0) for k in range(3)] + [decoding(9, drafts=False)]

@@ -46,7 +46,7 @@ from .drafting import Proposal, drafter_for
 from .invariance import keep_unrepacked_matmuls_on_one_path, probe_exact_rows
 from .prefix_cache import SlotPool
 from .sampling import make_sampler
-from .scheduler import ExactRows, StepPlan, WaitingView, plan_admission, plan_step
+from .scheduler import MATMUL_ROW_GROUP, ExactRows, StepPlan, WaitingView, plan_admission, plan_step
 from .sequences import BatchPart, Request, Sequence, WorkerStats
 from .token_events import count_drafts, sample_row
 
@@ -198,7 +198,7 @@ class Worker(threading.Thread):
             return proposal.tokens if proposal is not None else []
 
         views = [seq.view() for seq in self.running]
-        plan = plan_step(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows, peek)
+        plan = plan_step(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows, peek, MATMUL_ROW_GROUP)
         self._run_parts(self._parts(plan, by_key, proposals), isolate=True)
 
     def _apply_admission(self) -> None:
