@@ -79,15 +79,19 @@ def running_sets(draw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(running_sets())
-def test_every_plan_keeps_the_rules(case):
+@given(running_sets(), st.sampled_from([1, 4]))
+def test_every_plan_keeps_the_rules(case, row_group):
     views, drafts, n_batch, n_ctx, exact_rows = case
     before = copy.deepcopy((views, drafts))
     calls = []
-    plan = plan_step(views, n_batch, n_ctx, exact_rows, source(drafts, calls))
+    plan = plan_step(views, n_batch, n_ctx, exact_rows, source(drafts, calls), row_group)
     assert (views, drafts) == before  # inputs untouched
-    assert plan == plan_step(views, n_batch, n_ctx, exact_rows, source(drafts))  # deterministic
+    assert plan == plan_step(views, n_batch, n_ctx, exact_rows, source(drafts), row_group)  # deterministic
     assert plan.n_rows <= n_batch  # the budget is never exceeded
+    uncut = plan_step(views, n_batch, n_ctx, exact_rows, source(drafts))
+    if plan != uncut:  # drafts cut only to reach whole groups, in a step without prompt rows
+        assert row_group > 1 and not plan.prefill and plan.n_rows % row_group == 0
+        assert uncut.n_rows - row_group < plan.n_rows < uncut.n_rows
     has_drafter = {v.key: v.drafts for v in views}
     assert all(limit >= 1 and has_drafter[key] for key, limit, _ in calls)  # asked only when it may draft
 

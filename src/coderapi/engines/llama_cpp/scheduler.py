@@ -201,10 +201,9 @@ def plan_step(
                 spare -= len(draft)
                 rows += len(draft)
         decode.append(DecodePart(seq.key, seq.kv_len, seq.next_token, tuple(draft)))
-    prefill = _prefill(running, n_batch - rows)
-    if not prefill:
+    if not any(not seq.decoding and seq.prefilling for seq in running):  # decode rows only
         decode = _whole_row_groups(decode, row_group)
-    return StepPlan(tuple(decode), prefill)
+    return StepPlan(tuple(decode), _prefill(running, n_batch - rows))
 
 
 def _whole_row_groups(decode: list[DecodePart], row_group: int) -> list[DecodePart]:
