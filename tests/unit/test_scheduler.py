@@ -180,7 +180,6 @@ def test_drafts_are_capped_by_max_tokens_context_and_exact_rows():
     assert len(sampled.decode[0].draft) == 20  # unseeded sampling is not reproducible anyway
 
 
-
 def test_a_step_of_decode_rows_keeps_to_whole_groups_of_four_when_its_drafts_allow():
     def rows(plan):
         return [p.n_rows for p in plan.decode]
