@@ -58,16 +58,28 @@ def task(module: str) -> tuple[str, str]:
     return ask, fenced
 
 
+def request_body(model: str, name: str, with_prediction: bool) -> dict:
+    """The greedy chat request of one task, with the file as `prediction` or without."""
+    ask, prediction = task(name)
+    body = {"model": model, "messages": [{"role": "user", "content": ask}], "temperature": 0, "max_tokens": 2048}
+    if with_prediction:
+        body["prediction"] = {"type": "content", "content": prediction}
+    return body
+
+
 @contextmanager
-def coderapi(ngram: bool, exact: bool, repack: bool = True, threads: int | None = None):
+def coderapi(ngram: bool, exact: bool, repack: bool = True, threads: int | None = None, tree: Path = ROOT):
+    """A coderapi server on the 0.5B; `tree`: the checkout whose src/ it runs (bench/edits_ab.py)."""
     port = servers.free_port()
     data_dir = tempfile.mkdtemp(prefix="coderapi-edits-")
     model = {"id": MODEL_ID, "context_length": 4096, "n_parallel": 2, "speculation_ngram": ngram,
              "speculation_exact": exact, "weight_repack": repack, "n_threads": threads}
     env = {**os.environ, "CODERAPI_DATA_DIR": data_dir, "CODERAPI_MODEL_CACHE_DIR": str(GGUF.parent),
            "CODERAPI_MODELS": json.dumps([model])}
+    if tree != ROOT:
+        env["PYTHONPATH"] = str(tree / "src")
     proc = subprocess.Popen([sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tree)
     try:
         key = proc.stdout.readline().strip()
         base = f"http://127.0.0.1:{port}"
@@ -101,13 +113,8 @@ def run_config(launch, tasks: list[str], with_prediction: bool) -> list[dict]:
             warm = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0}
             client.post("/v1/chat/completions", json=warm).raise_for_status()
             for name in tasks:
-                ask, prediction = task(name)
-                body = {"model": model, "messages": [{"role": "user", "content": ask}], "temperature": 0,
-                        "max_tokens": 2048}
-                if with_prediction:
-                    body["prediction"] = {"type": "content", "content": prediction}
                 started = time.perf_counter()
-                response = client.post("/v1/chat/completions", json=body)
+                response = client.post("/v1/chat/completions", json=request_body(model, name, with_prediction))
                 response.raise_for_status()
                 seconds = time.perf_counter() - started
                 data = response.json()
