@@ -68,8 +68,10 @@ def request_body(model: str, name: str, with_prediction: bool) -> dict:
 
 
 @contextmanager
-def coderapi(ngram: bool, exact: bool, repack: bool = True, threads: int | None = None, tree: Path = ROOT):
-    """A coderapi server on the 0.5B; `tree`: the checkout whose src/ it runs (bench/edits_ab.py)."""
+def coderapi(ngram: bool, exact: bool, repack: bool = True, threads: int | None = None, tree: Path = ROOT,
+             ggml: Path | None = None):
+    """A coderapi server on the 0.5B; `tree`: the checkout whose src/ it runs, `ggml`: a folder whose
+    libggml-base.so.0 and libggml-cpu.so.0 it preloads instead of the installed ones (bench/edits_ab.py)."""
     port = servers.free_port()
     data_dir = tempfile.mkdtemp(prefix="coderapi-edits-")
     model = {"id": MODEL_ID, "context_length": 4096, "n_parallel": 2, "speculation_ngram": ngram,
@@ -78,6 +80,8 @@ def coderapi(ngram: bool, exact: bool, repack: bool = True, threads: int | None 
            "CODERAPI_MODELS": json.dumps([model])}
     if tree != ROOT:
         env["PYTHONPATH"] = str(tree / "src")
+    if ggml is not None:
+        env["LD_PRELOAD"] = " ".join(str(ggml / lib) for lib in ("libggml-base.so.0", "libggml-cpu.so.0"))
     proc = subprocess.Popen([sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tree)
     try:

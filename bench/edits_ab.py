@@ -9,6 +9,10 @@ revisions gave the same answers.
 
     git worktree add /tmp/before <rev> && ln -s "$PWD/data/models" /tmp/before/data/models
     .venv/bin/python bench/edits_ab.py --before /tmp/before [--rounds 2]
+
+Two llama.cpp builds under the same revision instead: `--before-ggml DIR` preloads DIR's
+libggml-base.so.0 and libggml-cpu.so.0 (e.g. unzipped from an older cached wheel's llama_cpp/lib/)
+into the "before" servers, and `--before` defaults to this checkout.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ MODES = ("prediction", "n-gram")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before", type=Path, required=True, help="a checkout of the other revision")
+    parser.add_argument("--before", type=Path, default=ROOT, help="a checkout of the other revision")
+    parser.add_argument("--before-ggml", type=Path, help="a folder of the other llama.cpp build's ggml libraries")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": ROOT}
@@ -41,7 +46,8 @@ def main() -> None:
         clients = {}
         for rev, tree in trees.items():
             for mode in MODES:
-                server = coderapi(ngram=mode == "n-gram", exact=True, repack=False, threads=os.cpu_count(), tree=tree)
+                server = coderapi(ngram=mode == "n-gram", exact=True, repack=False, threads=os.cpu_count(), tree=tree,
+                                  ggml=args.before_ggml if rev == "before" else None)
                 base, headers, model = stack.enter_context(server)
                 clients[rev, mode] = stack.enter_context(httpx.Client(base_url=base, headers=headers, timeout=900))
         print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
