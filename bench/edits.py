@@ -81,7 +81,7 @@ def coderapi(ngram: bool, exact: bool, repack: bool = True, threads: int | None 
     if tree != ROOT:
         env["PYTHONPATH"] = str(tree / "src")
     if ggml is not None:
-        env["LD_PRELOAD"] = " ".join(str(ggml / lib) for lib in ("libggml-base.so.0", "libggml-cpu.so.0"))
+        env["LD_PRELOAD"] = " ".join(str((ggml / lib).resolve()) for lib in ("libggml-base.so.0", "libggml-cpu.so.0"))
     proc = subprocess.Popen([sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tree)
     try:
