@@ -41,6 +41,7 @@ import servers  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 GGUF = ROOT / "data" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 MODEL_ID = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+TASKS = ("colorsys", "bisect", "genericpath")  # standard-library modules: the same files on every machine
 RENAMES = {  # module: (old function name, new one)
     "colorsys": ("rgb_to_hls", "rgb_to_hls_color"),
     "bisect": ("insort_right", "insort_after"),
@@ -209,7 +210,7 @@ def write_report(table: list[dict], machine: dict, args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llama-server", default=None, help="llama-server binary (scripts/build_llama.sh server)")
-    parser.add_argument("--tasks", default="colorsys,bisect,genericpath", type=lambda s: s.split(","))
+    parser.add_argument("--tasks", default=",".join(TASKS), type=lambda s: s.split(","))
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="llama.cpp threads, every server")
     parser.add_argument("--only", action="append", default=None,
                         help="a config name to run (repeat for several; default: all)")

@@ -27,9 +27,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from edits import ROOT, coderapi, request_body  # noqa: E402
+from edits import ROOT, TASKS, coderapi, request_body  # noqa: E402
 
-TASKS = ("colorsys", "bisect", "genericpath")
 MODES = ("prediction", "n-gram")
 
 

@@ -205,6 +205,7 @@ def test_a_step_of_decode_rows_keeps_to_whole_groups_of_four_when_its_drafts_all
                       drafts=source({0: list(range(20))}), row_group=4)
     assert rows(exact) == [4]
 
+
 def test_drafts_are_asked_for_with_the_rows_left_and_context_drafts_only_under_light_load():
     views = [decoding(k, reproducible=k == 0) for k in range(3)] + [decoding(9, drafts=False)]
     calls = []

@@ -70,6 +70,11 @@ class SeqView:
     def prefilling(self) -> bool:
         return self.n_prompt_done < self.prompt_len
 
+    @property
+    def evaluating_prompt(self) -> bool:
+        """Its prompt still has rows to evaluate (and it has no token to decode yet)."""
+        return not self.decoding and self.prefilling
+
 
 @dataclass(frozen=True)
 class WaitingView:
@@ -201,7 +206,7 @@ def plan_step(
                 spare -= len(draft)
                 rows += len(draft)
         decode.append(DecodePart(seq.key, seq.kv_len, seq.next_token, tuple(draft)))
-    if not any(not seq.decoding and seq.prefilling for seq in running):  # decode rows only
+    if not any(seq.evaluating_prompt for seq in running):  # decode rows only
         decode = _whole_row_groups(decode, row_group)
     return StepPlan(tuple(decode), _prefill(running, n_batch - rows))
 
@@ -222,10 +227,11 @@ def _whole_row_groups(decode: list[DecodePart], row_group: int) -> list[DecodePa
         return decode
     out = list(decode)
     for i in reversed(range(len(out))):
+        if excess == 0:
+            break
         cut = min(excess, len(out[i].draft))
-        if cut:
-            out[i] = replace(out[i], draft=out[i].draft[: len(out[i].draft) - cut])
-            excess -= cut
+        out[i] = replace(out[i], draft=out[i].draft[: len(out[i].draft) - cut])
+        excess -= cut
     return out
 
 
@@ -236,7 +242,7 @@ def _prefill(running: Sequence[SeqView], budget: int) -> tuple[PrefillChunk, ...
     for seq in running:
         if budget <= 0:
             break
-        if not seq.decoding and seq.prefilling:
+        if seq.evaluating_prompt:
             start, end = seq.n_prompt_done, seq.prompt_len
             if seq.reproducible and alone and start < end - 1:
                 end -= 1  # the last prompt token gets a step of its own (see above)
