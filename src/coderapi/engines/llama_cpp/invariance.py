@@ -5,8 +5,8 @@ from 4 rows on, unrepacked K-quant ones from 8 (ggml's tiled K-quant matmul; fla
 tiled kernel starts only at 64 query rows in this llama.cpp), and upstream flash attention also
 splits a one-row step's KV cache across threads from 512 cells (padded by 256: from 257 tokens),
 summing in another order than a multi-row step. coderapi's llama-cpp-python build turns that split
-off (scripts/llama-patches/flash-attn-one-path.patch) and, on CPUs with AVX-512, computes steps of
-fewer than 64 rows with each query's arithmetic independent of the others in the step
+off (scripts/llama-patches/flash-attn-one-path.patch) and, on CPUs with AVX-512, computes every
+step's attention with each query's arithmetic independent of the others in the step
 (flash-attn-query-groups.patch), and a model served with weight_repack off
 and exact speculation turns the tiled K-quant matmul off (GGML_CPU_TILED_MM=0, read by ggml once
 per process; its other matmuls here, llamafile's tinyBLAS for Q5_0/Q8_0, match the one-row path at
