@@ -124,9 +124,10 @@ async def test_concurrent_requests_match_serial(engine):
     params = SamplingParams(max_tokens=32, temperature=0.0, logprobs=5)
     alone = [await collect(engine, p, params) for p in prompts]
     together = await asyncio.gather(*(collect(engine, p, params) for p in prompts))
-    # llama.cpp's CPU kernels are not batch-invariant: flash attention switches to a tiled
-    # kernel at 8 query rows, so a step that mixes prompt chunks with decode tokens can move a
-    # logit by ~0.1. Greedy decoding can then only part ways where the two best tokens are
+    # llama.cpp's CPU kernels are not batch-invariant: repacked quantized matmuls (the default)
+    # take another path from 4 rows, so a step that mixes prompt chunks with decode tokens can move
+    # a logit by ~0.1 (coderapi's build keeps attention invariant on AVX-512 CPUs, not the
+    # matmuls). Greedy decoding can then only part ways where the two best tokens are
     # nearly tied. The bound: identical up to a first divergence, and there the serial run
     # rated the batched run's token within 0.3 nats of its own choice.
     identical = 0
