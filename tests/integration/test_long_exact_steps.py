@@ -1,6 +1,6 @@
 """weight_repack off with exact speculation: coderapi turns ggml's tiled K-quant matmul off, the probe
-finds every row count it tries identical to one-row steps (33), and a greedy edit verified in steps
-of up to 33 rows gives the plain answer token for token. In a fresh process: ggml reads the switch
+finds every row count it tries identical to one-row steps (up to 65: a token and MAX_DRAFT_ROWS drafts),
+and a greedy edit verified in steps of up to 65 rows gives the plain answer token for token. In a fresh process: ggml reads the switch
 once, at the process's first matmul, so another test's engine could have read it already."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from coderapi.engines.llama_cpp.scheduler import MAX_DRAFT_ROWS
 from tests.integration.embedded import embedded_gguf
 
 pytestmark = pytest.mark.model
@@ -20,14 +21,15 @@ pytestmark = pytest.mark.model
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_unrepacked_exact_steps_reach_33_rows_and_keep_the_greedy_answer():
+def test_unrepacked_exact_steps_reach_every_probed_row_count_and_keep_the_greedy_answer():
     env = {k: v for k, v in os.environ.items() if not k.startswith("GGML_CPU_TILED_MM")}
     done = subprocess.run([sys.executable, "-m", "tests.integration.long_exact_steps", str(embedded_gguf())],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["tiled_switch"] == "0"
-    assert [rows for _, rows in out["checkpoints"]] == [33] * len(out["checkpoints"]) and out["beyond"] == 33
+    most = MAX_DRAFT_ROWS + 1
+    assert [rows for _, rows in out["checkpoints"]] == [most] * len(out["checkpoints"]) and out["beyond"] == most
     assert out["predicted"] == out["plain"]
     # The prediction is the file: most of the answer comes from drafts, many a step.
     assert out["accepted"] > len(out["plain"]) // 2, out

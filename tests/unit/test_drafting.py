@@ -13,7 +13,7 @@ from coderapi.engines.llama_cpp.drafting import (
     match_ends,
     pick_anchor,
 )
-from coderapi.engines.llama_cpp.scheduler import NGRAM_MAX_DECODING, draft_budget
+from coderapi.engines.llama_cpp.scheduler import MAX_DRAFT_ROWS, NGRAM_MAX_DECODING, SHARED_DRAFT_ROWS, draft_budget
 
 tokens = st.lists(st.integers(0, 5), max_size=40)
 
@@ -131,4 +131,5 @@ def test_draft_budget_shrinks_with_load():
     budgets = [draft_budget(n) for n in range(1, 10)]
     assert budgets == sorted(budgets, reverse=True)
     assert budgets[0] >= 8 and draft_budget(9) == 0
+    assert draft_budget(1) == MAX_DRAFT_ROWS > SHARED_DRAFT_ROWS == draft_budget(2) + 4  # alone it drafts the most
     assert NGRAM_MAX_DECODING < 8

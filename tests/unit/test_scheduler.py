@@ -178,14 +178,20 @@ def test_drafts_are_capped_by_max_tokens_context_and_exact_rows():
     assert long.decode[0].draft == ()  # past the probed lengths: one row, no draft
     sampled = plan_step([decoding(0)], 512, exact_rows=three, drafts=proposal)
     assert len(sampled.decode[0].draft) == 20  # unseeded sampling is not reproducible anyway
+    # A long draft would run past the probed lengths (one row there); a shorter one stays within them.
+    wide = ExactRows(((64, 65),))
+    near_the_end = plan_step([decoding(0, kv=30, reproducible=True)], 512, exact_rows=wide,
+                             drafts=source({0: list(range(80))}))
+    assert len(near_the_end.decode[0].draft) == 33  # 34 rows reach 64 tokens cached
 
 
 def test_a_step_of_decode_rows_keeps_to_whole_groups_of_four_when_its_drafts_allow():
     def rows(plan):
         return [p.n_rows for p in plan.decode]
 
-    alone = plan_step([decoding(0)], 512, drafts=source({0: list(range(40))}), row_group=4)
-    assert rows(alone) == [32] and MAX_DRAFT_ROWS == 32  # 33 rows -> 32
+    alone = plan_step([decoding(0)], 512, drafts=source({0: list(range(80))}), row_group=4)
+    assert rows(alone) == [64] and MAX_DRAFT_ROWS == 64  # 65 rows -> 64
+    assert rows(plan_step([decoding(0)], 512, drafts=source({0: list(range(40))}), row_group=4)) == [40]  # 41 -> 40
     assert rows(plan_step([decoding(0)], 512, drafts=source({0: list(range(20))}), row_group=4)) == [20]  # 21 -> 20
     assert rows(plan_step([decoding(0)], 512, drafts=source({0: list(range(6))}), row_group=4)) == [4]  # 7 -> 4
     assert rows(plan_step([decoding(0)], 512, drafts=source({0: [1, 2]}), row_group=4)) == [3]  # one group or less: kept

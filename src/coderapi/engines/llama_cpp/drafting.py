@@ -60,6 +60,10 @@ class DraftStats:
 
 
 MIN_DRAFT = 2
+# Context (n-gram) drafts: 32 beat 16 on bench/edits.py n-gram only, weight_repack off, in two side-by-side
+# pairs (1.55x vs 1.45x, 1.40x vs 1.22x own plain); 64 gained nothing measurable (1.016x, bench/edits_ab.py)
+# while n-gram drafts are rejected more often than a prediction's, each rejected row a step's work wasted.
+NGRAM_MAX_DRAFT = 32
 
 
 class DraftCursor:
@@ -223,10 +227,10 @@ def drafter_for(prompt: list[int], params: SamplingParams, ngram: bool, n_ctx_pe
         predicted = DraftCursor(list(params.prediction_ids), grows=False, aligned_at_start=True, max_draft=MAX_DRAFT_ROWS,
                                 first_draft=8)
     context = None
-    if ngram:  # as long as a prediction's: 32 beat 16 on bench/edits.py n-gram only, weight_repack off,
-        # in two side-by-side pairs (1.55x vs 1.45x, 1.40x vs 1.22x own plain)
+    if ngram:
         capacity = min(params.max_tokens, n_ctx_per_seq)
-        context = DraftCursor(prompt, grows=True, capacity=capacity, min_match=3, max_match=8, max_draft=MAX_DRAFT_ROWS, first_draft=4)
+        context = DraftCursor(prompt, grows=True, capacity=capacity, min_match=3, max_match=8, max_draft=NGRAM_MAX_DRAFT,
+                              first_draft=4)
     return Drafter(predicted, context) if predicted or context else None
 
 

@@ -11,7 +11,7 @@ step's attention with each query's arithmetic independent of the others in the s
 and exact speculation turns the tiled K-quant matmul off (GGML_CPU_TILED_MM=0, read by ggml once
 per process; its other matmuls here, llamafile's tinyBLAS for Q5_0/Q8_0, match the one-row path at
 every row count). Measured on the 0.5B here: 3 rows identical to one-row steps at every checkpoint
-from 64 to 2048 tokens cached (repacked); weight_repack off, 33 (every k probed) from 64 to 1024,
+from 64 to 2048 tokens cached (repacked); weight_repack off, 65 (every k probed) from 64 to 1024,
 7 with the tiled kernel on; without the patch, 3 (or 7) up to 128 tokens and 1 from 256. A one-row
 difference moves logits by 0.2-0.4, enough to flip a greedy pick where two tokens nearly tie.
 Speculative verification feeds a sequence's next token and its draft as several rows; for
@@ -92,7 +92,7 @@ def probe_exact_rows(model, ctx, batch, n_ctx_per_seq: int, n_batch: int) -> Exa
 
 def probed_row_counts(max_rows: int) -> list[int]:
     """The k tried: every k to 9 (the kernels here change path at 4 and 8 rows), then around each
-    power of two and at `max_rows`, which bounds the start-up cost of probing up to 33 rows."""
+    power of two and at `max_rows`, which bounds the start-up cost of probing up to 65 rows."""
     dense = list(range(2, min(max_rows, 9) + 1))
     sparse = {k for p in (16, 32, 64) for k in (p - 4, p, p + 1)} | {max_rows}
     return dense + sorted(k for k in sparse if 9 < k <= max_rows)
