@@ -8,10 +8,11 @@ Greedy chat completions, one request at a time, every task on every configuratio
 - coderapi n-gram only (no prediction), exact and fast modes;
 - llama-server plain, `--spec-type ngram-simple` and `--spec-type ngram-mod` (the vendored build);
 - with --no-repack: coderapi plain, with `prediction` (exact) and n-gram only (exact) with
-  `weight_repack` off (which also turns ggml's tiled K-quant matmul off: exact steps up to 33 rows).
+  `weight_repack` off (which also turns ggml's tiled K-quant matmul off: exact steps up to 65 rows).
 
 Checks each coderapi answer against coderapi plain (and each llama-server answer against
-llama-server plain), reports accepted/refused prediction tokens, total time and ratios, and writes
+llama-server plain), reports accepted/refused prediction tokens, total time, the time to each answer's
+first token (streamed requests: the prompts' evaluation, which no drafting shortens) and ratios, and writes
 docs/edits-bench.md and docs/edits-bench.png (matplotlib, when installed).
 
     .venv/bin/python bench/edits.py [--llama-server PATH] [--tasks colorsys,bisect,genericpath]
@@ -118,19 +119,37 @@ def run_config(launch, tasks: list[str], with_prediction: bool) -> list[dict]:
             warm = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0}
             client.post("/v1/chat/completions", json=warm).raise_for_status()
             for name in tasks:
-                started = time.perf_counter()
-                response = client.post("/v1/chat/completions", json=request_body(model, name, with_prediction))
-                response.raise_for_status()
-                seconds = time.perf_counter() - started
-                data = response.json()
-                details = data["usage"].get("completion_tokens_details") or {}
-                rows.append({"task": name, "seconds": seconds, "text": data["choices"][0]["message"]["content"],
-                             "completion_tokens": data["usage"]["completion_tokens"],
-                             "accepted": details.get("accepted_prediction_tokens", 0),
-                             "rejected": details.get("rejected_prediction_tokens", 0)})
-                print(f"    {name}: {seconds:.1f} s, {rows[-1]['completion_tokens']} tokens, "
-                      f"accepted {rows[-1]['accepted']}, refused {rows[-1]['rejected']}", flush=True)
+                rows.append({"task": name, **streamed(client, request_body(model, name, with_prediction))})
+                print(f"    {name}: {rows[-1]['seconds']:.1f} s (first token {rows[-1]['first_token_s']:.1f} s), "
+                      f"{rows[-1]['completion_tokens']} tokens, accepted {rows[-1]['accepted']}, "
+                      f"refused {rows[-1]['rejected']}", flush=True)
     return rows
+
+
+def streamed(client: httpx.Client, body: dict) -> dict:
+    """One streamed request: its text, usage, whole time and time to the first content (the prompt's
+    evaluation, which no drafting shortens)."""
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    started = time.perf_counter()
+    first, parts, usage = None, [], None
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[len("data: "):])
+            for choice in chunk.get("choices") or []:
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    first = time.perf_counter() - started if first is None else first
+                    parts.append(text)
+            usage = chunk.get("usage") or usage
+    seconds = time.perf_counter() - started
+    details = (usage or {}).get("completion_tokens_details") or {}
+    return {"seconds": seconds, "first_token_s": seconds if first is None else first, "text": "".join(parts),
+            "completion_tokens": (usage or {}).get("completion_tokens", 0),
+            "accepted": details.get("accepted_prediction_tokens", 0),
+            "rejected": details.get("rejected_prediction_tokens", 0)}
 
 
 def configs(args) -> list[tuple[str, str, object, bool]]:
@@ -142,7 +161,7 @@ def configs(args) -> list[tuple[str, str, object, bool]]:
         ("coderapi n-gram only (exact)", "coderapi plain", coderapi(ngram=True, exact=True, threads=args.threads), False),
         ("coderapi n-gram only (fast)", "coderapi plain", coderapi(ngram=True, exact=False, threads=args.threads), False),
     ]
-    if args.no_repack:  # weight repacking off: exact speculation may verify 32 drafts a step, not 2
+    if args.no_repack:  # weight repacking off: exact speculation may verify 63 drafts a step, not 2
         plain = "coderapi plain (no repack)"
         out += [
             (plain, plain, coderapi(ngram=False, exact=True, repack=False, threads=args.threads), False),
@@ -167,7 +186,8 @@ def summarize(results: dict[str, list[dict]]) -> list[dict]:
     table = []
     for name, rows in results.items():
         total = sum(r["seconds"] for r in rows)
-        table.append({"config": name, "total_s": total, "identical": sum(r["identical"] for r in rows),
+        table.append({"config": name, "total_s": total, "first_token_s": sum(r["first_token_s"] for r in rows),
+                      "identical": sum(r["identical"] for r in rows),
                       "tasks": len(rows), "accepted": sum(r["accepted"] for r in rows),
                       "rejected": sum(r["rejected"] for r in rows),
                       "vs_coderapi_plain": base / total, "vs_llama_server_plain": (ls_base / total) if ls_base else None,
@@ -181,11 +201,12 @@ def write_report(table: list[dict], machine: dict, args) -> None:
              f"({', '.join(args.tasks)}), greedy, one request at a time. Identical: answers equal to the same "
              "server's plain answer.", ""]
     lines += [f"- {k}: {v}" for k, v in machine.items()] + [""]
-    lines += ["| config | total s | identical | accepted / refused prediction | × coderapi plain | "
-              "× llama-server plain | × llama-server best |", "|---|---|---|---|---|---|---|"]
+    lines += ["| config | total s | of which to first token s | identical | accepted / refused prediction | "
+              "× coderapi plain | × llama-server plain | × llama-server best |", "|---|---|---|---|---|---|---|---|"]
     fmt = lambda x: "—" if x is None else f"{x:.2f}×"  # noqa: E731
     for row in table:
-        lines.append(f"| {row['config']} | {row['total_s']:.1f} | {row['identical']}/{row['tasks']} | "
+        lines.append(f"| {row['config']} | {row['total_s']:.1f} | {row['first_token_s']:.1f} | "
+                     f"{row['identical']}/{row['tasks']} | "
                      f"{row['accepted']} / {row['rejected']} | {fmt(row['vs_coderapi_plain'])} | "
                      f"{fmt(row['vs_llama_server_plain'])} | {fmt(row['vs_llama_server_best'])} |")
     out = Path(args.report)
