@@ -132,7 +132,8 @@ def streamed(client: httpx.Client, body: dict) -> dict:
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     started = time.perf_counter()
     first, parts, usage = None, [], None
-    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+    # A connection of its own: llama-server drops a kept-alive connection after a long stream.
+    with client.stream("POST", "/v1/chat/completions", json=body, headers={"Connection": "close"}) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -146,10 +147,10 @@ def streamed(client: httpx.Client, body: dict) -> dict:
             usage = chunk.get("usage") or usage
     seconds = time.perf_counter() - started
     details = (usage or {}).get("completion_tokens_details") or {}
+    completion, rejected = (usage or {}).get("completion_tokens", 0), details.get("rejected_prediction_tokens", 0)
     return {"seconds": seconds, "first_token_s": seconds if first is None else first, "text": "".join(parts),
-            "completion_tokens": (usage or {}).get("completion_tokens", 0),
-            "accepted": details.get("accepted_prediction_tokens", 0),
-            "rejected": details.get("rejected_prediction_tokens", 0)}
+            "completion_tokens": completion, "answer_tokens": completion - rejected,
+            "accepted": details.get("accepted_prediction_tokens", 0), "rejected": rejected}
 
 
 def configs(args) -> list[tuple[str, str, object, bool]]:
@@ -178,15 +179,29 @@ def configs(args) -> list[tuple[str, str, object, bool]]:
     return out
 
 
+def equal_length_seconds(row: dict, reference_tokens: int) -> float:
+    """The row's time had its answer been `reference_tokens` long: the prompt's time as measured, the
+    rest scaled by length. Each server's greedy answers are its own (their sums differ in the last
+    bits), and one can be hundreds of tokens longer than the other's for the same task."""
+    decode = row["seconds"] - row["first_token_s"]
+    return row["first_token_s"] + decode * reference_tokens / max(row["answer_tokens"], 1)
+
+
 def summarize(results: dict[str, list[dict]]) -> list[dict]:
-    base = sum(r["seconds"] for r in results.get("coderapi plain", next(iter(results.values()))))
-    ls_base = sum(r["seconds"] for r in results.get("llama-server plain", [])) or None
-    ls_best = min((sum(r["seconds"] for r in rows) for name, rows in results.items() if name.startswith("llama-server")),
-                  default=None)
+    """Totals per config; the ratios compare equal-length times (answers as long as coderapi plain's)."""
+    plain = next((name for name in results if name.startswith("coderapi plain")), next(iter(results)))
+    reference = {r["task"]: r["answer_tokens"] for r in results[plain]}
+    equal = {name: sum(equal_length_seconds(r, reference.get(r["task"], r["answer_tokens"])) for r in rows)
+             for name, rows in results.items()}
+    base = equal[plain]
+    ls_base = equal.get("llama-server plain")
+    ls_best = min((t for name, t in equal.items() if name.startswith("llama-server")), default=None)
     table = []
     for name, rows in results.items():
-        total = sum(r["seconds"] for r in rows)
-        table.append({"config": name, "total_s": total, "first_token_s": sum(r["first_token_s"] for r in rows),
+        total = equal[name]
+        table.append({"config": name, "total_s": sum(r["seconds"] for r in rows),
+                      "first_token_s": sum(r["first_token_s"] for r in rows),
+                      "answer_tokens": sum(r["answer_tokens"] for r in rows), "equal_length_s": total,
                       "identical": sum(r["identical"] for r in rows),
                       "tasks": len(rows), "accepted": sum(r["accepted"] for r in rows),
                       "rejected": sum(r["rejected"] for r in rows),
@@ -201,12 +216,15 @@ def write_report(table: list[dict], machine: dict, args) -> None:
              f"({', '.join(args.tasks)}), greedy, one request at a time. Identical: answers equal to the same "
              "server's plain answer.", ""]
     lines += [f"- {k}: {v}" for k, v in machine.items()] + [""]
-    lines += ["| config | total s | of which to first token s | identical | accepted / refused prediction | "
-              "× coderapi plain | × llama-server plain | × llama-server best |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["Equal-length s: the time to the first token plus the rest scaled to the length of coderapi plain's "
+              "answer to the same task (each server's greedy answers are its own); the ratios compare these.", ""]
+    lines += ["| config | total s | to first token s | answer tokens | equal-length s | identical | "
+              "accepted / refused prediction | × coderapi plain | × llama-server plain | × llama-server best |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda x: "—" if x is None else f"{x:.2f}×"  # noqa: E731
     for row in table:
         lines.append(f"| {row['config']} | {row['total_s']:.1f} | {row['first_token_s']:.1f} | "
-                     f"{row['identical']}/{row['tasks']} | "
+                     f"{row['answer_tokens']} | {row['equal_length_s']:.1f} | {row['identical']}/{row['tasks']} | "
                      f"{row['accepted']} / {row['rejected']} | {fmt(row['vs_coderapi_plain'])} | "
                      f"{fmt(row['vs_llama_server_plain'])} | {fmt(row['vs_llama_server_best'])} |")
     out = Path(args.report)
