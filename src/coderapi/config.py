@@ -89,16 +89,17 @@ class ModelSpec(BaseModel):
         True,
         description="Greedy and seeded requests verify drafts only in steps small enough for llama.cpp to "
         "compute each row bit-identically to plain decoding at that length of context (probed at start: "
-        "with coderapi's llama.cpp build, 3 rows repacked and 33 not, at any length; an unpatched build "
-        "gives no drafts past ~256 tokens), so their answers never change; off: longer drafts, faster, but "
-        "an answer may differ where two tokens nearly tie.",
+        "with coderapi's llama.cpp build, 3 rows repacked and 65 not (60 without AVX-512), at any length; an "
+        "unpatched build gives no drafts past ~256 tokens), so their answers never change; off: longer "
+        "drafts, faster, but an answer may differ where two tokens nearly tie.",
     )
     weight_repack: bool = Field(
         True,
         description="Repack quantized weights for llama.cpp's faster multi-row kernels (for many concurrent "
         "streams). Those kernels start at 4 rows, so exact speculation drafts at most 2 tokens a step; off: up "
-        "to 32 (coderapi then also turns ggml's tiled K-quant matmul off, GGML_CPU_TILED_MM=0, process-wide), "
-        "1.58x plain decoding on code edits with `prediction` against 1.22x repacked (bench/edits.py).",
+        "to 63 (coderapi then also turns ggml's tiled K-quant matmul off, GGML_CPU_TILED_MM=0, process-wide), "
+        "2.0-2.25x plain decoding on code edits with `prediction` (bench/edits.py; 1.22x repacked, an earlier "
+        "build).",
     )
     price_input_per_million: float = Field(0.0, description="USD per million prompt tokens.")
     price_output_per_million: float = Field(0.0, description="USD per million completion tokens.")
