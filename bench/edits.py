@@ -21,6 +21,7 @@ docs/edits-bench.md and docs/edits-bench.png (matplotlib, when installed).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import importlib
 import inspect
@@ -30,13 +31,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen  # noqa: E402
 import servers  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,37 +119,30 @@ def run_config(launch, tasks: list[str], with_prediction: bool) -> list[dict]:
         with httpx.Client(base_url=base, headers=headers, timeout=900) as client:
             warm = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0}
             client.post("/v1/chat/completions", json=warm).raise_for_status()
-            for name in tasks:
-                rows.append({"task": name, **streamed(client, request_body(model, name, with_prediction))})
-                print(f"    {name}: {rows[-1]['seconds']:.1f} s (first token {rows[-1]['first_token_s']:.1f} s), "
-                      f"{rows[-1]['completion_tokens']} tokens, accepted {rows[-1]['accepted']}, "
-                      f"refused {rows[-1]['rejected']}", flush=True)
+        for name in tasks:
+            rows.append({"task": name, **streamed(base, headers, request_body(model, name, with_prediction))})
+            print(f"    {name}: {rows[-1]['seconds']:.1f} s (first token {rows[-1]['first_token_s']:.1f} s), "
+                  f"{rows[-1]['completion_tokens']} tokens, accepted {rows[-1]['accepted']}, "
+                  f"refused {rows[-1]['rejected']}", flush=True)
     return rows
 
 
-def streamed(client: httpx.Client, body: dict) -> dict:
-    """One streamed request: its text, usage, whole time and time to the first content (the prompt's
-    evaluation, which no drafting shortens)."""
-    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-    started = time.perf_counter()
-    first, parts, usage = None, [], None
-    # A connection of its own: llama-server drops a kept-alive connection after a long stream.
-    with client.stream("POST", "/v1/chat/completions", json=body, headers={"Connection": "close"}) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[len("data: "):])
-            for choice in chunk.get("choices") or []:
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    first = time.perf_counter() - started if first is None else first
-                    parts.append(text)
-            usage = chunk.get("usage") or usage
-    seconds = time.perf_counter() - started
-    details = (usage or {}).get("completion_tokens_details") or {}
-    completion, rejected = (usage or {}).get("completion_tokens", 0), details.get("rejected_prediction_tokens", 0)
-    return {"seconds": seconds, "first_token_s": seconds if first is None else first, "text": "".join(parts),
+def streamed(base: str, headers: dict, body: dict) -> dict:
+    """One streamed request (loadgen's reader): its text, usage, whole time and time to the first content
+    (the prompt's evaluation, which no drafting shortens). A client of its own: llama-server drops a
+    kept-alive connection after a long stream."""
+
+    async def send() -> loadgen.Result:
+        async with httpx.AsyncClient(headers=headers, timeout=900) as client:
+            return await loadgen.one_request(client, f"{base}/v1/chat/completions",
+                                             {**body, "stream": True, "stream_options": {"include_usage": True}})
+
+    result = asyncio.run(send())
+    if not result.ok:
+        raise RuntimeError(f"edit request failed: {result.error}")
+    details = result.usage.get("completion_tokens_details") or {}
+    completion, rejected = result.usage.get("completion_tokens", 0), details.get("rejected_prediction_tokens", 0)
+    return {"seconds": result.e2e, "first_token_s": result.ttft, "text": result.text,
             "completion_tokens": completion, "answer_tokens": completion - rejected,
             "accepted": details.get("accepted_prediction_tokens", 0), "rejected": rejected}
 

@@ -22,6 +22,8 @@ class Result:
     output_tokens: int = 0
     prompt_tokens: int | None = None
     cached_tokens: int | None = None
+    text: str = ""  # the content deltas joined
+    usage: dict = field(default_factory=dict)  # the last usage object streamed, as sent
 
     @property
     def tpot(self) -> float | None:
@@ -32,6 +34,8 @@ class Result:
 
 def _usage_tokens(chunk: dict, result: Result, content_chunks: int) -> None:
     usage = chunk.get("usage") or {}
+    if usage:
+        result.usage = usage
     if usage.get("completion_tokens"):
         result.output_tokens = usage["completion_tokens"]
         result.prompt_tokens = usage.get("prompt_tokens")
@@ -48,6 +52,7 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> Result
     started = time.perf_counter()
     last = None
     content_chunks = 0
+    parts: list[str] = []
     try:
         async with client.stream("POST", url, json=body) as response:
             if response.status_code != 200:
@@ -65,7 +70,9 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> Result
                     return result
                 now = time.perf_counter()
                 choices = chunk.get("choices") or []
-                if choices and (choices[0].get("delta") or {}).get("content"):
+                content = choices and (choices[0].get("delta") or {}).get("content")
+                if content:
+                    parts.append(content)
                     content_chunks += 1
                     if last is None:
                         result.ttft = now - started
@@ -74,6 +81,7 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict) -> Result
                     last = now
                 _usage_tokens(chunk, result, content_chunks)
         result.e2e = time.perf_counter() - started
+        result.text = "".join(parts)
         if not result.output_tokens:
             result.output_tokens = content_chunks  # one token per chunk when the server gives no count
         result.ok = result.ttft is not None
