@@ -11,8 +11,14 @@ the 1.5B with `--size 1.5b` after `pip install 'coderapi[embedded-1.5b]'`):
   front of that llama-server, lazy grammar off and on.
 Requests are sequential (one at a time); times are wall seconds per request.
 
+`--set dev` runs the development set instead (tool_call_dev_cases.py): cases that must call a
+tool, scored like the held-out ones, and cases where no offered tool fits, which pass when the
+answer holds no call (a prompt that calls more must not call where it should not).
+`--system-hint TEXT` adds TEXT to the request's system message (after the model's default
+system line when the request has none): a user-side nudge, measured on the same pipeline.
+
     .venv/bin/python bench/tool_calls.py [--targets embedded,llama-server,upstream] [--max-tokens 128]
-                                         [--size 0.5b|1.5b] [-v]
+                                         [--size 0.5b|1.5b] [--set held-out|dev] [--system-hint TEXT] [-v]
 """
 
 from __future__ import annotations
@@ -42,7 +48,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import servers  # noqa: E402
 from servers import free_port  # noqa: E402
-from tool_call_cases import CASES, TOOLS  # noqa: E402
+import tool_call_cases  # noqa: E402
+import tool_call_dev_cases  # noqa: E402
+
+CASE_SETS = {"held-out": tool_call_cases, "dev": tool_call_dev_cases}
+DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."  # Qwen2.5's template
 
 MODEL_CACHE = ROOT / "data" / "models"
 SIZES = {"0.5b": ("Qwen/Qwen2.5-Coder-0.5B-Instruct", "embedded:qwen2.5-coder-0.5b-instruct-q4_k_m"),
@@ -61,7 +71,8 @@ class Target:
 class Row:
     target: str
     lazy: str
-    passed: int = 0
+    passed: int = 0  # cases that must call: called as expected
+    abstained: int = 0  # cases that must not call: answered without a call
     seconds: list[float] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
 
@@ -71,12 +82,15 @@ def machine() -> str:
     return f"{platform.node()} · {os.cpu_count()} cores · {cpu}"
 
 
-def judge(case: dict, message: dict) -> str | None:
-    """None when the answer calls the expected function with schema-valid arguments, else why not."""
+def judge(case: dict, message: dict, tools: dict) -> str | None:
+    """None when the answer calls the expected function with schema-valid arguments (or, for a
+    case that expects none, holds no call), else why not."""
     calls = message.get("tool_calls") or []
+    if case["expected"] is None:
+        return f"called {', '.join(c['function']['name'] for c in calls)}" if calls else None
     if not calls:
         return f"no call: {(message.get('content') or '')[:90]!r}"
-    schema = TOOLS[case["expected"]]["function"]["parameters"]
+    schema = tools[case["expected"]]["function"]["parameters"]
     why = []
     for call in calls:
         name, arguments = call["function"]["name"], call["function"]["arguments"]
@@ -93,8 +107,9 @@ def judge(case: dict, message: dict) -> str | None:
 
 def run_cases(client: httpx.Client, target: Target, lazy: str, args) -> Row:
     row = Row(target.name, lazy)
-    for case in CASES:
-        body = {"model": args.model_id, "messages": case["messages"], "tools": [TOOLS[t] for t in case["tools"]],
+    for case in args.cases:
+        messages = with_hint(case["messages"], args.system_hint)
+        body = {"model": args.model_id, "messages": messages, "tools": [args.tools[t] for t in case["tools"]],
                 "tool_choice": "auto", "temperature": 0, "max_tokens": args.max_tokens}
         started = time.perf_counter()
         response = client.post(f"{target.base_url}/chat/completions", json=body, headers=target.headers)
@@ -103,15 +118,24 @@ def run_cases(client: httpx.Client, target: Target, lazy: str, args) -> Row:
             miss = f"HTTP {response.status_code}: {response.text[:120]}"
         else:
             choice = response.json()["choices"][0]
-            miss = judge(case, choice["message"])
+            miss = judge(case, choice["message"], args.tools)
             if args.verbose:
                 calls = [(c["function"]["name"], c["function"]["arguments"]) for c in choice["message"].get("tool_calls") or []]
                 print(f"  {target.name}/{lazy} {case['id']}: {choice['finish_reason']} {calls or choice['message'].get('content')!r}"[:300])
         if miss is None:
-            row.passed += 1
+            row.passed += case["expected"] is not None
+            row.abstained += case["expected"] is None
         else:
             row.misses.append(f"{case['id']}: {miss}")
     return row
+
+
+def with_hint(messages: list[dict], hint: str | None) -> list[dict]:
+    if not hint:
+        return messages
+    if messages[0]["role"] == "system":
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{hint}"}, *messages[1:]]
+    return [{"role": "system", "content": f"{DEFAULT_SYSTEM}\n\n{hint}"}, *messages]
 
 
 # -- the servers under test -------------------------------------------------------------------
@@ -188,13 +212,16 @@ def main() -> None:
     parser.add_argument("--lazy", default="off,on", help="lazy grammar settings to run for coderapi targets")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--cases", default="", help="comma-separated case ids to run (default: all)")
+    parser.add_argument("--set", choices=sorted(CASE_SETS), default="held-out", help="which prompts to run")
+    parser.add_argument("--system-hint", default="", help="text added to each request's system message")
     parser.add_argument("--size", choices=sorted(SIZES), default="0.5b", help="the embedded Qwen2.5-Coder to run")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     model_id, embedded = SIZES[args.size]
-    if args.cases:
-        wanted = set(args.cases.split(","))
-        CASES[:] = [case for case in CASES if case["id"] in wanted]
+    cases = CASE_SETS[args.set]
+    args.tools = cases.TOOLS
+    wanted = set(args.cases.split(",")) if args.cases else None
+    args.cases = [case for case in cases.CASES if wanted is None or case["id"] in wanted]
     args.lazy = args.lazy.split(",")
     targets = args.targets.split(",")
     from coderapi.weights.packaged import resolve_gguf
@@ -222,14 +249,20 @@ def main() -> None:
 
 
 def report(rows: list[Row], args) -> None:
-    print(f"\nTool-call rate, {len(CASES)} held-out prompts, greedy, tool_choice auto, max_tokens {args.max_tokens}, "
+    calling = sum(case["expected"] is not None for case in args.cases)
+    abstaining = len(args.cases) - calling
+    print(f"\nTool-call rate, {calling} {args.set} prompts that need a call"
+          + (f" and {abstaining} that need none" if abstaining else "") + f", greedy, tool_choice auto, max_tokens {args.max_tokens}, "
           f"{args.model_id.split('/')[-1]} q4_k_m, one request at a time")
+    if args.system_hint:
+        print(f"system hint: {args.system_hint!r}")
     print(f"machine: {machine()}\n")
-    print(f"{'target':<28} {'lazy grammar':<13} {'rate':>11} {'mean s/request':>15}")
+    print(f"{'target':<28} {'lazy grammar':<13} {'rate':>11} {'no call where none fits':>24} {'mean s/request':>15}")
     for row in rows:
-        rate = f"{row.passed}/{len(CASES)} {row.passed / len(CASES):.2f}"
+        rate = f"{row.passed}/{calling} {row.passed / calling:.2f}" if calling else "-"
+        held_back = f"{row.abstained}/{abstaining}" if abstaining else "-"
         mean = sum(row.seconds) / len(row.seconds)
-        print(f"{row.target:<28} {row.lazy:<13} {rate:>11} {mean:>15.2f}")
+        print(f"{row.target:<28} {row.lazy:<13} {rate:>11} {held_back:>24} {mean:>15.2f}")
     for row in rows:
         for miss in row.misses:
             print(f"  miss [{row.target}, lazy {row.lazy}] {miss}")
