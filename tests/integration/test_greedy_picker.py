@@ -1,4 +1,4 @@
-"""GreedyPicker (numpy) against llama.cpp's own sampler chain, on the real model's logits."""
+"""GreedyPicker and GrammarGreedyPicker (numpy) against llama.cpp's own sampler chain, on the real model's logits."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ def model_and_prompt():
     model.free()
 
 
-def run_both(model, prompt: list[int], params: SamplingParams) -> tuple[list[int], list[int]]:
-    """Decode STEPS tokens, asking both samplers at every step; feeds the chain's choice."""
+def run_both(model, prompt: list[int], params: SamplingParams, picker=None) -> tuple[list[int], list[int]]:
+    """Decode up to STEPS tokens (to the end token), asking both samplers at every step; feeds the
+    chain's choice. `picker`: the sampler under test (a GreedyPicker by default)."""
     import llama_cpp as lc
 
     from coderapi.engines.llama_cpp.greedy import GreedyPicker
@@ -37,7 +38,7 @@ def run_both(model, prompt: list[int], params: SamplingParams) -> tuple[list[int
 
     ctx = LlamaContext(model, n_ctx=512, n_seq_max=1, n_batch=256, n_threads=os.cpu_count() or 1)
     chain = SamplerChain(model, params, prompt)
-    picker = GreedyPicker(model.n_vocab, params, prompt, PENALTY_LAST_N)
+    picker = picker or GreedyPicker(model.n_vocab, params, prompt, PENALTY_LAST_N)
     chain_tokens, picker_tokens = [], []
     try:
         feed = list(prompt)
@@ -55,6 +56,8 @@ def run_both(model, prompt: list[int], params: SamplingParams) -> tuple[list[int
             chosen = chain.sample(ctx.ptr, -1)
             chain_tokens.append(chosen)
             picker_tokens.append(picked)
+            if model.is_eog(chosen):
+                break
             feed = [chosen]
     finally:
         chain.free()
@@ -116,3 +119,75 @@ def test_picker_matches_chain_with_logit_bias_at_the_cap(model_and_prompt):
                             logit_bias=bias)
     chain_tokens, picker_tokens = run_both(model, prompt, params)
     assert picker_tokens == chain_tokens
+
+
+# -- greedy under a grammar: GrammarGreedyPicker asks the grammar about the greedy token first --
+
+CALL_GRAMMAR = r'''root ::= "{" ws "\"name\"" ws ":" ws "\"get_weather\"" ws "," ws "\"arguments\"" ws ":" ws obj ws "}"
+obj ::= "{" ws ( pair ( ws "," ws pair )* )? ws "}"
+pair ::= str ws ":" ws val
+val ::= str | num | obj
+str ::= "\"" ( [^"\\] | "\\" ["\\/bfnrt] )* "\""
+num ::= "-"? [0-9]+ ("." [0-9]+)?
+ws ::= [ \t\n]*'''
+CALL_PROMPT = "<|im_start|>user\nWhat's the weather in Paris? Answer as JSON.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def run_grammar_both(model, params: SamplingParams) -> tuple[list[int], list[int], tuple[int, int]]:
+    """run_both with a GrammarGreedyPicker; also its refusals and whole-vocabulary masks."""
+    from coderapi.engines.llama_cpp.grammar_greedy import GrammarGreedyPicker
+    from coderapi.engines.llama_cpp.sampling import PENALTY_LAST_N
+
+    prompt = model.tokenize(CALL_PROMPT, add_special=False)
+    picker = GrammarGreedyPicker(model.vocab, model.n_vocab, params, prompt, PENALTY_LAST_N)
+    try:
+        chain_tokens, picker_tokens = run_both(model, prompt, params, picker)
+        return chain_tokens, picker_tokens, (picker.refusals, picker.full_applies)
+    finally:
+        picker.free()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(max_tokens=STEPS, temperature=0.0, grammar=CALL_GRAMMAR),
+        SamplingParams(max_tokens=STEPS, temperature=0.0, grammar=CALL_GRAMMAR, repetition_penalty=1.3,
+                       frequency_penalty=0.3, logit_bias={90: 5.0, 1: -2.0}),
+    ],
+    ids=["plain", "penalties-and-bias"],
+)
+def test_grammar_picker_matches_llama_chain(model_and_prompt, params):
+    model, _ = model_and_prompt
+    chain_tokens, picker_tokens, (refusals, full_applies) = run_grammar_both(model, params)
+    assert picker_tokens == chain_tokens
+    # The paths ran: the grammar allowed most greedy tokens (checked alone) and refused some, for
+    # most of which the shortlist held an allowed one.
+    assert 0 < refusals < len(chain_tokens) / 2
+    assert full_applies < refusals
+
+
+def test_grammar_picker_masks_the_whole_vocabulary_when_the_shortlist_is_refused(model_and_prompt):
+    """300 tokens pushed above all others (the protocol's cap on logit_bias), none of them JSON
+    punctuation: where the grammar wants structure, the whole 256-token shortlist is refused."""
+    model, _ = model_and_prompt
+    words = [t for t in range(5000, 20000) if model.piece(t).strip().isalpha()][:300]
+    params = SamplingParams(max_tokens=STEPS, temperature=0.0, grammar=CALL_GRAMMAR,
+                            logit_bias={t: 40.0 for t in words})
+    chain_tokens, picker_tokens, (refusals, full_applies) = run_grammar_both(model, params)
+    assert picker_tokens == chain_tokens
+    assert full_applies > 0
+
+
+def test_greedy_grammar_requests_take_the_picker(model_and_prompt):
+    from coderapi.engines.llama_cpp.grammar_greedy import GrammarGreedyPicker
+    from coderapi.engines.llama_cpp.sampling import SamplerChain, make_sampler
+
+    model, prompt = model_and_prompt
+    greedy = make_sampler(model, SamplingParams(max_tokens=4, temperature=0.0, grammar=CALL_GRAMMAR), prompt)
+    sampled = make_sampler(model, SamplingParams(max_tokens=4, temperature=0.7, grammar=CALL_GRAMMAR), prompt)
+    try:
+        assert isinstance(greedy, GrammarGreedyPicker)
+        assert isinstance(sampled, SamplerChain)  # sampling keeps the whole chain (see grammar_greedy.py)
+    finally:
+        greedy.free()
+        sampled.free()

@@ -25,6 +25,14 @@ from coderapi.engines.base import SamplingParams
 _F32 = np.float32
 
 
+def logits_row(ctx_ptr, batch_index: int, n_vocab: int) -> np.ndarray:
+    """Batch row `batch_index`'s logits, in place (a view of llama.cpp's buffer, not a copy)."""
+    logits_ptr = lc.llama_get_logits_ith(ctx_ptr, batch_index)
+    if not logits_ptr:
+        raise RuntimeError("llama.cpp returned no logits for this sequence")
+    return np.ctypeslib.as_array(ctypes.cast(logits_ptr, ctypes.POINTER(ctypes.c_float)), (n_vocab,))
+
+
 class GreedyPicker:
     """Same interface as `SamplerChain` (sample, free) for greedy requests without a grammar."""
 
@@ -51,23 +59,33 @@ class GreedyPicker:
                 self._accept(token)
 
     def sample(self, ctx_ptr, batch_index: int) -> int:
-        logits_ptr = lc.llama_get_logits_ith(ctx_ptr, batch_index)
-        if not logits_ptr:
-            raise RuntimeError("llama.cpp returned no logits for this sequence")
-        row = np.ctypeslib.as_array(
-            ctypes.cast(logits_ptr, ctypes.POINTER(ctypes.c_float)), (self.n_vocab,)
-        )
+        token = self.pick(logits_row(ctx_ptr, batch_index, self.n_vocab))
+        self.accept(token)
+        return token
+
+    def pick(self, row: np.ndarray) -> int:
+        """The greedy token of this logits row after bias and penalties; the row is left as it was."""
+        ids, values = self._adjusted(row)
+        if ids is None:
+            return int(row.argmax())
+        raw = row[ids]  # fancy indexing copies
+        row[ids] = values
+        token = int(row.argmax())
+        row[ids] = raw  # the raw row stays intact for logprobs
+        return token
+
+    def adjusted_copy(self, row: np.ndarray) -> np.ndarray:
+        """A copy of the row with bias and penalties applied (what the chain's greedy sees)."""
+        out = row.copy()
         ids, values = self._adjusted(row)
         if ids is not None:
-            raw = row[ids]  # fancy indexing copies
-            row[ids] = values
-            token = int(row.argmax())
-            row[ids] = raw  # the raw row stays intact for logprobs
-        else:
-            token = int(row.argmax())
+            out[ids] = values
+        return out
+
+    def accept(self, token: int) -> None:
+        """The token was chosen: it enters the penalties' window."""
         if self.penalize:
             self._accept(token)
-        return token
 
     def _adjusted(self, row: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
         """The tokens bias or penalties change and their new logits, in the chain's order."""

@@ -8,8 +8,10 @@ top_p 1, min_p 0, no penalties, no bias) are left out: each one walks the whole 
 Like llama-server, the penalties also see the last 64 prompt tokens, so a repetition penalty
 discourages repeating the prompt's tail, not only the completion.
 
-Greedy requests without a grammar skip the chain: `greedy.GreedyPicker` picks the same token
-with numpy, without copying the vocabulary into a candidate array every step.
+Greedy requests skip the chain: `greedy.GreedyPicker` picks the same token with numpy, without
+copying the vocabulary into a candidate array every step; with a grammar,
+`grammar_greedy.GrammarGreedyPicker` asks the grammar about that token alone and masks the whole
+vocabulary only when the grammar refuses it.
 
 Logprobs are computed only when asked for, with numpy over the model's *raw* logits row, so
 they describe the model's own distribution, before bias, penalties, grammar or temperature.
@@ -27,6 +29,7 @@ import numpy as np
 from coderapi.engines.base import SamplingParams, TopLogprob
 from coderapi.errors import InvalidRequest
 
+from .grammar_greedy import GrammarGreedyPicker
 from .greedy import GreedyPicker
 from .model import LlamaModel
 
@@ -43,9 +46,11 @@ class LogprobResult:
 
 def make_sampler(
     model: LlamaModel, params: SamplingParams, prompt: list[int]
-) -> "SamplerChain | GreedyPicker":
+) -> "SamplerChain | GreedyPicker | GrammarGreedyPicker":
     """The cheapest sampler that picks exactly what the full llama.cpp chain would."""
-    if params.temperature <= 0.0 and not params.grammar:
+    if params.temperature <= 0.0 and params.grammar:
+        return GrammarGreedyPicker(model.vocab, model.n_vocab, params, prompt, PENALTY_LAST_N)
+    if params.temperature <= 0.0:
         return GreedyPicker(model.n_vocab, params, prompt, PENALTY_LAST_N)
     return SamplerChain(model, params, prompt)
 

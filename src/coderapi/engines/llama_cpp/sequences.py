@@ -22,6 +22,7 @@ from coderapi.engines.base import SamplingParams
 
 from .detok import Utf8Stream
 from .drafting import Drafter
+from .grammar_greedy import GrammarGreedyPicker
 from .greedy import GreedyPicker
 from .prefix_cache import Slot
 from .sampling import SamplerChain
@@ -67,7 +68,7 @@ class Sequence:
         self,
         req: Request,
         slot: Slot,
-        sampler: SamplerChain | GreedyPicker | None,
+        sampler: SamplerChain | GreedyPicker | GrammarGreedyPicker | None,
         cached: int,
         drafter: Drafter | None = None,
     ) -> None:
