@@ -58,7 +58,9 @@ def workloads(template: ChatTemplate) -> list[tuple[str, str, str]]:
     return out
 
 
-def decode(model: LlamaModel, ctx: LlamaContext, prompt: list[int], sampler, max_tokens: int) -> tuple[list[int], float]:
+def decode(model: LlamaModel, ctx: LlamaContext, prompt: list[int], sampler,
+           max_tokens: int) -> tuple[list[int], float]:
+    """Greedy tokens after `prompt` (up to the end token) and the seconds spent past the prompt."""
     lc.llama_memory_clear(ctx.mem, True)
     arr = (lc.llama_token * len(prompt))(*prompt)
     assert lc.llama_decode(ctx.ptr, lc.llama_batch_get_one(arr, len(prompt))) == 0
@@ -83,7 +85,8 @@ def main() -> None:
     template = ChatTemplate(model.metadata()["tokenizer.chat_template"], eos_token="<|im_end|>")
     ctx = LlamaContext(model, n_ctx=2048, n_seq_max=1, n_batch=512, n_threads=os.cpu_count())
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"machine: {platform.node()} · {os.cpu_count()} cores · {cpu}; the 0.5B, greedy, up to {args.max_tokens} tokens\n")
+    print(f"machine: {platform.node()} · {os.cpu_count()} cores · {cpu}; "
+          f"the 0.5B, greedy, up to {args.max_tokens} tokens\n")
     print(f"{'workload':<30} {'tokens':>6} {'chain ms/tok':>12} {'picker ms/tok':>13} {'free ms/tok':>11} "
           f"{'refused':>7} {'masked all':>10} {'speed-up':>8} same")
     ratios, chain_total, picker_total, free_total, tokens_total = [], 0.0, 0.0, 0.0, 0
@@ -119,7 +122,8 @@ def main() -> None:
               f"{chain_ms / picker_ms:>7.2f}x {same}")
     print(f"\nall workloads: {tokens_total} tokens, chain {chain_total / tokens_total:.1f} ms/token, "
           f"picker {picker_total / tokens_total:.1f} ms/token: {chain_total / picker_total:.2f}x "
-          f"(median of workloads {statistics.median(ratios):.2f}x); free decoding {free_total / tokens_total:.1f} ms/token")
+          f"(median of workloads {statistics.median(ratios):.2f}x); "
+          f"free decoding {free_total / tokens_total:.1f} ms/token")
     ctx.free()
     model.free()
 

@@ -10,9 +10,9 @@ unconstrained greedy token (greedy.GreedyPicker: numpy, bias and penalties as th
 them) and asks the grammar about that one candidate. When the grammar refuses it, the grammar
 is applied to a shortlist, every token at least as likely as the 256th (what it refuses is
 mostly one spelling, a space or a line break, whose allowed twin is on the list), and to the
-whole vocabulary only when nothing on the shortlist is allowed. The token is always the one the full chain picks
-(tests/integration/test_greedy_picker.py checks both on the real model); llama.cpp's own
-common_sampler does the same check-first for its grammars.
+whole vocabulary only when nothing on the shortlist is allowed. The token is always the one
+the full chain picks (tests/integration/test_greedy_picker.py checks both on the real model);
+llama.cpp's own common_sampler checks the sampled token first in the same way.
 
 Only greedy requests take this path: with sampling, drawing from the unconstrained distribution
 first would change what top-k/top-p keep, so sampled requests keep the full chain.
