@@ -36,16 +36,28 @@ _SHORTLIST = 256
 assert _TOKEN_DATA.itemsize == ctypes.sizeof(lc.llama_token_data)
 
 
+def grammar_sampler(vocab, grammar: str):
+    """llama.cpp's grammar sampler for `grammar` (GBNF, rule "root"); the caller frees it."""
+    sampler = lc.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+    if not sampler:
+        raise InvalidRequest("The grammar could not be parsed (GBNF).", param="grammar")
+    return sampler
+
+
+def _token_data_array(candidates: np.ndarray):
+    data = candidates.ctypes.data_as(ctypes.POINTER(lc.llama_token_data))
+    return lc.llama_token_data_array(data=data, size=len(candidates), selected=-1, sorted=False)
+
+
 class GrammarGreedyPicker:
     """Same interface as `SamplerChain` (sample, free) for greedy requests with a grammar."""
 
     def __init__(self, vocab, n_vocab: int, params: SamplingParams, prompt: list[int], last_n: int) -> None:
         self.n_vocab = n_vocab
         self.greedy = GreedyPicker(n_vocab, params, prompt, last_n)
-        self.grammar = lc.llama_sampler_init_grammar(vocab, params.grammar.encode("utf-8"), b"root")
-        if not self.grammar:
-            raise InvalidRequest("The grammar could not be parsed (GBNF).", param="grammar")
-        self._one = np.zeros(1, dtype=_TOKEN_DATA)
+        self.grammar = grammar_sampler(vocab, params.grammar)
+        self._one = np.zeros(1, dtype=_TOKEN_DATA)  # the greedy token, checked alone every step
+        self._one_array = _token_data_array(self._one)
         self._all: np.ndarray | None = None  # the whole vocabulary's candidates, made when first needed
         self.refusals = 0  # greedy tokens the grammar refused (tests and benchmarks read these two)
         self.full_applies = 0  # ... of which none on the shortlist was allowed: the whole vocabulary masked
@@ -62,7 +74,7 @@ class GrammarGreedyPicker:
 
     def _allows(self, token: int) -> bool:
         self._one[0] = (token, 0.0, 0.0)
-        self._apply(self._one)
+        lc.llama_sampler_apply(self.grammar, ctypes.byref(self._one_array))
         return bool(np.isfinite(self._one["logit"][0]))
 
     def _constrained_pick(self, row: np.ndarray) -> int:
@@ -81,16 +93,14 @@ class GrammarGreedyPicker:
         self.full_applies += 1
         if self._all is None:
             self._all = np.zeros(n, dtype=_TOKEN_DATA)
+            self._all["id"] = np.arange(n, dtype=np.int32)  # the grammar only masks logits: ids stay
         candidates = self._all
-        candidates["id"] = np.arange(n, dtype=np.int32)
         candidates["logit"] = adjusted
         self._apply(candidates)
         return int(candidates["id"][int(candidates["logit"].argmax())])  # the first maximum, as greedy takes
 
     def _apply(self, candidates: np.ndarray) -> None:
-        data = candidates.ctypes.data_as(ctypes.POINTER(lc.llama_token_data))
-        array = lc.llama_token_data_array(data=data, size=len(candidates), selected=-1, sorted=False)
-        lc.llama_sampler_apply(self.grammar, ctypes.byref(array))
+        lc.llama_sampler_apply(self.grammar, ctypes.byref(_token_data_array(candidates)))
 
     def free(self) -> None:
         if self.grammar:

@@ -29,7 +29,7 @@ import numpy as np
 from coderapi.engines.base import SamplingParams, TopLogprob
 from coderapi.errors import InvalidRequest
 
-from .grammar_greedy import GrammarGreedyPicker
+from .grammar_greedy import GrammarGreedyPicker, grammar_sampler
 from .greedy import GreedyPicker
 from .model import LlamaModel
 
@@ -70,12 +70,7 @@ class SamplerChain:
     def _build(self, model: LlamaModel, params: SamplingParams, prompt: list[int]) -> None:
         add = self._add
         if params.grammar:
-            grammar = lc.llama_sampler_init_grammar(
-                model.vocab, params.grammar.encode("utf-8"), b"root"
-            )
-            if not grammar:
-                raise InvalidRequest("The grammar could not be parsed (GBNF).", param="grammar")
-            add(grammar)
+            add(grammar_sampler(model.vocab, params.grammar))
         if params.logit_bias:
             n = len(params.logit_bias)
             arr = (lc.llama_logit_bias * n)(
