@@ -1,4 +1,5 @@
-"""GreedyPicker and GrammarGreedyPicker (numpy) against llama.cpp's own sampler chain, on the real model's logits."""
+"""GreedyPicker, GrammarGreedyPicker and GrammarSampledPicker against llama.cpp's own sampler chain,
+on the real model's logits."""
 
 from __future__ import annotations
 
@@ -178,16 +179,90 @@ def test_grammar_picker_masks_the_whole_vocabulary_when_the_shortlist_is_refused
     assert full_applies > 0
 
 
-def test_greedy_grammar_requests_take_the_picker(model_and_prompt):
+def test_grammar_requests_take_the_pickers(model_and_prompt):
     from coderapi.engines.llama_cpp.grammar_greedy import GrammarGreedyPicker
+    from coderapi.engines.llama_cpp.grammar_sampled import GrammarSampledPicker
     from coderapi.engines.llama_cpp.sampling import SamplerChain, make_sampler
 
     model, prompt = model_and_prompt
     greedy = make_sampler(model, SamplingParams(max_tokens=4, temperature=0.0, grammar=CALL_GRAMMAR), prompt)
     sampled = make_sampler(model, SamplingParams(max_tokens=4, temperature=0.7, grammar=CALL_GRAMMAR), prompt)
+    free = make_sampler(model, SamplingParams(max_tokens=4, temperature=0.7), prompt)
     try:
         assert isinstance(greedy, GrammarGreedyPicker)
-        assert isinstance(sampled, SamplerChain)  # sampling keeps the whole chain (see grammar_greedy.py)
+        assert isinstance(sampled, GrammarSampledPicker)
+        assert isinstance(free, SamplerChain)
     finally:
-        greedy.free()
-        sampled.free()
+        for sampler in (greedy, sampled, free):
+            sampler.free()
+
+
+# -- sampling under a grammar: GrammarSampledPicker runs the chain's samplers on a filtered shortlist --
+
+QWEN_DEFAULTS = dict(temperature=0.7, top_k=20, top_p=0.8, repetition_penalty=1.05)
+
+
+def run_sampled_both(model, params: SamplingParams) -> tuple[list[int], list[int], tuple[int, int]]:
+    """run_both with a GrammarSampledPicker (same seed as the chain); also its shortlist and full picks."""
+    from coderapi.engines.llama_cpp.grammar_sampled import GrammarSampledPicker
+
+    prompt = model.tokenize(CALL_PROMPT, add_special=False)
+    picker = GrammarSampledPicker(model, params, prompt)
+    try:
+        chain_tokens, picker_tokens = run_both(model, prompt, params, picker)
+        return chain_tokens, picker_tokens, (picker.shortlist_picks, picker.full_picks)
+    finally:
+        picker.free()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sampled_grammar_picker_draws_what_the_chain_draws(model_and_prompt, seed):
+    """Qwen's defaults: the same seed gives the same tokens, and most come from the shortlist."""
+    model, _ = model_and_prompt
+    params = SamplingParams(max_tokens=STEPS, grammar=CALL_GRAMMAR, seed=seed, **QWEN_DEFAULTS)
+    chain_tokens, picker_tokens, (short, full) = run_sampled_both(model, params)
+    assert picker_tokens == chain_tokens
+    assert short > len(chain_tokens) / 2
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(temperature=1.3, top_k=40, top_p=0.95, repetition_penalty=1.3, frequency_penalty=0.5,
+             presence_penalty=-0.4, logit_bias={90: 4.0, 1: -2.0, 330: 3.0}),
+        dict(temperature=1.5, top_k=20),  # no top-p: only a shortlist with 20 sure tokens will do
+        dict(temperature=1.0, top_k=200, top_p=0.999),  # a cut deep in the tail: the bound decides
+        dict(temperature=1.2, top_k=20, min_p=0.05),
+        dict(temperature=1.2, top_p=0.9),  # no top-k: every pick masks the whole vocabulary
+    ],
+    ids=["penalties-bias-wide", "top-k-only", "deep-top-p", "min-p", "no-top-k"],
+)
+def test_sampled_grammar_picker_matches_chain_across_settings(model_and_prompt, settings):
+    model, _ = model_and_prompt
+    for seed in (11, 12):
+        params = SamplingParams(max_tokens=STEPS, grammar=CALL_GRAMMAR, seed=seed, **settings)
+        chain_tokens, picker_tokens, _ = run_sampled_both(model, params)
+        assert picker_tokens == chain_tokens
+
+
+def test_sampled_grammar_picker_masks_the_whole_vocabulary_when_it_must(model_and_prompt):
+    """300 words pushed above everything: where the grammar wants structure, nothing on the
+    shortlist is allowed, so those picks take the full path; the tokens still match."""
+    model, _ = model_and_prompt
+    words = [t for t in range(5000, 20000) if model.piece(t).strip().isalpha()][:300]
+    params = SamplingParams(max_tokens=STEPS, grammar=CALL_GRAMMAR, seed=5,
+                            logit_bias={t: 40.0 for t in words}, **QWEN_DEFAULTS)
+    chain_tokens, picker_tokens, (short, full) = run_sampled_both(model, params)
+    assert picker_tokens == chain_tokens
+    assert full > 0
+
+
+def test_seeds_change_the_sampled_grammar_output(model_and_prompt):
+    """Guards the tests above: at these settings the draw really depends on the seed."""
+    model, _ = model_and_prompt
+    outputs = {
+        tuple(run_sampled_both(model, SamplingParams(max_tokens=STEPS, grammar=CALL_GRAMMAR, seed=seed,
+                                                     temperature=1.3, top_k=40, top_p=0.95))[0])
+        for seed in (21, 22, 23)
+    }
+    assert len(outputs) > 1

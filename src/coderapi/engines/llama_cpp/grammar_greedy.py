@@ -26,27 +26,9 @@ import llama_cpp as lc
 import numpy as np
 
 from coderapi.engines.base import SamplingParams
-from coderapi.errors import InvalidRequest
 
+from .candidates import TOKEN_DATA, apply, candidates_of, grammar_sampler, shortlist, token_data_array
 from .greedy import GreedyPicker, logits_row
-
-# llama_token_data as numpy sees it: {int32 id; float logit; float p}, 12 bytes, no padding.
-_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
-_SHORTLIST = 256
-assert _TOKEN_DATA.itemsize == ctypes.sizeof(lc.llama_token_data)
-
-
-def grammar_sampler(vocab, grammar: str):
-    """llama.cpp's grammar sampler for `grammar` (GBNF, rule "root"); the caller frees it."""
-    sampler = lc.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
-    if not sampler:
-        raise InvalidRequest("The grammar could not be parsed (GBNF).", param="grammar")
-    return sampler
-
-
-def _token_data_array(candidates: np.ndarray):
-    data = candidates.ctypes.data_as(ctypes.POINTER(lc.llama_token_data))
-    return lc.llama_token_data_array(data=data, size=len(candidates), selected=-1, sorted=False)
 
 
 class GrammarGreedyPicker:
@@ -56,8 +38,8 @@ class GrammarGreedyPicker:
         self.n_vocab = n_vocab
         self.greedy = GreedyPicker(n_vocab, params, prompt, last_n)
         self.grammar = grammar_sampler(vocab, params.grammar)
-        self._one = np.zeros(1, dtype=_TOKEN_DATA)  # the greedy token, checked alone every step
-        self._one_array = _token_data_array(self._one)
+        self._one = np.zeros(1, dtype=TOKEN_DATA)  # the greedy token, checked alone every step
+        self._one_array = token_data_array(self._one)
         self._all: np.ndarray | None = None  # the whole vocabulary's candidates, made when first needed
         self.refusals = 0  # greedy tokens the grammar refused (tests and benchmarks read these two)
         self.full_applies = 0  # ... of which none on the shortlist was allowed: the whole vocabulary masked
@@ -79,28 +61,22 @@ class GrammarGreedyPicker:
 
     def _constrained_pick(self, row: np.ndarray) -> int:
         adjusted = self.greedy.adjusted_copy(row)
-        n = adjusted.size
-        if n > _SHORTLIST:
-            # Every token at least as likely as the 256th, in token order: the best allowed one
-            # among them (first maximum) is the best allowed overall, since all others are less likely.
-            threshold = np.partition(adjusted, n - _SHORTLIST)[n - _SHORTLIST]
-            shortlist = np.flatnonzero(adjusted >= threshold)
-            candidates = np.zeros(shortlist.size, dtype=_TOKEN_DATA)
-            candidates["id"], candidates["logit"] = shortlist, adjusted[shortlist]
-            self._apply(candidates)
+        ids, _ = shortlist(adjusted)
+        if ids.size < adjusted.size:
+            # The best allowed token on the shortlist (first maximum; ids ascend) is the best allowed
+            # overall: every token off the list is less likely than all on it.
+            candidates = candidates_of(ids, adjusted[ids])
+            apply(self.grammar, candidates)
             if np.isfinite(candidates["logit"]).any():
                 return int(candidates["id"][int(candidates["logit"].argmax())])
         self.full_applies += 1
         if self._all is None:
-            self._all = np.zeros(n, dtype=_TOKEN_DATA)
-            self._all["id"] = np.arange(n, dtype=np.int32)  # the grammar only masks logits: ids stay
+            self._all = np.zeros(adjusted.size, dtype=TOKEN_DATA)
+            self._all["id"] = np.arange(adjusted.size, dtype=np.int32)  # the grammar only masks logits: ids stay
         candidates = self._all
         candidates["logit"] = adjusted
-        self._apply(candidates)
+        apply(self.grammar, candidates)
         return int(candidates["id"][int(candidates["logit"].argmax())])  # the first maximum, as greedy takes
-
-    def _apply(self, candidates: np.ndarray) -> None:
-        lc.llama_sampler_apply(self.grammar, ctypes.byref(_token_data_array(candidates)))
 
     def free(self) -> None:
         if self.grammar:

@@ -82,6 +82,12 @@ class GreedyPicker:
             out[ids] = values
         return out
 
+    def touched_ids(self) -> np.ndarray:
+        """The tokens whose logits bias or penalties change now (a token may appear twice)."""
+        if not self.counts:
+            return self.bias_ids
+        return np.concatenate([self.bias_ids, np.fromiter(self.counts, dtype=np.int64, count=len(self.counts))])
+
     def accept(self, token: int) -> None:
         """The token was chosen: it enters the penalties' window."""
         if self.penalize:

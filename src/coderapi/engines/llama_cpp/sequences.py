@@ -22,10 +22,8 @@ from coderapi.engines.base import SamplingParams
 
 from .detok import Utf8Stream
 from .drafting import Drafter
-from .grammar_greedy import GrammarGreedyPicker
-from .greedy import GreedyPicker
 from .prefix_cache import Slot
-from .sampling import SamplerChain
+from .sampling import Sampler
 from .scheduler import SeqView
 
 _ids = itertools.count(1)
@@ -68,7 +66,7 @@ class Sequence:
         self,
         req: Request,
         slot: Slot,
-        sampler: SamplerChain | GreedyPicker | GrammarGreedyPicker | None,
+        sampler: Sampler | None,
         cached: int,
         drafter: Drafter | None = None,
     ) -> None:
