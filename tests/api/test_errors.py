@@ -61,6 +61,31 @@ def test_missing_model_and_malformed_json(platform):
     assert not_object.status_code == 400 and set(not_object.json()["error"]) == {"message", "type", "param", "code"}
 
 
+@pytest.mark.parametrize(
+    "fragment",
+    [
+        '"temperature": NaN',
+        '"response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object", '
+        '"properties": {"x": {"type": "number", "minimum": NaN}}}}}',
+        '"tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": '
+        '{"type": "object", "properties": {"x": {"type": "integer", "maximum": -Infinity}}}}}]',
+        '"metadata": {"a": [Infinity]}',
+    ],
+)
+def test_nan_and_infinity_are_not_json(platform, fragment):
+    """Python's and pydantic's parsers read these literals as floats; JSON has no such numbers."""
+    headers = {"Authorization": f"Bearer {platform.key}", "Content-Type": "application/json"}
+    body = '{"model": "%s", "messages": [{"role": "user", "content": "Hi"}], %s}' % (ALIAS_ID, fragment)
+    answer = httpx.post(platform.base + "/v1/chat/completions", content=body, headers=headers)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_json" and "NaN, Infinity and -Infinity" in error["message"]
+    finite = body.replace("-Infinity", "-1").replace("Infinity", "1").replace("NaN", "0.5")
+    assert httpx.post(platform.base + "/v1/chat/completions", content=finite, headers=headers).status_code == 200
+    assert "NaN" not in httpx.post(platform.base + "/v1/chat/completions", content=b'{"model": NaN',
+                                   headers=headers).json()["error"]["message"]
+
+
 def test_authentication_errors(platform):
     with pytest.raises(openai.AuthenticationError):
         platform.client(key="cdr-not-a-real-key").chat.completions.create(model=ALIAS_ID, messages=USER)

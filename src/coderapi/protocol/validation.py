@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic_core
+
 from coderapi.errors import InvalidRequest
+
+UNPARSABLE_BODY = "We could not parse the JSON body of your request. The body must be valid JSON."
 
 
 def _location(loc: tuple) -> tuple[str | None, str]:
@@ -21,9 +25,7 @@ def _location(loc: tuple) -> tuple[str | None, str]:
 def invalid_request_from(errors: list[dict[str, Any]]) -> InvalidRequest:
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
     if first.get("type") == "json_invalid":
-        return InvalidRequest(
-            "We could not parse the JSON body of your request. The body must be valid JSON.", code="invalid_json"
-        )
+        return InvalidRequest(UNPARSABLE_BODY, code="invalid_json")
     param, path = _location(tuple(first.get("loc", ())))
     if param is None:
         return InvalidRequest("The request body must be a JSON object.", code="invalid_json")
@@ -32,3 +34,19 @@ def invalid_request_from(errors: list[dict[str, Any]]) -> InvalidRequest:
         return InvalidRequest(f"Missing required parameter: '{path}'.", param=param, code="missing_required_parameter")
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return InvalidRequest(f"Invalid value for '{path}': {detail}{more}", param=param, code="invalid_value")
+
+
+def require_finite_json_numbers(body: bytes) -> None:
+    """Refuse the NaN and Infinity literals, which JSON does not have (RFC 8259) but Python's and pydantic's
+    parsers read as floats: a NaN inside a JSON schema or tool parameters would reach the grammar converter,
+    whose errors on it say nothing useful. A body malformed in any other way is left to the model's parser."""
+    try:
+        pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError:
+        try:
+            pydantic_core.from_json(body)
+        except ValueError:
+            return
+        raise InvalidRequest(
+            UNPARSABLE_BODY + " NaN, Infinity and -Infinity are not JSON numbers.", code="invalid_json"
+        ) from None

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer
 from coderapi.errors import CoderapiError, InternalError, ModelNotFound
-from coderapi.protocol.validation import invalid_request_from
+from coderapi.protocol.validation import invalid_request_from, require_finite_json_numbers
 from coderapi.services.account_types import Principal
 from coderapi.services.admission import Admission, check_key
 from coderapi.services.endpoints import Endpoint, InferenceRequest
@@ -124,6 +124,7 @@ class Lifecycle:
 
 
 def parse_body(model: type[RequestT], body: bytes) -> RequestT:
+    require_finite_json_numbers(body or b"null")
     try:
         return model.model_validate_json(body or b"null")
     except ValidationError as exc:
