@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from coderapi.engines.llama_cpp.prefix_cache import ADJACENT_BONUS, COPY_MIN_GAIN, SlotPool, common_prefix_len
+from coderapi.engines.llama_cpp.prefix_cache import (
+    ADJACENT_BONUS,
+    COPY_MIN_GAIN,
+    EVICT_COST_CAP,
+    SlotPool,
+    common_prefix_len,
+)
 
 
 def test_common_prefix_len_across_chunks():
@@ -66,3 +72,35 @@ def test_a_small_gain_is_not_worth_a_copy():
     first.slot.tokens = list(range(COPY_MIN_GAIN - 1)) + [9]
     got = pool.acquire(list(range(COPY_MIN_GAIN - 1)) + [10])
     assert got.source is None and got.keep == 0
+
+
+def test_a_prompt_sharing_only_the_system_prompt_takes_an_empty_slot_not_a_cached_conversation():
+    pool = SlotPool(4)
+    system = list(range(26))
+    conversation = system + list(range(100, 160))
+    first = pool.acquire(conversation)
+    first.slot.tokens = conversation + [7, 7, 7]  # the prompt and the answer, cached when it ends
+    pool.release(first.slot)
+    other = pool.acquire(system + list(range(500, 900)))
+    assert other.slot is not first.slot and other.keep == 0  # 26 shared tokens: not worth a copy
+    pool.release(other.slot)
+    again = pool.acquire(conversation)
+    assert again.slot is first.slot and again.keep == len(conversation) - 1
+
+
+def test_a_conversation_going_on_extends_its_own_slot():
+    pool = SlotPool(3)
+    turn1 = list(range(300))
+    pool.slots[1].tokens = turn1 + [5, 5]  # its answer's last tokens are re-tokenized differently
+    got = pool.acquire(turn1 + [6, 6, 6])
+    assert got.slot.seq_id == 1 and got.keep == len(turn1)
+
+
+def test_with_every_slot_holding_a_large_cache_the_least_recently_used_goes():
+    pool = SlotPool(3)
+    for size, slot in zip((EVICT_COST_CAP * 4, EVICT_COST_CAP + 1, EVICT_COST_CAP * 2), pool.slots):
+        slot.tokens = [1000 + slot.seq_id] * size
+    pool.release(pool.slots[2])
+    pool.release(pool.slots[0])
+    pool.release(pool.slots[1])
+    assert pool.acquire([1, 2, 3]).slot.seq_id == 2

@@ -15,6 +15,12 @@ measured here) where recomputing 150 prompt tokens takes 600 ms.
 A slot next to a busy one counts as if it matched `ADJACENT_BONUS` more tokens: llama.cpp runs
 consecutive sequence ids in one forward pass and every gap costs another pass per decode step,
 which over a whole answer outweighs re-reading a short shared prefix (a system prompt).
+
+A slot's cached tokens past the common prefix count against it, up to `EVICT_COST_CAP`: taking
+it throws them away, and a later request for them would evaluate them again. Without that, a new
+prompt sharing only the system prompt with an idle cached conversation took that slot while
+others stood empty, and a user going back to the conversation found nothing cached. The cap keeps
+a large, stale cache from outliving every other (past it, the least recently used slot goes).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass, field
 
 _CHUNK = 256
 ADJACENT_BONUS = 128
+EVICT_COST_CAP = 256  # cached tokens a slot's loss counts, at most
 COPY_MIN_GAIN = 32  # prompt tokens a copy must save to be worth a stream copy
 
 
@@ -73,12 +80,13 @@ class SlotPool:
         KV from `keep` on and makes `slot.tokens` the kept prompt prefix.
         """
         best: Slot | None = None
-        best_score = best_len = -1
+        best_score, best_len = float("-inf"), -1
         for slot in self.slots:
             if slot.busy:
                 continue
             n = common_prefix_len(slot.tokens, prompt) if slot.tokens else 0
-            score = n + (ADJACENT_BONUS if self._next_to_busy(slot) else 0)
+            lost = min(len(slot.tokens) - n, EVICT_COST_CAP)
+            score = n - lost + (ADJACENT_BONUS if self._next_to_busy(slot) else 0)
             if score > best_score or (
                 score == best_score and best is not None and slot.last_used < best.last_used
             ):
