@@ -84,6 +84,8 @@ def test_nan_and_infinity_are_not_json(platform, fragment):
     assert httpx.post(platform.base + "/v1/chat/completions", content=finite, headers=headers).status_code == 200
     assert "NaN" not in httpx.post(platform.base + "/v1/chat/completions", content=b'{"model": NaN',
                                    headers=headers).json()["error"]["message"]
+    in_a_string = finite.replace('"content": "Hi"', '"content": "Is NaN < Infinity?"')
+    assert httpx.post(platform.base + "/v1/chat/completions", content=in_a_string, headers=headers).status_code == 200
 
 
 def test_authentication_errors(platform):
