@@ -66,7 +66,9 @@ async def soak(server: Server, body: dict, n: int, concurrency: int) -> dict:
 
 
 def scrape(server: Server) -> str:
-    return httpx.get(f"{server.base_url}/metrics", headers=server.headers, timeout=10).text
+    response = httpx.get(f"{server.base_url}/metrics", headers=server.metrics_headers, timeout=10)
+    response.raise_for_status()  # a refused scrape must not read as "no samples"
+    return response.text
 
 
 def metric_check(during: str, after: str) -> list[tuple[str, str, str, str]]:

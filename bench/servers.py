@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,7 @@ class Server:
     pid: int
     headers: dict = field(default_factory=dict)
     model: str = "default"
+    metrics_headers: dict = field(default_factory=dict)  # what /metrics needs (coderapi: its metrics_token)
     extra: dict = field(default_factory=dict)  # request fields the server needs
 
     def rss_kib(self) -> int:
@@ -74,7 +76,9 @@ def coderapi(gguf: Path, *, repack: bool = True) -> Iterator[Server]:
     """The default registry; `repack=False`: the same model with `weight_repack` off."""
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="coderapi-bench-")
-    env = {**os.environ, "CODERAPI_DATA_DIR": data_dir, "CODERAPI_MODEL_CACHE_DIR": str(MODEL_CACHE)}
+    metrics_token = secrets.token_urlsafe(24)
+    env = {**os.environ, "CODERAPI_DATA_DIR": data_dir, "CODERAPI_MODEL_CACHE_DIR": str(MODEL_CACHE),
+           "CODERAPI_METRICS_TOKEN": metrics_token}
     if not repack:
         env["CODERAPI_MODELS"] = json.dumps([{"id": CODERAPI_MODEL, "weight_repack": False}])
     proc = subprocess.Popen(
@@ -86,7 +90,8 @@ def coderapi(gguf: Path, *, repack: bool = True) -> Iterator[Server]:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(proc, f"{base}/health")
         name = "coderapi" if repack else "coderapi (no repack)"
-        yield Server(name, base, proc.pid, {"Authorization": f"Bearer {key}"}, CODERAPI_MODEL)
+        yield Server(name, base, proc.pid, {"Authorization": f"Bearer {key}"}, CODERAPI_MODEL,
+                     metrics_headers={"Authorization": f"Bearer {metrics_token}"})
     finally:
         _stop(proc)
         shutil.rmtree(data_dir, ignore_errors=True)
