@@ -64,6 +64,9 @@ class EngineInfo:
     bos_token: str
     eos_token: str
     metadata: dict[str, str] = field(default_factory=dict)
+    # The texts of the vocabulary's control tokens (`<|im_start|>`, `</s>`): markup in a template,
+    # plain text in what a user wrote (backends/coder/literal_text.py).
+    control_texts: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -86,8 +89,9 @@ class Engine(Protocol):
 
     async def close(self) -> None: ...
 
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        """Special-token markup in `text` (e.g. `<|im_start|>`) becomes the special token."""
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        """Special-token markup in `text` (e.g. `<|im_start|>`) becomes the special token, unless
+        `parse_special` is false (then it is plain text)."""
 
     def detokenize(self, token_ids: list[int]) -> str: ...
 

@@ -36,7 +36,9 @@ SPECIALS = [
 ]
 EOS_ID = 256  # <|endoftext|>
 IM_END_ID = 258
+CONTROLS = frozenset(SPECIALS[:9])  # as in Qwen's vocabulary: the tool-call tags are not control tokens
 _SPECIAL_RE = re.compile("|".join(re.escape(s) for s in SPECIALS))
+_USER_DEFINED_RE = re.compile("|".join(re.escape(s) for s in SPECIALS if s not in CONTROLS))
 GREETING = "Hello! How can I assist you today?"
 _ANSWER_START = "<|im_start|>assistant\n"
 _GRAMMAR_CACHE = 8
@@ -97,6 +99,7 @@ class FakeEngine:
             chat_template=None,
             bos_token="",
             eos_token="<|im_end|>",
+            control_texts=CONTROLS,
         )
         self._script = script
         self._slots = asyncio.Semaphore(n_parallel)
@@ -121,10 +124,11 @@ class FakeEngine:
     async def close(self) -> None:
         self._ready = False
 
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
         ids: list[int] = []
         position = 0
-        for match in _SPECIAL_RE.finditer(text):
+        # Like llama.cpp: without parse_special, control tokens are text; the others still parse.
+        for match in (_SPECIAL_RE if parse_special else _USER_DEFINED_RE).finditer(text):
             ids.extend(text[position:match.start()].encode("utf-8"))
             ids.append(256 + SPECIALS.index(match.group()))
             position = match.end()

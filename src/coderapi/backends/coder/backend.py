@@ -9,7 +9,6 @@ from typing import Callable, TypeVar
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
 from coderapi.backends.coder import chat_flow, chat_stream, completion_flow, grammars
 from coderapi.backends.coder.families import family_of
-from coderapi.backends.coder.messages import template_messages
 from coderapi.backends.coder.template import ChatTemplate
 from coderapi.backends.prep_pool import PrepPool
 from coderapi.config import ModelSpec
@@ -89,8 +88,7 @@ class CoderBackend:
         return await self.prepare(self.detokenize_now, tokens)
 
     def _tokenize_messages_now(self, messages: list, add_generation_prompt: bool) -> list[int]:
-        text = self.template.render(template_messages(messages), add_generation_prompt=add_generation_prompt)
-        return self.engine.tokenize(text)
+        return chat_flow.chat_prompt(self, messages, None, add_generation_prompt)[1]
 
     async def tokenize_messages(self, messages: list, *, add_generation_prompt: bool = True) -> list[int]:
         self._require_ready()

@@ -13,6 +13,7 @@ from coderapi.backends.coder.families import TOOL_PARSERS, ToolParserFactory
 from coderapi.backends.coder.fanout import collect, interleave
 from coderapi.backends.coder.lazy_grammar import lazy_tool_grammar
 from coderapi.backends.coder.lazy_tools import LazyTools
+from coderapi.backends.coder.literal_text import LiteralText
 from coderapi.backends.coder.messages import template_messages, template_tools
 from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, prediction_ids, sampling_params
 from coderapi.backends.coder.tool_calls import ParsedOutput, parse_tool_calls
@@ -53,10 +54,22 @@ def _sampling_request(request: ChatCompletionRequest) -> SamplingRequest:
     )
 
 
-def render_prompt(backend: CoderBackend, request: ChatCompletionRequest) -> str:
+def chat_prompt(backend: CoderBackend, messages: list, tools: list | None, add_generation_prompt: bool = True) -> tuple[str, list[int]]:
+    """The rendered prompt, as the model reads it, and its token ids: the template's markup is
+    special tokens, the messages' and tools' text is text (literal_text.py)."""
+    literal = LiteralText(backend.engine.info.control_texts)
+    text = backend.template.render(
+        literal.wrap_tree(template_messages(messages)),
+        tools=literal.wrap_tree(template_tools(tools)),
+        add_generation_prompt=add_generation_prompt,
+    )
+    return literal.unwrap(text), literal.tokenize(text, backend.engine.tokenize)
+
+
+def request_prompt(backend: CoderBackend, request: ChatCompletionRequest) -> tuple[str, list[int]]:
+    """`chat_prompt` of a request: its tools are in the prompt unless tool_choice is "none"."""
     tools_active = bool(request.tools) and request.tool_choice != "none"
-    messages = template_messages(request.messages)
-    return backend.template.render(messages, tools=template_tools(request.tools) if tools_active else None)
+    return chat_prompt(backend, request.messages, request.tools if tools_active else None)
 
 
 def _grammar(request: ChatCompletionRequest, tools_active: bool, verify=None) -> str | None:
@@ -95,8 +108,7 @@ def prepare_chat_now(backend: CoderBackend, request: ChatCompletionRequest, requ
     grammar = _grammar(request, tools_active, verify)
     lazy_tools = _lazy_tools(backend, request, grammar, verify)
     backend.check_logit_bias(request.logit_bias)
-    prompt = render_prompt(backend, request)
-    prompt_ids = backend.engine.tokenize(prompt)
+    prompt, prompt_ids = request_prompt(backend, request)
     budget = completion_budget(
         request.max_completion_tokens or request.max_tokens,
         len(prompt_ids),

@@ -11,6 +11,7 @@ from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
 from coderapi.backends.coder.families import FimFormat, RepoFile
 from coderapi.backends.coder.fanout import collect, interleave
+from coderapi.backends.coder.literal_text import LiteralText
 from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, prediction_ids, sampling_params
 from coderapi.backends.coder.token_names import TokenIdNames, named_id
 from coderapi.engines.base import SamplingParams
@@ -41,20 +42,33 @@ class PreparedCompletion:
     token_id_names: bool = False  # return_tokens_as_token_ids
 
 
-def completion_prompt(request: CompletionRequest, prompt: str, fim: FimFormat | None) -> str:
+def completion_prompt(request: CompletionRequest, prompt: str, fim: FimFormat | None, literal: LiteralText | None = None) -> str:
     """The text the model continues: the prompt, in FIM form with a suffix, after any repo context
-    (the family's repository-level format: the other files, then the current file's path and text)."""
+    (the family's repository-level format: the other files, then the current file's path and text).
+
+    `literal`: with a suffix or repo context, the code (prompt, suffix, files, names) is wrapped by
+    it, so the FIM markup alone is special tokens. A plain prompt is the caller's own markup."""
     if fim is None and (request.suffix is not None or request.repo_context is not None):
         param = "suffix" if request.suffix is not None else "repo_context"
         raise InvalidRequest("This model's family has no fill-in-the-middle format.", param=param)
+    code = literal.wrap if literal is not None else (lambda text: text)
     body = prompt
     if request.suffix is not None:
-        body = fim.middle_prompt(prompt, request.suffix)
+        body = fim.middle_prompt(code(prompt), code(request.suffix))
     context = request.repo_context
     if context is None:
         return body
-    files = [RepoFile(f.path, f.content) for f in context.files]
-    return fim.repo_prompt(context.name, files, context.path, body)
+    if request.suffix is None:
+        body = code(body)
+    files = [RepoFile(code(f.path), code(f.content)) for f in context.files]
+    return fim.repo_prompt(code(context.name), files, code(context.path), body)
+
+
+def _tokenized_prompt(backend: CoderBackend, request: CompletionRequest, prompt: str) -> list[int]:
+    if request.suffix is None and request.repo_context is None:
+        return backend.engine.tokenize(prompt)
+    literal = LiteralText(backend.engine.info.control_texts)
+    return literal.tokenize(completion_prompt(request, prompt, backend.family.fim, literal), backend.engine.tokenize)
 
 
 def _prompts(backend: CoderBackend, request: CompletionRequest) -> list[PreparedPrompt]:
@@ -71,7 +85,7 @@ def _prompts(backend: CoderBackend, request: CompletionRequest) -> list[Prepared
         if isinstance(item, list):
             prompts.append(_from_ids(backend, item, vocab))
             continue
-        prompts.append(PreparedPrompt(backend.engine.tokenize(completion_prompt(request, item, backend.family.fim)), item))
+        prompts.append(PreparedPrompt(_tokenized_prompt(backend, request, item), item))
     if request.suffix is not None and len(prompts) != 1:
         raise InvalidRequest("fill-in-the-middle takes a single prompt", param="prompt")
     return prompts

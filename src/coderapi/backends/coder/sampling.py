@@ -53,7 +53,8 @@ def prediction_ids(engine, prediction) -> tuple[int, ...] | None:
     most a context's worth; None without a prediction."""
     if prediction is None:
         return None
-    return tuple(engine.tokenize(prediction.text)[: engine.info.context_length])
+    # Text as the model would write it: control-token markup in it is characters, not tokens.
+    return tuple(engine.tokenize(prediction.text, parse_special=False)[: engine.info.context_length])
 
 
 def sampling_params(

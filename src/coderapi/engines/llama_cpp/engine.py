@@ -107,6 +107,7 @@ class LlamaCppEngine:
             bos_token=model.token_text(model.bos_id) if model.bos_id >= 0 else "",
             eos_token=model.token_text(model.eos_id) if model.eos_id >= 0 else "",
             metadata=meta,
+            control_texts=worker.control_texts,
         )
         await asyncio.to_thread(self.grammar_sandbox.start)
         self._ready = True
@@ -132,8 +133,8 @@ class LlamaCppEngine:
             raise ModelNotReady("The model is still loading.")
         return self._worker.model
 
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        return self._model().tokenize(text, add_special=add_special, parse_special=True)
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        return self._model().tokenize(text, add_special=add_special, parse_special=parse_special)
 
     def detokenize(self, token_ids: list[int]) -> str:
         """Text of the tokens, special tokens rendered (the inverse of `tokenize`)."""

@@ -124,6 +124,13 @@ class LlamaModel:
             self._text_cache[token_id] = text
         return text
 
+    def control_texts(self) -> frozenset[str]:
+        """The texts of the control tokens (`<|im_start|>`, `</s>`); a full pass over the vocabulary."""
+        return frozenset(
+            self.token_text(t) for t in range(self.n_vocab)
+            if lc.llama_vocab_get_attr(self.vocab, t) & lc.LLAMA_TOKEN_ATTR_CONTROL and self.token_text(t)
+        )
+
     def is_eog(self, token_id: int) -> bool:
         return bool(lc.llama_vocab_is_eog(self.vocab, token_id))
 

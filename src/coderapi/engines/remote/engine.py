@@ -98,6 +98,7 @@ class RemoteCompletionEngine:
         self.info = EngineInfo(
             model_path=self.info.model_path, context_length=context, vocab_size=tok.vocab_size,
             chat_template=tok.chat_template, bos_token=tok.bos_token, eos_token=tok.eos_token, metadata=tok.metadata,
+            control_texts=tok.control_texts,
         )
         if self._sandbox is not None:
             await asyncio.to_thread(self._sandbox.start)
@@ -134,8 +135,8 @@ class RemoteCompletionEngine:
 
     # -- vocabulary (local) ---------------------------------------------------------------------
 
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        return self.tokenizer.tokenize(text, add_special=add_special)
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        return self.tokenizer.tokenize(text, add_special=add_special, parse_special=parse_special)
 
     def detokenize(self, token_ids: list[int]) -> str:
         return self.tokenizer.detokenize(token_ids)

@@ -17,6 +17,7 @@ class FamilyTokenizer:
         self.gguf_path = Path(gguf_path)
         self._model = None
         self.metadata: dict[str, str] = {}
+        self.control_texts: frozenset[str] = frozenset()
 
     @property
     def loaded(self) -> bool:
@@ -37,6 +38,7 @@ class FamilyTokenizer:
         if self._model is None:
             model = load_vocab(self.gguf_path)
             self.metadata = model.metadata()
+            self.control_texts = model.control_texts()
             self._model = model
 
     def close(self) -> None:
@@ -71,9 +73,10 @@ class FamilyTokenizer:
     def chat_template(self) -> str | None:
         return self.metadata.get("tokenizer.chat_template")
 
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        """Special-token markup (`<|im_start|>`) becomes the special token, as in the engines."""
-        return self._vocab().tokenize(text, add_special=add_special, parse_special=True)
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        """Special-token markup (`<|im_start|>`) becomes the special token unless `parse_special`
+        is false, as in the engines."""
+        return self._vocab().tokenize(text, add_special=add_special, parse_special=parse_special)
 
     def detokenize(self, token_ids: list[int]) -> str:
         return self._vocab().detokenize(list(token_ids), render_special=True)
