@@ -174,7 +174,9 @@ class Settings(BaseSettings):
         description="The model registry: a list of model entries (see README). Default: the embedded "
         "model that embedded_model names; when set, it replaces that entry.",
     )
-    starting_credit: float = Field(5.0, ge=0, description="USD credited to each new user (0: none).")
+    starting_credit: float = Field(
+        5.0, ge=0, le=1_000_000_000, description="USD credited to each new user (0: none; at most 1e9)."
+    )
     signup: Literal["open", "invite", "closed"] = Field(
         "open",
         description="Dashboard sign-up: 'open' to anyone, 'invite' with a single-use code an admin "

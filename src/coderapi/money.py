@@ -6,7 +6,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 _MICRO = Decimal("0.000001")
-MAX_MONEY = Decimal("999999999999.999999")  # the most the money column, Numeric(18, 6), keeps
+# The most any amount, limit or balance may be. Below 1e9 an amount with six decimals has at most
+# 15 significant digits, which a double holds exactly; SQLite keeps Numeric(18, 6) as a double, so
+# past it a grant or a balance would be rounded silently (1e11 + 0.000001 was stored as 1e11).
+MAX_AMOUNT = Decimal(1_000_000_000)
 
 
 def to_money(value: Decimal | float | int | str | None) -> Decimal:

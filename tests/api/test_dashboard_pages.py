@@ -77,6 +77,9 @@ def test_key_form_errors_are_explained(site):
     assert bad.status_code == 400 and "must not be negative" in bad.text
     weird = browser.post("/keys", {"name": "x", "limit_threshold": "lots"}, token_from="/keys")
     assert weird.status_code == 400 and "Not a valid USD amount" in weird.text
+    for huge in ("1e11", "999999999999.999999"):  # the API's bound holds on the form too: never rounded
+        refused = browser.post("/keys", {"name": "x", "limit_threshold": huge}, token_from="/keys")
+        assert refused.status_code == 400 and "too large" in refused.text
     created = browser.post(
         "/keys", {"name": "ops", "kind": "management", "scopes": ["usage:read", "model:chat"]}, token_from="/keys"
     )

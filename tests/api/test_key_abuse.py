@@ -65,7 +65,7 @@ def test_six_decimals_are_kept_exactly(platform):
     assert response.status_code == 200 and response.json()["data"]["limit"]["threshold"] == 0.000001
 
 
-@pytest.mark.parametrize("amount", ["0.0000001", "1.0000001", "1e13", "NaN"])
+@pytest.mark.parametrize("amount", ["0.0000001", "1.0000001", "1e13", "NaN", "100000000000.000001", "1000000000.000001"])
 def test_credit_grants_the_money_column_cannot_keep_are_refused(platform, amount):
     account = make_account(platform)
     accounts = platform.services

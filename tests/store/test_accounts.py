@@ -294,6 +294,21 @@ async def test_grant_credit(svc):
         await svc.users.balance(999)
 
 
+async def test_grants_keep_a_balance_within_the_exact_range(svc):
+    """Balances stay within ±1e9, where SQLite's double keeps all six decimals: a grant past it is
+    refused, balance and ledger untouched; up to it, every millionth is kept."""
+    user = await svc.signups.create_user("rich@example.com", "long enough")  # $5 starting credit
+    assert await svc.users.grant_credit(user.id, "999999994.999999", "top-up", "cli") == Decimal("999999999.999999")
+    with pytest.raises(InvalidRequest) as caught:
+        await svc.users.grant_credit(user.id, "0.000002", "one more", "cli")
+    assert caught.value.param == "amount" and "1,000,000,000" in caught.value.message
+    assert await svc.users.balance(user.id) == Decimal("999999999.999999")
+    assert await svc.users.grant_credit(user.id, "-1000000000", "back", "cli") == Decimal("-0.000001")
+    with pytest.raises(InvalidRequest):
+        await svc.users.grant_credit(user.id, "-1000000000", "too far", "cli")
+    assert await svc.users.balance(user.id) == Decimal("-0.000001")
+
+
 async def test_bootstrap_admin_only_once(svc):
     secret = await svc.signups.bootstrap_admin()
     assert secret and keygen.is_well_formed(secret)

@@ -47,6 +47,16 @@ def adjust_balance(session: Session, user_id: int, delta: Decimal) -> None:
     )
 
 
+def add_to_balance_within(session: Session, user_id: int, delta: Decimal, bound: Decimal) -> bool:
+    """Add `delta` unless the balance would then leave [-bound, bound]; one UPDATE. True when added."""
+    after = User.balance + delta
+    result = session.execute(
+        update(User).where(User.id == user_id, after <= bound, after >= -bound).values(balance=after),
+        execution_options={"synchronize_session": False},
+    )
+    return result.rowcount == 1
+
+
 def balance(session: Session, user_id: int) -> Decimal | None:
     return session.scalar(select(User.balance).where(User.id == user_id))
 

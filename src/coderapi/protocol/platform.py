@@ -11,6 +11,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from coderapi.errors import InvalidRequest
+from coderapi.money import MAX_AMOUNT
 from coderapi.protocol.validation import invalid_request_from
 
 Retention = Literal["no_reset", "day", "week", "month"]
@@ -18,7 +19,7 @@ ModelScope = Literal[
     "model:chat", "model:responses", "model:image", "model:audio",
     "model:video", "model:embeddings", "model:speech", "model:ocr",
 ]
-MAX_THRESHOLD = 1_000_000_000  # USD; far above any real limit, well inside the money column
+MAX_THRESHOLD = int(MAX_AMOUNT)  # USD; far above any real limit, exact in the money column
 MONEY_PLACES = 6  # decimals the money column keeps (Numeric(18, 6))
 
 BodyT = TypeVar("BodyT", bound=BaseModel)

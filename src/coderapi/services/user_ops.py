@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from coderapi import crud
 from coderapi.clock import utcnow
 from coderapi.errors import InvalidRequest, NotFound
-from coderapi.money import MAX_MONEY, to_money
+from coderapi.money import MAX_AMOUNT, to_money
 from coderapi.services import passwords, user_limits
 from coderapi.services.account_types import UsageRecord, UserInfo
 from coderapi.store.database import Database
@@ -43,15 +43,15 @@ def check_password(password: str) -> None:
 
 def exact_money(value, param: str) -> Decimal:
     """A USD amount the money column keeps exactly: more than six decimals or more than
-    Numeric(18, 6) holds is refused (400 naming `param`), never rounded into another amount."""
+    MAX_AMOUNT is refused (400 naming `param`), never rounded into another amount."""
     try:
         given = Decimal(value if isinstance(value, (Decimal, int)) else str(value).strip())
     except (InvalidOperation, ValueError, TypeError):
         raise InvalidRequest(f"Not a valid USD amount: {value!r}", param=param) from None
     if isinstance(value, bool) or not given.is_finite():
         raise InvalidRequest(f"Not a valid USD amount: {value!r}", param=param)
-    if abs(given) > MAX_MONEY:
-        raise InvalidRequest(f"USD amount {value!r} is too large (at most {MAX_MONEY})", param=param)
+    if abs(given) > MAX_AMOUNT:
+        raise InvalidRequest(f"USD amount {value!r} is too large (at most {MAX_AMOUNT:,})", param=param)
     amount = to_money(given)
     if amount != given:
         raise InvalidRequest(
@@ -133,10 +133,15 @@ def grant_credit(db: Database, user_id: int, amount, reason: str, granted_by: st
         raise InvalidRequest("The amount must not be zero", param="amount")
     with db.session() as session:
         _user_or_404(session, user_id)
+        # One conditional UPDATE, so two grants at once cannot both pass the check.
+        if not crud.users.add_to_balance_within(session, user_id, amount, MAX_AMOUNT):
+            raise InvalidRequest(
+                f"A grant may not take a balance beyond ±${MAX_AMOUNT:,}; this one holds "
+                f"${to_money(crud.users.balance(session, user_id))}", param="amount",
+            )
         crud.users.insert_grant(
             session, user_id=user_id, amount=amount, reason=reason, granted_by=granted_by
         )
-        crud.users.adjust_balance(session, user_id, amount)
         if amount < 0:  # credit taken back: gateways give back the credit they lease (see store.auth_epoch)
             crud.auth_epoch.bump(session)
         return to_money(crud.users.balance(session, user_id))
