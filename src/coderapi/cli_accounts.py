@@ -19,6 +19,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from coderapi.cli_settings import ConfigFile, describe_invalid_settings
@@ -90,6 +91,14 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
+def _shown(text: str) -> Text:
+    """Stored text (an email, a key name) as the terminal should see it: every character that is
+    not printable (ESC and other controls, bidi overrides, zero-width and line-break characters)
+    written as an escape like \\x1b or \\u202e, never sent raw; as a Text, so "[...]" is not markup.
+    Rows stored before names and emails were checked may hold any of them."""
+    return Text("".join(char if char == " " or char.isprintable() else ascii(char)[1:-1] for char in text))
+
+
 def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else "never"
 
@@ -119,7 +128,7 @@ def users_list(database_url: DatabaseUrl = None, config: ConfigFile = None) -> N
     table = Table("id", "email", "role", "state", "balance (USD)", "created")
     for u in users:
         state = "disabled" if u.disabled else "active"
-        table.add_row(str(u.id), u.email, u.role, state, f"{u.balance:.6f}", _when(u.created_at))
+        table.add_row(str(u.id), _shown(u.email), u.role, state, f"{u.balance:.6f}", _when(u.created_at))
     Console().print(table)
 
 
@@ -161,13 +170,13 @@ def keys_list(
         return await service.keys.list_keys((await service.users.get_user_by_email(email)).id)
 
     keys = _run(database_url, config, action)
-    table = Table(title=f"Keys of {email}")
+    table = Table(title=_shown(f"Keys of {email}"))
     table.add_column("prefix", no_wrap=True)
     for heading in ("name", "kind", "state", "created", "last used"):
         table.add_column(heading)
     for k in keys:
         state = "disabled" if k.disabled else "active"
-        table.add_row(k.prefix, k.name or "", k.kind, state, _when(k.created_at), _when(k.last_used_at))
+        table.add_row(k.prefix, _shown(k.name or ""), k.kind, state, _when(k.created_at), _when(k.last_used_at))
     Console().print(table)
 
 

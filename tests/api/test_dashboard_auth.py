@@ -148,3 +148,11 @@ def test_a_disabled_user_is_signed_out_everywhere(site):
     assert refused.status_code == 401
     admin.post(f"/admin/users/{info.id}/state", {"disabled": "false"}, token_from="/admin")
     assert site.browser().login("disabled@example.com").status_code == 303
+
+
+@pytest.mark.parametrize("email", ["root@example.com\u200b", "c\x00@example.com", "\u202ec@example.com",
+                                   "c\u00a0d@example.com", "c\ue000@example.com", "c\u2028@example.com"])
+def test_sign_up_refuses_emails_with_control_or_invisible_characters(site, email):
+    """A zero-width space made a second account that looks exactly like the admin's address."""
+    refused = site.browser().signup(email)
+    assert refused.status_code == 400 and "Not a valid email address" in refused.text

@@ -138,3 +138,46 @@ def test_pages_load_nothing_from_elsewhere_and_send_security_headers(site):
         assert "default-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
     assert browser.get("/static/app.css").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/usage", "/logs"])
+def test_report_pages_explain_a_range_outside_the_supported_years(site, path):
+    browser = site.user(f"far{path[1:]}@example.com")
+    for start, end in [("9999-12-30", "9999-12-31"), ("0001-01-01", "0001-01-02")]:  # were 500s (overflow)
+        page = browser.get(f"{path}?period=custom&start={start}&end={end}")
+        assert page.status_code == 200 and "1970 to 8999" in page.text
+
+
+@pytest.mark.parametrize("page", ["%C2%B2", "%D9%A2", "9" * 5000, "0", "-1", "x"])
+def test_report_pages_read_a_bad_page_number_as_page_one(site, page):
+    browser = site.user(f"page{len(page)}-{page[:3].replace('%', '')}@example.com")
+    for path in ("/usage", "/logs"):  # "²" and "٢" pass str.isdigit() but not int(): were 500s
+        assert browser.get(f"{path}?page={page}").status_code == 200, path
+
+
+def test_admin_forms_refuse_odd_numbers_and_out_of_range_ids(site):
+    site.user("limits@example.com").close()
+    uid = _user_id(site, "limits@example.com")
+    admin = site.admin()
+    for odd in ("²", "٣", "9" * 5000, "99999999999999999999"):  # the first three were 500s
+        refused = admin.post(f"/admin/users/{uid}/limits", {"rpm_limit": odd}, token_from="/admin")
+        assert refused.status_code == 303, odd
+        assert "rpm_limit must be a whole number from 1 to 1,000,000,000" in admin.get("/admin").text
+    assert site.run(site.services.users.get_user(uid)).rpm_limit is None
+    huge = "99999999999999999999999"  # beyond the database's 64-bit INTEGER: was a 500 (OverflowError)
+    for path, form in [(f"/admin/users/{huge}/credit", {"amount": "1"}),
+                       (f"/admin/users/{huge}/state", {"disabled": "true"}),
+                       (f"/admin/users/{huge}/limits", {"rpm_limit": "1"}), (f"/admin/users/{huge}/approve", {}),
+                       (f"/admin/invites/{huge}/revoke", {}), ("/admin/users/0/credit", {"amount": "1"})]:
+        answer = admin.post(path, form, token_from="/admin")
+        assert answer.status_code == 400, path
+        assert answer.json()["error"]["param"] in ("user_id", "invite_id")
+    edge = admin.post(f"/admin/users/{2**63 - 1}/credit", {"amount": "1"}, token_from="/admin")
+    assert edge.status_code == 404 and "no user with id" in edge.text
+
+
+def test_key_names_refuse_control_and_invisible_characters_in_the_dashboard(site):
+    browser = site.user("names@example.com")
+    for name in ("\x1b]0;owned\x07\x1b[2J", "\u202eevil", "a\u200bb"):
+        refused = browser.post("/keys", {"name": name, "kind": "inference"}, token_from="/keys")
+        assert refused.status_code == 400 and "no control characters" in refused.text

@@ -86,6 +86,14 @@ def test_disable_and_enable_take_effect_on_the_next_request(platform, account):
         ("post", {"scopes": ["model:chat", "keys:manage"]}, "scopes"),
         ("post", {"scopes": "model:chat"}, "scopes"),
         ("post", {"name": 5}, "name"),
+        # Control and invisible characters: an ESC sequence would reach the operator's terminal in
+        # `coderapi keys list`; a bidi override or zero-width space disguises the name.
+        ("post", {"name": "\u001b]0;owned\u0007\u001b[2J"}, "name"),
+        ("post", {"name": "a\u0000b"}, "name"),
+        ("post", {"name": "\u202edrow"}, "name"),
+        ("post", {"name": "prod\u200b"}, "name"),
+        ("post", {"name": "two\u2028lines"}, "name"),
+        ("patch", {"name": "tab\there"}, "name"),
         ("patch", {"disabled": "yes"}, "disabled"),
         ("patch", {"disabled": None}, "disabled"),
         ("patch", {"limit": {"threshold": -0.01}}, "limit.threshold"),
@@ -102,6 +110,13 @@ def test_bad_bodies_are_400_naming_the_field(platform, shared_account, method, b
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["param"] == param and error["type"] == "invalid_request_error" and error["message"]
+
+
+def test_key_names_may_hold_spaces_and_any_script(platform, account):
+    api = platform.http(account.management_key)
+    name = "Büro laptop — 東京 🚀"
+    created = api.post("/v1/keys", json={"name": name})
+    assert created.status_code == 200 and created.json()["data"]["name"] == name
 
 
 def test_malformed_and_missing_bodies(platform, account):

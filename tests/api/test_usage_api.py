@@ -109,12 +109,34 @@ def test_usage_detail_models_and_groups(platform, busy):
         ("/v2/logs", {"limit": "ten"}, "limit"),
         ("/v2/logs", {"offset": -1}, "offset"),
         ("/v2/logs", {"offset": 2**70}, "offset"),  # was a 500: too large for the database's OFFSET
+        # Instants outside the years 1970 to 8999 (UTC): each was a 500, an overflow converting to UTC
+        # or stepping to the next local day.
+        *[(path, {"start": "0001-01-01T00:00:00+01:00", "end": "0001-01-02T00:00:00Z"}, "start")
+          for path in ("/v2/usage", "/v2/usage/detail", "/v2/logs")],
+        *[(path, {"start": "9999-12-31T00:00:00Z", "end": "9999-12-31T23:59:59-01:00"}, "start")
+          for path in ("/v2/usage", "/v2/usage/detail", "/v2/logs")],
+        ("/v2/usage/detail", {"start": "9999-12-30T00:00:00Z", "end": "9999-12-31T23:59:59.999999Z",
+                              "group_by": "day"}, "start"),
+        ("/v2/usage/detail", {"start": "0001-01-01T00:00:00Z", "end": "0001-01-02T00:00:00Z",
+                              "group_by": "day", "tz": "America/New_York"}, "start"),
+        ("/v2/usage", {"start": "1969-12-31T23:59:59Z", "end": "1970-01-02T00:00:00Z"}, "start"),
+        ("/v2/usage", {"start": "8999-12-31T00:00:00Z", "end": "8999-12-31T23:00:00-01:00"}, "end"),
     ],
 )
 def test_bad_queries_are_400(platform, busy, path, params, param):
     response = platform.http(busy[0].management_key).get(path, params=params)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_windows_at_the_ends_of_the_supported_years_are_answered(platform, busy, tz):
+    api = platform.http(busy[0].management_key)
+    for start, end in [("1970-01-01T00:00:00Z", "1970-01-02T23:59:59Z"),
+                       ("8999-12-30T00:00:00Z", "8999-12-31T23:59:59.999999Z")]:
+        detail = api.get("/v2/usage/detail", params={"start": start, "end": end, "group_by": "day", "tz": tz})
+        assert detail.status_code == 200, detail.text
+        assert sum(g["requests"]["total"] for g in detail.json()["groups"]) == 0
 
 
 def test_logs_filters_and_pagination(platform, busy):

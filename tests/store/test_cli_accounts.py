@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -200,3 +201,39 @@ def test_a_bad_config_file_is_a_clear_error(tmp_path):
     assert result.exit_code == 1 and "starting_credit" in result.output
     missing = runner.invoke(users_app, ["list", "--config", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2
+
+
+def test_users_create_refuses_control_and_invisible_characters(url):
+    for email in ("q\x01@example.com", "dev@example.com\u200b", "\u202edev@example.com"):
+        result = invoke(users_app, "create", email, url=url, input="long enough\n")
+        assert result.exit_code == 1 and "Not a valid email address" in result.output, email
+    assert invoke(users_app, "list", url=url).stdout.count("@") == 0
+
+
+def _flat(table: str) -> str:
+    """A rich table's text without its borders, padding and wrapping, to find a cell's text in."""
+    return re.sub(r"[\s\u2500-\u257f]", "", table)
+
+
+def test_lists_escape_what_rows_stored_before_the_checks_may_hold(url):
+    """Names and emails were not checked before: a name with ESC sequences retitled and cleared the
+    operator's terminal, a bidi override reordered the table. Printed escaped, never raw."""
+    from coderapi.store.tables import ApiKey, User
+
+    make_user(url)
+    make_key(url, "dev@example.com", "--name", "plain")
+    db = Database(url)
+    with db.session() as session:
+        session.query(ApiKey).update({ApiKey.name: "\x1b]0;owned\x07\x1b[2J[bold]x\u202e"})
+        session.query(User).update({User.email: "dev@example.com\u200b"})
+    db.dispose()
+    wide = {"COLUMNS": "300"}  # no cell is cut short
+    users = invoke(users_app, "list", url=url, env=wide)
+    assert users.exit_code == 0 and "dev@example.com\\u200b" in _flat(users.stdout) and "\u200b" not in users.stdout
+    with db.session() as session:
+        session.query(User).update({User.email: "dev@example.com"})
+    db.dispose()
+    keys = invoke(keys_app, "list", "dev@example.com", url=url, env=wide)
+    assert keys.exit_code == 0, keys.output
+    assert "\x1b" not in keys.stdout and "\x07" not in keys.stdout and "\u202e" not in keys.stdout
+    assert "\\x1b]0;owned\\x07\\x1b[2J[bold]x\\u202e" in _flat(keys.stdout)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,9 +40,20 @@ _MAX_NAME_LENGTH = 128
 _CREATE_ATTEMPTS = 5
 
 
+# Unicode categories a key name may not hold: controls (NUL, ESC: terminal escape sequences in
+# `coderapi keys list`), format characters (zero-width, bidi overrides), surrogates and line breaks.
+# Ordinary spaces are fine.
+_NOT_IN_NAME = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
 def check_name(name: str | None) -> str | None:
     if name is not None and len(name) > _MAX_NAME_LENGTH:
         raise InvalidRequest(f"The key name is longer than {_MAX_NAME_LENGTH} characters", param="name")
+    if name is not None and any(unicodedata.category(char) in _NOT_IN_NAME for char in name):
+        raise InvalidRequest(
+            "The key name must be plain text: no control characters, line breaks or invisible characters "
+            "(such as zero-width or text-direction marks); spaces are fine.", param="name",
+        )
     return name
 
 

@@ -2,7 +2,7 @@
 
 As the usage and logs contract defines it: `period` is a positive integer followed by `h` or `d`;
 `start` and `end` are ISO-8601 (a value without a UTC offset is read as UTC) and come together;
-never both forms; `end` not before `start`; at most 92 days.
+never both forms; `end` not before `start`; at most 92 days; each in the years 1970 to 8999 (UTC).
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from coderapi.errors import InvalidRequest
 MAX_WINDOW = timedelta(days=92)
 DEFAULT_PERIOD = "30d"
 _PERIOD = re.compile(r"([1-9][0-9]{0,4})([hd])")
+# Instants a window may name. Far inside datetime's years 1 to 9999, so that no arithmetic on them
+# (UTC conversion, a local day and the next one in any time zone) can overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)  # exclusive
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,16 @@ def parse_instant(text: str, param: str) -> datetime:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidRequest(f"Invalid `{param}` {text!r}: expected an ISO-8601 date-time.", param=param) from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    if not EARLIEST.year - 1 <= moment.year <= LATEST.year:  # before converting: year 1 or 9999 may overflow
+        raise _out_of_range(text, param)
+    utc = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    if not EARLIEST <= utc < LATEST:
+        raise _out_of_range(text, param)
+    return utc
+
+
+def _out_of_range(text: str, param: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Invalid `{param}` {text!r}: it must fall in the years {EARLIEST.year} to {LATEST.year - 1} (UTC).",
+        param=param,
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -24,10 +25,21 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _MAX_EMAIL_LENGTH = 254
 
 
+# Unicode categories no address holds: controls, format characters (zero-width, bidi overrides),
+# surrogates, private-use and unassigned code points, spaces and line breaks. They would make an
+# address that looks like another one (a@x.io and a@x.io + U+200B) or rewrite an operator's terminal.
+_NOT_IN_EMAIL = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
+
+
 def normalize_email(email: str) -> str:
     email = (email or "").strip().lower()
     if len(email) > _MAX_EMAIL_LENGTH or not _EMAIL.fullmatch(email):
         raise InvalidRequest(f"Not a valid email address: {email!r}", param="email")
+    if any(unicodedata.category(char) in _NOT_IN_EMAIL for char in email):
+        raise InvalidRequest(
+            f"Not a valid email address: {email!r}: it must not contain spaces, control characters or "
+            "invisible characters (such as zero-width or text-direction marks).", param="email",
+        )
     return email
 
 

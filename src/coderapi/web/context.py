@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -97,6 +97,9 @@ async def require_admin(viewer: Annotated[Viewer, Depends(require_viewer)]) -> V
 MaybeViewer = Annotated[Viewer | None, Depends(optional_viewer)]
 ViewerDep = Annotated[Viewer, Depends(require_viewer)]
 AdminDep = Annotated[Viewer, Depends(require_admin)]
+# A row id in a path (/admin/users/{user_id}/...): the database's INTEGER is 64-bit signed, and a
+# larger number overflows the driver, so one outside 1..2**63-1 is refused before any query.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def safe_next(value: str | None) -> str:

@@ -11,6 +11,7 @@ from starlette.datastructures import QueryParams
 
 from coderapi.errors import InvalidRequest
 from coderapi.services.usage_window import Window
+from coderapi.web.form_numbers import whole_number
 
 PERIODS = {"24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days", "90d": "Last 90 days", "custom": "Custom range"}
 DEFAULT_PERIOD = "7d"
@@ -38,13 +39,13 @@ class ReportFilters:
     @classmethod
     def from_query(cls, query: QueryParams) -> ReportFilters:
         period = query.get("period", DEFAULT_PERIOD)
-        page = query.get("page", "1")
+        page = whole_number(query.get("page", "1"))
         return cls(
             period=period if period in PERIODS else DEFAULT_PERIOD,
             start=_date(query.get("start", "")), end=_date(query.get("end", "")),
             key=query.get("key", "")[:16], model=query.get("model", "")[:255],
             status=query.get("status", "") if query.get("status", "") in STATUSES else "",
-            page=int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1,
+            page=page if page is not None and 0 < page < 100_000 else 1,
         )
 
     def window(self, now: datetime) -> Window:

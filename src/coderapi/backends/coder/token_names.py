@@ -21,7 +21,7 @@ def token_name(token_id: int) -> str:
 def named_id(name: str) -> int | None:
     """The id in a "token_id:N" name, None for anything else."""
     digits = name[len(PREFIX):] if name.startswith(PREFIX) else ""
-    return int(digits) if digits.isdigit() else None
+    return int(digits) if digits.isascii() and digits.isdecimal() else None  # not "²": isdigit() takes it
 
 
 class TokenIdNames:

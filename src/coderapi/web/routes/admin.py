@@ -7,7 +7,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from coderapi.errors import InvalidRequest, NotFound
-from coderapi.web.context import AdminDep, DashboardDep, PageError, checked_form, redirect, render
+from coderapi.services.user_limits import MAX_LIMIT
+from coderapi.web.context import AdminDep, DashboardDep, PageError, RowId, checked_form, redirect, render
+from coderapi.web.form_numbers import whole_number
 
 router = APIRouter(include_in_schema=False)
 
@@ -17,13 +19,15 @@ def _text(form, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _optional_int(form, name: str) -> int | None:
+def _optional_limit(form, name: str) -> int | None:
     raw = _text(form, name).replace(",", "").replace("_", "")
     if not raw:
         return None
-    if not raw.isdigit():
-        raise InvalidRequest(f"{name} must be a whole number, or empty for the default", param=name)
-    return int(raw)
+    number = whole_number(raw)
+    if number is None:  # not ASCII digits, or too many of them to be a limit
+        raise InvalidRequest(f"{name} must be a whole number from 1 to {MAX_LIMIT:,}, or empty for the default",
+                             param=name)
+    return number
 
 
 async def _user_or_404(dash, user_id: int):
@@ -50,7 +54,7 @@ async def users_page(request: Request, viewer: AdminDep, dash: DashboardDep) -> 
 
 
 @router.post("/admin/users/{user_id}/approve")
-async def approve(user_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+async def approve(user_id: RowId, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
     await checked_form(request, viewer)
     user = await _user_or_404(dash, user_id)
     await dash.services.signups.approve_user(user.id)
@@ -66,7 +70,7 @@ async def create_invite(request: Request, viewer: AdminDep, dash: DashboardDep) 
 
 
 @router.post("/admin/invites/{invite_id}/revoke")
-async def revoke_invite(invite_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+async def revoke_invite(invite_id: RowId, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
     await checked_form(request, viewer)
     try:
         await dash.services.signups.revoke_invite(invite_id)
@@ -76,7 +80,7 @@ async def revoke_invite(invite_id: int, request: Request, viewer: AdminDep, dash
 
 
 @router.post("/admin/users/{user_id}/state")
-async def set_state(user_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+async def set_state(user_id: RowId, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
     form = await checked_form(request, viewer)
     user = await _user_or_404(dash, user_id)
     disabled = _text(form, "disabled") == "true"
@@ -90,7 +94,7 @@ async def set_state(user_id: int, request: Request, viewer: AdminDep, dash: Dash
 
 
 @router.post("/admin/users/{user_id}/credit")
-async def grant(user_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+async def grant(user_id: RowId, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
     form = await checked_form(request, viewer)
     user = await _user_or_404(dash, user_id)
     reason = _text(form, "reason") or "granted in the dashboard"
@@ -104,11 +108,11 @@ async def grant(user_id: int, request: Request, viewer: AdminDep, dash: Dashboar
 
 
 @router.post("/admin/users/{user_id}/limits")
-async def set_limits(user_id: int, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
+async def set_limits(user_id: RowId, request: Request, viewer: AdminDep, dash: DashboardDep) -> Response:
     form = await checked_form(request, viewer)
     user = await _user_or_404(dash, user_id)
     try:
-        rpm, tpm = _optional_int(form, "rpm_limit"), _optional_int(form, "tpm_limit")
+        rpm, tpm = _optional_limit(form, "rpm_limit"), _optional_limit(form, "tpm_limit")
         await dash.services.users.set_user_limits(user.id, rpm_limit=rpm, tpm_limit=tpm)
     except InvalidRequest as exc:
         return redirect(request, "/admin", exc.message, "error")
