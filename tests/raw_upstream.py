@@ -10,6 +10,9 @@ the last message's content (health checks get a model list):
               (counting it in `hung_up`) when the gateway closes the connection
   "not json"  answers 200 with an HTML body
   anything else: a whole answer with usage
+A test may script an answer of its own: `upstream.scripts[prompt]` (a chat's last message, a
+completion's or /tokenize's prompt) is raw HTTP bytes to send, or an async function of the writer
+(a misbehaving replica: lying usage, malformed JSON, endless streams, redirects).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import json
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Awaitable, Callable, Iterator, Union
 
 from tests.servers import free_port
 
@@ -29,6 +32,8 @@ BIG_CHARS = 300_000
 SLOW_GAP, SLOW_CHUNKS = 0.05, 200
 USAGE = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
 
+Script = Union[bytes, Callable[[asyncio.StreamWriter], Awaitable[None]]]
+
 
 class RawUpstream:
     def __init__(self) -> None:
@@ -37,6 +42,7 @@ class RawUpstream:
         self.in_flight = 0
         self.most_in_flight = 0
         self.hung_up = 0  # slow streams the gateway closed before their end
+        self.scripts: dict[str, Script] = {}  # prompt -> its answer (see the module's docstring)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
 
@@ -59,6 +65,9 @@ class RawUpstream:
             writer.close()
 
     async def answer(self, path: str, body: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        script = self.scripts.get(_prompt(body))
+        if script is not None:
+            return await script(writer) if callable(script) else writer.write(script)
         if not path.endswith("/chat/completions"):
             return self.whole(writer, b'{"object": "list", "data": [{"id": "raw-upstream"}]}')
         prompt = json.loads(body)["messages"][-1]["content"]
@@ -103,6 +112,19 @@ class RawUpstream:
         writer.write(b"0\r\n\r\n")
 
 
+def _prompt(body: bytes) -> str | None:
+    """The prompt a script is found by: a chat's last message, else the body's `prompt`."""
+    try:
+        request = json.loads(body) if body else {}
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    messages = request.get("messages")
+    prompt = messages[-1].get("content") if messages else request.get("prompt")
+    return prompt if isinstance(prompt, str) else None
+
+
 def _event(data: dict | str) -> bytes:
     line = b"data: " + (data if isinstance(data, str) else json.dumps(data)).encode() + b"\n\n"
     return b"%x\r\n%s\r\n" % (len(line), line)
@@ -137,3 +159,31 @@ def raw_upstream() -> Iterator[RawUpstream]:
         upstream.stop()
         thread.join(timeout=10)
         loop.close()
+
+
+@contextmanager
+def passthrough_gateway(data_dir, upstream: RawUpstream, email: str, **spec_fields):
+    """coderapi in a thread with MODEL passed through to `upstream`; one user with one inference
+    key, no concurrency caps. Yields the Platform, with `user_id` set."""
+    from coderapi.app import create_app
+    from coderapi.config import ModelSpec, Settings
+    from tests.api.conftest import Platform
+    from tests.servers import serve_in_thread
+
+    spec = ModelSpec(id=MODEL, backend="upstream", upstream_mode="passthrough",
+                     upstream_urls=[upstream.base + "/v1"], **spec_fields)
+    settings = Settings(data_dir=data_dir, models=[spec], bootstrap_admin=False,
+                        max_concurrent_requests_per_key=0, max_concurrent_requests_per_user=0)
+    app = create_app(settings)
+    services = app.state.services
+    services.db.upgrade()
+
+    async def seed():
+        user = await services.signups.create_user(email, "correct horse battery")
+        return user.id, (await services.keys.create_key(user.id, name="gw"))[1]
+
+    user_id, key = asyncio.run(seed())
+    with serve_in_thread(app, wait_healthy=10) as base:
+        platform = Platform(base, app, key, management_key="")
+        platform.user_id = user_id
+        yield platform

@@ -7,6 +7,32 @@ The status codes follow the `openai` SDK's error classes, which are the client-s
 
 from __future__ import annotations
 
+import math
+
+RETRY_AFTER_MIN = 1  # seconds: Retry-After is whole seconds, and 0 would invite a retry storm
+RETRY_AFTER_MAX = 3600  # seconds: no answer asks a client to wait longer (an upstream's may say more)
+RETRY_AFTER_DEFAULT = 1  # seconds, for a value that is not a number
+
+
+def retry_after_seconds(value) -> int:
+    """Whole seconds for a Retry-After header: rounded up and clamped to RETRY_AFTER_MIN..MAX.
+    `value` may be a number or a header's text (ASCII digits, optionally a decimal point); anything
+    else (an HTTP date, "²", NaN) is RETRY_AFTER_DEFAULT. Never raises: an upstream's header is parsed here."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.replace(".", "", 1).isdigit()):
+            return RETRY_AFTER_DEFAULT
+        value = text
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int past float's range: "much later"
+        return RETRY_AFTER_MAX
+    except (TypeError, ValueError):
+        return RETRY_AFTER_DEFAULT
+    if math.isnan(seconds):
+        return RETRY_AFTER_DEFAULT
+    return int(min(max(math.ceil(min(seconds, RETRY_AFTER_MAX)), RETRY_AFTER_MIN), RETRY_AFTER_MAX))
+
 
 class CoderapiError(Exception):
     """Base of every error that becomes `{"error": {"message", "type", "param", "code"}}`."""
@@ -32,8 +58,9 @@ class CoderapiError(Exception):
         self.headers = headers or {}
         if retry_after is not None:
             self.retry_after = retry_after
-        if self.retry_after is not None:  # whole seconds, rounded up, at least 1
-            self.headers.setdefault("retry-after", str(max(1, int(self.retry_after + 0.999))))
+        if self.retry_after is not None:  # whole seconds, rounded up, within RETRY_AFTER_MIN..MAX
+            self.retry_after = retry_after_seconds(self.retry_after)
+            self.headers.setdefault("retry-after", str(self.retry_after))
 
     def __init_subclass__(
         cls, *, status: int | None = None, kind: str | None = None, code: str | None = None, **kwargs

@@ -4,39 +4,24 @@ replica, stream lines of any size, and an upstream answer that is not JSON."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from coderapi.app import create_app
-from coderapi.config import ModelSpec, Settings
 from tests.api.conftest import Platform
-from tests.raw_upstream import BIG_CHARS, MODEL, raw_upstream
-from tests.servers import serve_in_thread
+from tests.raw_upstream import BIG_CHARS, MODEL, passthrough_gateway, raw_upstream
 
 CAP = 2
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
-    with raw_upstream() as upstream:
-        spec = ModelSpec(id=MODEL, backend="upstream", upstream_mode="passthrough", upstream_urls=[upstream.base + "/v1"],
-                         upstream_connections_per_replica=CAP, price_output_per_million=1.0)
-        settings = Settings(data_dir=tmp_path_factory.mktemp("gw"), models=[spec], bootstrap_admin=False,
-                            max_concurrent_requests_per_key=0, max_concurrent_requests_per_user=0)
-        app = create_app(settings)
-        services = app.state.services
-        services.db.upgrade()
-
-        async def seed():
-            user = await services.signups.create_user("raw@example.com", "correct horse battery")
-            return (await services.keys.create_key(user.id, name="gw"))[1]
-
-        key = asyncio.run(seed())
-        with serve_in_thread(app, wait_healthy=10) as base:
-            yield Platform(base, app, key, management_key=""), upstream
+    with raw_upstream() as upstream, passthrough_gateway(
+        tmp_path_factory.mktemp("gw"), upstream, "raw@example.com",
+        upstream_connections_per_replica=CAP, price_output_per_million=1.0,
+    ) as platform:
+        yield platform, upstream
 
 
 def _ask(platform: Platform, content: str, **extra):
@@ -62,7 +47,8 @@ def test_requests_beyond_the_cap_per_replica_wait_for_a_connection(gateway):
 
 def test_a_stream_line_larger_than_aiohttps_own_limit_passes(gateway):
     platform, _ = gateway
-    chunks = list(_ask(platform, "big", stream=True))
+    # max_tokens: a budget BIG_CHARS of text fits (past 64 characters a token, a stream is over its budget)
+    chunks = list(_ask(platform, "big", stream=True, max_tokens=8192))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "x" * BIG_CHARS
 
 

@@ -13,15 +13,18 @@ SPECIAL = 302  # a special token that is not an end one (think <|fim_prefix|>)
 
 
 class ByteTokenizer:
-    """Token i < 256 is byte i; the rest are control tokens with no text."""
+    """Token i < 256 is byte i; the rest are control tokens with no text ("<eos>" in text is EOS)."""
 
     eos_id = EOS
+    vocab_size = 303
 
     def piece(self, token_id: int) -> bytes:
+        assert 0 <= token_id < self.vocab_size, "llama.cpp would abort the process here"
         return bytes([token_id]) if token_id < 256 else b""
 
     def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        return list(text.encode())
+        *parts, last = text.split("<eos>")
+        return [token for part in parts for token in [*part.encode(), EOS]] + list(last.encode())
 
     def token_text(self, token_id: int) -> str:
         return self.piece(token_id).decode("utf-8", "replace") or f"<{token_id}>"

@@ -55,11 +55,12 @@ class RequestTally:
             self.queue_seconds = queue_seconds
 
     def set_counts(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> None:
-        """Counts reported (or counted) whole, e.g. by an upstream."""
-        self.prompt_tokens = prompt_tokens
-        self.completion_tokens = completion_tokens
+        """Counts reported (or counted) whole, e.g. by an upstream: whole numbers >= 0 only (a
+        backend caps them first; anything else, a float, a string, a negative, counts as 0)."""
+        self.prompt_tokens = token_count(prompt_tokens)
+        self.completion_tokens = token_count(completion_tokens)
         if cached_tokens is not None:
-            self.cached_tokens = cached_tokens
+            self.cached_tokens = min(token_count(cached_tokens), self.prompt_tokens)
 
     def set_finish_reason(self, reason: str | None, *, keep_first: bool = False) -> None:
         if not (keep_first and self.finish_reason):
@@ -97,6 +98,11 @@ class RequestTally:
     @property
     def ttft_seconds(self) -> float | None:
         return None if self.first_token_at is None else self.first_token_at - self.started_at
+
+
+def token_count(value) -> int:
+    """A token count as metered: a whole number >= 0 (a backend's odd number is 0, never an error)."""
+    return value if type(value) is int and value >= 0 else 0
 
 
 ChatAnswer = Union[ChatCompletion, AsyncIterator[ChatCompletionChunk]]

@@ -17,6 +17,7 @@ block is the one the client gets (the key's own refusal where it was disabled me
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, TypeVar
 
@@ -33,6 +34,8 @@ from coderapi.services.registry import ModelRegistry, ServedModel
 from coderapi.services.request_life import RequestLife, State
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
+
+log = logging.getLogger("coderapi.lifecycle")
 
 
 class AdmittedRequest:
@@ -77,6 +80,8 @@ class Lifecycle:
                 raise
             raise error from None
         except Exception as exc:
+            # A fault of ours: its traceback goes to the server log only, the client gets a plain 500.
+            log.exception("request %s failed unexpectedly", request_id)
             life.end(exc)
             error = InternalError("The server had an error while processing your request.")
             await self._admission.label(error, principal, life.headers)

@@ -15,7 +15,7 @@ import time
 from decimal import Decimal
 from typing import Awaitable, Callable
 
-from coderapi.backends.base import RequestTally
+from coderapi.backends.base import RequestTally, token_count
 from coderapi.config import ModelSpec
 from coderapi.clock import utcnow
 from coderapi.services.account_types import Principal, UsageRecord
@@ -34,10 +34,23 @@ def request_cost(spec: ModelSpec | None, tally: RequestTally) -> Decimal:
     if spec is None:
         return to_money(0)
     cost = (
-        tally.prompt_tokens * Decimal(str(spec.price_input_per_million))
-        + tally.completion_tokens * Decimal(str(spec.price_output_per_million))
+        token_count(tally.prompt_tokens) * Decimal(str(spec.price_input_per_million))
+        + token_count(tally.completion_tokens) * Decimal(str(spec.price_output_per_million))
     ) / _MILLION
     return to_money(cost)
+
+
+def charged_cost(life: RequestLife, ending: Ending) -> Decimal:
+    """What the request is charged: its cost, never more than the worst case it held (the hold is
+    what admission checked against the balance; a backend's count over it is a fault, logged)."""
+    if not ending.status.charged:
+        return to_money(0)
+    cost = request_cost(life.spec, life.tally)
+    hold = life.hold
+    if hold is not None and cost > hold.amount:
+        log.error("request %s cost $%s, over the $%s it held: charged what it held", life.request_id, cost, hold.amount)
+        return to_money(hold.amount)
+    return cost
 
 
 READ_YOUR_WRITES_SECONDS = 1.0  # the longest a usage or balance read waits for this gateway's queue
@@ -61,7 +74,10 @@ class Metering:
     def record(self, life: RequestLife, ending: Ending) -> None:
         """The one usage record of an ended request (its metrics now, its row in a moment)."""
         now = time.monotonic()
-        self._observe(life, ending, now)
+        try:
+            self._observe(life, ending, now)
+        except Exception:  # metrics are never a reason to lose the usage row
+            log.exception("could not observe the metrics of %s", life.request_id)
         # A task of its own: the request's task may be cancelled (client gone) while this is written.
         task = asyncio.get_running_loop().create_task(self._count_and_write(life, ending, now))
         self._pending.add(task)
@@ -82,10 +98,10 @@ class Metering:
             key_prefix=life.principal.key_prefix,
             model=life.model,
             endpoint=life.endpoint,
-            prompt_tokens=tally.prompt_tokens,
-            completion_tokens=tally.completion_tokens,
-            cached_tokens=tally.cached_tokens,
-            cost=request_cost(life.spec, tally) if ending.status.charged else to_money(0),
+            prompt_tokens=token_count(tally.prompt_tokens),
+            completion_tokens=token_count(tally.completion_tokens),
+            cached_tokens=token_count(tally.cached_tokens),
+            cost=charged_cost(life, ending),
             status=ending.status.value,
             status_code=ending.status_code,
             error_code=ending.error_code,
@@ -96,7 +112,7 @@ class Metering:
             client_request_id=life.client_request_id,
             ended_at=ended_at,
         )
-        used = tally.prompt_tokens + tally.completion_tokens
+        used = record.prompt_tokens + record.completion_tokens
         await self._write(record, life.settle, used, life.hold)
 
     async def _write(
@@ -125,8 +141,9 @@ class Metering:
             itl = self._metrics.itl.labels(model)
             for gap in tally.token_gaps:
                 itl.observe(gap)
-        self._metrics.prompt_tokens.labels(model).inc(tally.prompt_tokens)
-        self._metrics.generation_tokens.labels(model).inc(tally.completion_tokens)
+        # Counter.inc refuses a negative: odd counts are clamped (see `token_count`) before they get here.
+        self._metrics.prompt_tokens.labels(model).inc(token_count(tally.prompt_tokens))
+        self._metrics.generation_tokens.labels(model).inc(token_count(tally.completion_tokens))
 
     async def settled(self, timeout: float = READ_YOUR_WRITES_SECONDS) -> None:
         """Before a read of usage or balance: the requests this gateway has answered are committed

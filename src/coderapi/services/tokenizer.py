@@ -9,6 +9,7 @@ usage row (endpoint "tokenize" or "detokenize", no tokens, cost 0) and the x-rat
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -26,6 +27,8 @@ from coderapi.services.request_life import RequestLife
 from coderapi.services.registry import ModelRegistry, ServedModel
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
+
+log = logging.getLogger("coderapi.tokenizer")
 
 
 class TokenizerService:
@@ -86,6 +89,8 @@ class TokenizerService:
             _label(exc, scope.headers)
             raise
         except Exception as exc:
+            # A fault of ours: its traceback goes to the server log only, the client gets a plain 500.
+            log.exception("%s request %s failed unexpectedly", endpoint, request_id)
             scope.end(exc)
             raise InternalError("The server had an error while processing your request.") from exc
 

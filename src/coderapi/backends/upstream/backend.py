@@ -3,27 +3,34 @@ llama-server, another coderapi): least-outstanding routing, failover before the 
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable, TypeVar
 
 import aiohttp
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import from_json, to_json
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
 from coderapi.config import ModelSpec
 from coderapi.backends.upstream.client import (
-    TRANSPORT_ERRORS, LineTooLong, UpstreamClient, await_trailer, read_whole, release_or_close, sse_lines,
+    MAX_ERROR_BODY, TRANSPORT_ERRORS, BodyTooLarge, LineTooLong, UpstreamClient, await_trailer, read_whole,
+    release_or_close, sse_lines,
 )
 from coderapi.backends.upstream.streamed import StreamedText, answer_text
 from coderapi.backends.upstream.token_count import TokenCounter
+from coderapi.backends.upstream.usage import UsageCaps, UsageMeter
 from coderapi.engines.remote.errors import bad_answer, error_for, status_fails_over, stream_failed, unreachable
 from coderapi.engines.remote.pool import Replica, ReplicaPool
-from coderapi.errors import CoderapiError
+from coderapi.errors import CoderapiError, retry_after_seconds
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from coderapi.protocol.common import Usage
 from coderapi.protocol.completions import Completion, CompletionRequest
+
+log = logging.getLogger("coderapi.upstream")
+
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
 
 class UpstreamBackend:
@@ -69,19 +76,18 @@ class UpstreamBackend:
         return to_json(body)
 
     async def _try(self, replica: Replica, path: str, body: bytes) -> aiohttp.ClientResponse | CoderapiError:
-        """One replica's answer (status < 400, body unread), or the error to fail over on; client errors raise."""
+        """One replica's answer (a 2xx, body unread), or the error to fail over on; client errors raise."""
         try:
             response = await self._client.post(replica.base_url + path, body)
         except TRANSPORT_ERRORS as exc:
             self._pool.mark_failed(replica)
             return unreachable(replica.base_url, exc)
-        if response.status < 400:
+        if _succeeded(response.status):
             return response
-        try:
-            content = await read_whole(response)
-        except TRANSPORT_ERRORS:
-            content = b""
-        error = error_for(response.status, content, response.headers.get("retry-after"), replica.base_url)
+        error = error_for(response.status, await _error_body(response), _retry_after(response), replica.base_url)
+        if _redirected(response.status):  # not followed: a replica that redirects is misconfigured, another may answer
+            self._pool.mark_failed(replica)
+            return error
         if not status_fails_over(response.status):
             raise error
         if response.status >= 500:
@@ -98,14 +104,17 @@ class UpstreamBackend:
         except TRANSPORT_ERRORS as exc:
             self._pool.mark_failed(replica)
             return unreachable(replica.base_url, exc)
+        except BodyTooLarge as exc:
+            raise bad_answer(replica.base_url, exc) from exc
 
-    async def _post(self, path: str, body: bytes) -> dict:
-        """The first whole answer of a replica, tried in order."""
+    async def _whole(self, path: str, body: bytes, answer_type: type[BaseModel]) -> tuple[BaseModel, object]:
+        """The first whole answer of a replica, tried in order, validated: (the answer, its raw `usage`)."""
         async with self._opened(path, body, whole=True) as (content, replica):
-            try:
-                return from_json(content)
-            except ValueError as exc:
-                raise bad_answer(replica.base_url, exc) from exc
+            data = _json_object(content, replica.base_url)
+            usage = data.pop("usage", None)
+            # Validated without the upstream's usage, which is read on its own (see `UsageMeter`).
+            result = _validated(answer_type, {**data, "usage": _NO_USAGE}, replica.base_url, bad_answer)
+            return result, usage
 
     @asynccontextmanager
     async def _opened(self, path: str, body: bytes, *, whole: bool = False) -> AsyncIterator[tuple]:
@@ -126,25 +135,29 @@ class UpstreamBackend:
                 return
         raise last or self._pool.none_left()
 
-    async def _chunks(self, path: str, request, body: bytes, tally: RequestTally, chunk_type: type[BaseModel], include_usage: bool) -> AsyncIterator:
+    async def _chunks(self, path: str, body: bytes, meter: UsageMeter, chunk_type: type[BaseModel], include_usage: bool) -> AsyncIterator:
         """The stream, opened at the first iteration (services waits for the first chunk, so an
         error before any output is still a plain HTTP error)."""
-        streamed = StreamedText()
+        streamed = StreamedText(meter.caps.streamed_chars, meter.caps.streamed_bytes)
         opened = False
         try:
             async with self._opened(path, body) as (response, replica):
                 opened = True
+                relayed = False
                 try:
-                    async for chunk in self._relay(response, replica, tally, chunk_type, include_usage, streamed):
+                    async for chunk in self._relay(response, replica.base_url, meter, chunk_type, include_usage, streamed):
+                        relayed = True
                         yield chunk
                 except (*TRANSPORT_ERRORS, LineTooLong) as exc:  # the replica died or the connection broke mid-stream
                     self._pool.mark_failed(replica)
                     raise stream_failed(replica.base_url, repr(exc)) from exc
+                if not relayed:  # no event at all (a JSON body, only [DONE]): not an answer
+                    raise stream_failed(replica.base_url, "a stream without a chunk to relay")
         finally:
-            if opened and not streamed.reported:  # cut short, or no usage sent: count it here, before recording
-                tally.count_at_end(lambda: self._count_locally(request, streamed.text(), tally))
+            if opened and not streamed.reported:  # cut short, or no usable usage sent: count it here, before recording
+                meter.tally.count_at_end(lambda: meter.count_locally(None if streamed.over else streamed.text()))
 
-    async def _relay(self, response, replica, tally, chunk_type, include_usage, streamed: StreamedText) -> AsyncIterator:
+    async def _relay(self, response, url: str, meter: UsageMeter, chunk_type, include_usage: bool, streamed: StreamedText) -> AsyncIterator:
         async for line in sse_lines(response):
             if not line.startswith(b"data:"):
                 continue
@@ -152,34 +165,38 @@ class UpstreamBackend:
             if payload == b"[DONE]":
                 await await_trailer(response)
                 break
-            try:
-                data = from_json(payload)
-            except ValueError as exc:
-                raise stream_failed(replica.base_url, f"an event that is not JSON: {exc}") from exc
-            if "error" in data:
-                raise stream_failed(replica.base_url, data["error"])
-            chunk = chunk_type.model_validate(data)
-            streamed.add(chunk)
+            data = _event_object(payload, url)
+            usage = data.pop("usage", None)
+            chunk = _validated(chunk_type, data, url, stream_failed)
+            if not streamed.add(chunk, len(payload)):
+                async for last in self._over_budget(chunk, meter, streamed, include_usage, url):
+                    yield last
+                return
             chunk.model = self.served_model
             if chunk.choices:
-                tally.mark_first_token()
-            if chunk.usage is not None:
-                self._count(tally, chunk.usage)
-                streamed.reported = True
+                meter.tally.mark_first_token()
+            if usage is not None:
+                chunk.usage = await _streamed_usage(usage, meter, streamed)
                 if not include_usage:
                     if not chunk.choices:
                         continue
                     chunk.usage = None
             yield chunk
 
-    async def _count_locally(self, request, completion_text: str, tally: RequestTally) -> None:
-        prompt_tokens = await self._counter.count_prompt(request)
-        tally.set_counts(prompt_tokens, await self._counter.count_text(completion_text))
-
-    @staticmethod
-    def _count(tally: RequestTally, usage: Usage) -> None:
-        details = usage.prompt_tokens_details
-        tally.set_counts(usage.prompt_tokens, usage.completion_tokens, details.cached_tokens if details else 0)
+    async def _over_budget(self, last, meter: UsageMeter, streamed: StreamedText, include_usage: bool, url: str) -> AsyncIterator:
+        """A stream past its budget ends here, as max_tokens would end it: its open choices finish
+        with "length" (the upstream ignored the budget the gateway sent, and holds money for),
+        billed at that budget. Not an error: the client asked for this much and got it."""
+        log.warning("upstream %s streamed past the request's budget (%d tokens); ended with \"length\"",
+                    url, meter.caps.completion)
+        meter.tally.set_finish_reason("length")
+        ended = sorted({*streamed.unfinished, *(choice.index for choice in last.choices)})
+        if ended:
+            yield _closing_chunk(last, self.served_model, [_length_choice(last, i) for i in ended])
+        if include_usage:
+            await meter.count_locally(None)
+            streamed.reported = True
+            yield _closing_chunk(last, self.served_model, [], meter.usage())
 
     async def chat(self, request: ChatCompletionRequest, tally: RequestTally) -> ChatAnswer:
         return await self._forward("/chat/completions", request, tally, ChatCompletion, ChatCompletionChunk)
@@ -189,29 +206,24 @@ class UpstreamBackend:
 
     async def _forward(self, path: str, request, tally: RequestTally, answer_type, chunk_type):
         body = self._body(request)
+        meter = UsageMeter(request, tally, UsageCaps.of(request, self.spec), self._counter)
         if request.stream:
-            return self._chunks(path, request, body, tally, chunk_type, request.wants_usage)
-        data = await self._post(path, body)
+            return self._chunks(path, body, meter, chunk_type, request.wants_usage)
+        result, usage = await self._whole(path, body, answer_type)
         tally.mark_first_token()
-        return await self._finish(request, answer_type, data, tally)
+        return await self._finish(result, usage, meter)
 
-    async def _finish(self, request, answer_type: type[BaseModel], data: dict, tally: RequestTally):
-        reported = isinstance(data, dict) and data.get("usage") is not None
-        if not reported:  # an upstream that reports no usage is counted here
-            data = {**data, "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
-        result = answer_type.model_validate(data)
+    async def _finish(self, result, usage, meter: UsageMeter):
         result.model = self.served_model
-        if reported:
-            self._count(tally, result.usage)
-        else:
-            await self._count_locally(request, answer_text(result), tally)
-            result.usage = tally.usage()
-        tally.set_finish_reason(result.choices[0].finish_reason if result.choices else None)
+        if not meter.reported(usage):  # an upstream that reports no (usable) usage is counted here
+            await meter.count_locally(answer_text(result))
+        result.usage = meter.usage()  # what is billed, never the upstream's claim as such
+        meter.tally.set_finish_reason(result.choices[0].finish_reason if result.choices else None)
         return result
 
     async def tokenize(self, text: str) -> list[int]:
-        answer = await self._send_root("/tokenize", {"model": self.spec.upstream_model or self.spec.id, "prompt": text})
-        return answer["tokens"]
+        answer = await self._send_root("/tokenize", {"model": self.spec.upstream_model or self.spec.id, "prompt": text}, _Tokenized)
+        return answer.tokens
 
     async def tokenize_messages(self, messages: list, *, add_generation_prompt: bool = True) -> list[int]:
         body = {
@@ -219,22 +231,115 @@ class UpstreamBackend:
             "messages": [m.model_dump(mode="json", exclude_none=True) for m in messages],
             "add_generation_prompt": add_generation_prompt,
         }
-        return (await self._send_root("/tokenize", body))["tokens"]
+        return (await self._send_root("/tokenize", body, _Tokenized)).tokens
 
     async def detokenize(self, tokens: list[int]) -> str:
-        answer = await self._send_root("/detokenize", {"model": self.spec.upstream_model or self.spec.id, "tokens": tokens})
-        return answer["prompt"]
+        body = {"model": self.spec.upstream_model or self.spec.id, "tokens": tokens}
+        return (await self._send_root("/detokenize", body, _Detokenized)).prompt
 
-    async def _send_root(self, path: str, body: dict) -> dict:
+    async def _send_root(self, path: str, body: dict, answer_type: type[AnswerT]) -> AnswerT:
         """vLLM and coderapi serve /tokenize beside /v1, not under it."""
         for replica in self._pool.order():
             try:
                 response = await self._client.post(replica.root + path, to_json(body))
-                content = await read_whole(response)
+                content = await read_whole(response, None if _succeeded(response.status) else MAX_ERROR_BODY)
             except TRANSPORT_ERRORS:
                 self._pool.mark_failed(replica)
                 continue
-            if response.status >= 400:
-                raise error_for(response.status, content, response.headers.get("retry-after"), replica.root)
-            return from_json(content)
+            except BodyTooLarge as exc:
+                raise bad_answer(replica.root, exc) from exc
+            if not _succeeded(response.status):
+                raise error_for(response.status, content, _retry_after(response), replica.root)
+            return _validated(answer_type, _json_object(content, replica.root), replica.root, bad_answer)
         raise self._pool.none_left()
+
+
+class _Tokenized(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    tokens: list[int]
+
+
+class _Detokenized(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    prompt: str
+
+
+_NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}  # a stand-in while validating
+
+
+def _succeeded(status: int) -> bool:
+    return 200 <= status < 300
+
+
+def _redirected(status: int) -> bool:
+    return 300 <= status < 400
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> str | None:
+    """The replica's Retry-After as whole seconds within bounds (its text may be anything)."""
+    value = response.headers.get("retry-after")
+    return None if value is None else str(retry_after_seconds(value))
+
+
+async def _error_body(response: aiohttp.ClientResponse) -> bytes:
+    """An error answer's body, only logged: one cut short or past MAX_ERROR_BODY reads as empty."""
+    try:
+        return await read_whole(response, MAX_ERROR_BODY)
+    except (*TRANSPORT_ERRORS, BodyTooLarge):
+        return b""
+
+
+def _json_object(content: bytes, url: str) -> dict:
+    """A whole answer's JSON object; anything else (not JSON, a list, a number) is a 502."""
+    try:
+        data = from_json(content)
+    except ValueError as exc:
+        raise bad_answer(url, exc) from exc
+    if not isinstance(data, dict):
+        raise bad_answer(url, f"a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _event_object(payload: bytes, url: str) -> dict:
+    """A stream event's JSON object; anything else (not JSON, a list, a number, an error) ends the stream."""
+    try:
+        data = from_json(payload)
+    except ValueError as exc:
+        raise stream_failed(url, f"an event that is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise stream_failed(url, f"an event that is a JSON {type(data).__name__}, not an object")
+    if "error" in data:
+        raise stream_failed(url, data["error"])
+    return data
+
+
+def _validated(model: type[AnswerT], data: dict, url: str, failure: Callable[[str, object], CoderapiError]) -> AnswerT:
+    """`data` as the wire model the gateway relays; an answer of another shape is the replica's
+    fault (`failure`: a 502 before the first byte, the stream's error event after it)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise failure(url, exc) from exc
+
+
+async def _streamed_usage(usage, meter: UsageMeter, streamed: StreamedText) -> Usage:
+    """A usage chunk's usage as billed: the upstream's when usable, else counted here now."""
+    if not meter.reported(usage):
+        await meter.count_locally(streamed.text())
+    streamed.reported = True
+    return meter.usage()
+
+
+def _length_choice(last, index: int) -> dict:
+    if isinstance(last, ChatCompletionChunk):
+        return {"index": index, "delta": {}, "finish_reason": "length"}
+    return {"index": index, "text": "", "finish_reason": "length"}
+
+
+def _closing_chunk(last, model: str, choices: list[dict], usage: Usage | None = None):
+    """A chunk the gateway adds to end a stream, shaped like the upstream's `last` one."""
+    chunk = type(last).model_validate({"id": last.id, "created": last.created, "model": model, "choices": choices})
+    chunk.usage = usage
+    return chunk

@@ -13,6 +13,8 @@ from typing import AsyncIterator
 
 import aiohttp
 
+from coderapi.engines.remote.lines import MAX_SSE_LINE  # one limit for both ways to a replica
+
 # What a broken or unreachable replica raises: refused or reset connections, a server that hung up,
 # a body cut short, a malformed answer, a read that timed out.
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
@@ -23,12 +25,17 @@ POOL_TIMEOUT = 600.0  # seconds to wait for a free connection when a replica has
 # Idle connections are closed before the servers close theirs (uvicorn, so vLLM and SGLang, and
 # llama-server all close after 5 s): a request never goes out on a connection the server is closing.
 KEEPALIVE_SECONDS = 4.0
-MAX_SSE_LINE = 16 * 1024 * 1024  # bytes of one server-sent-event line at most (a hostile replica)
+MAX_BODY = 16 * 1024 * 1024  # bytes of a whole (not streamed) answer at most, like a stream line
+MAX_ERROR_BODY = 64 * 1024  # bytes of an error answer read (it is only logged, cut to 2,000 characters)
 TRAILER_WAIT = 0.5  # seconds for a stream's last (empty) chunk after [DONE], to keep its connection
 
 
 class LineTooLong(Exception):
     """A stream line past MAX_SSE_LINE: the replica is not sending server-sent events."""
+
+
+class BodyTooLarge(Exception):
+    """A whole answer past its limit (MAX_BODY): no model's answer to one request is that big."""
 
 
 class UpstreamClient:
@@ -65,12 +72,24 @@ class UpstreamClient:
         return await self._open().post(url, data=body, allow_redirects=False)
 
 
-async def read_whole(response: aiohttp.ClientResponse) -> bytes:
-    """The whole body; the connection goes back to the pool (or is closed if the body was cut short)."""
+async def read_whole(response: aiohttp.ClientResponse, limit: int | None = None) -> bytes:
+    """The whole body, `limit` (else MAX_BODY) bytes at most: BodyTooLarge past it, the connection
+    closed (a hostile replica's endless body is never held). The connection goes back to the pool
+    (or is closed if the body was cut short)."""
+    limit = MAX_BODY if limit is None else limit
+    if (response.content_length or 0) > limit:
+        response.close()
+        raise BodyTooLarge(f"an answer of {response.content_length} bytes (at most {limit} are read)")
+    body = bytearray()
     try:
-        return await response.read()
+        async for data in response.content.iter_any():
+            body += data
+            if len(body) > limit:
+                response.close()
+                raise BodyTooLarge(f"an answer of more than {limit} bytes")
     finally:
         response.release()
+    return bytes(body)
 
 
 async def sse_lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

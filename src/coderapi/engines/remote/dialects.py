@@ -19,12 +19,17 @@ their own defaults, e.g. llama-server's top_k 40 and min_p 0.05).
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from coderapi.engines.base import SamplingParams, TopLogprob
+from coderapi.engines.remote.errors import ProtocolError
 
 TOKEN_ID_PREFIX = "token_id:"
+MIN_LOGPROB = -9999.0  # what OpenAI sends for a log-probability of -infinity
+_TOKEN_DIGITS = re.compile(r"[0-9]{1,10}")
 
 
 @dataclass
@@ -100,29 +105,40 @@ class LlamaServerDialect:
         return body
 
     def parse(self, data: dict) -> ServerTokens | None:
-        cached = (data.get("timings") or {}).get("cache_n")
-        if data.get("stop"):
+        timings = data.get("timings")
+        cached = _count(timings.get("cache_n")) if isinstance(timings, dict) else None
+        predicted = _optional_int(data.get("tokens_predicted"), "tokens_predicted")
+        if _flag(data.get("stop"), "stop"):
             stop_type = data.get("stop_type")
             finish = "stop" if stop_type in ("eos", "word") else "length"
-            return ServerTokens([], predicted=data.get("tokens_predicted"), finish=finish, cached=cached)
-        if "prompt_progress" in data and not data.get("tokens"):
+            return ServerTokens([], predicted=predicted, finish=finish, cached=cached)
+        tokens = _optional_list(data.get("tokens"), "tokens") or []
+        if "prompt_progress" in data and not tokens:
             return None
-        probs = data.get("completion_probabilities")
-        logprobs = None
-        if probs:
-            logprobs = [
-                TokenLogprob(p["logprob"], [TopLogprob(t["id"], t.get("token", ""), t["logprob"]) for t in p.get("top_logprobs") or ()])
-                for p in probs
-            ]
-        return ServerTokens(
-            list(data.get("tokens") or ()), data.get("content") or "", data.get("tokens_predicted"), logprobs, cached=cached
-        )
+        ids = [_int(token, "tokens[]") for token in tokens]
+        probs = _optional_list(data.get("completion_probabilities"), "completion_probabilities")
+        logprobs = [self._token_probs(entry) for entry in probs] if probs else None
+        return ServerTokens(ids, _text(data.get("content"), "content"), predicted, logprobs, cached=cached)
+
+    @staticmethod
+    def _token_probs(entry) -> TokenLogprob:
+        entry = _object(entry, "completion_probabilities[]")
+        top = [_object(t, "top_logprobs[]") for t in _optional_list(entry.get("top_logprobs"), "top_logprobs") or ()]
+        alternatives = [TopLogprob(_int(t.get("id"), "top_logprobs[].id"), "", _logprob(t.get("logprob"))) for t in top]
+        return TokenLogprob(_logprob(entry.get("logprob")), alternatives)
 
 
 def _token_id(token) -> int | None:
-    if isinstance(token, str) and token.startswith(TOKEN_ID_PREFIX) and token[len(TOKEN_ID_PREFIX):].isdigit():
-        return int(token[len(TOKEN_ID_PREFIX):])
-    return None
+    """N of "token_id:N"; None for a token named by its text (a server that ignores
+    return_tokens_as_token_ids: the text is tokenized locally)."""
+    if not isinstance(token, str):
+        raise ProtocolError(f"a logprobs token that is not a string: {token!r:.80}")
+    if not token.startswith(TOKEN_ID_PREFIX):
+        return None
+    digits = token[len(TOKEN_ID_PREFIX):]
+    if not _TOKEN_DIGITS.fullmatch(digits):  # ASCII digits only ("²".isdigit()), and not 5000 of them
+        raise ProtocolError(f"a token id that is not one: {token!r:.80}")
+    return int(digits)
 
 
 class OpenAICompletionsDialect:
@@ -158,29 +174,101 @@ class OpenAICompletionsDialect:
         return body
 
     def parse(self, data: dict) -> ServerTokens | None:
-        usage = data.get("usage") or {}
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        choices = data.get("choices") or []
+        cached = self._cached(data.get("usage"))
+        choices = _optional_list(data.get("choices"), "choices")
         if not choices:
             return None
-        choice = choices[0]
-        ids, logprobs = self._tokens(choice.get("logprobs"))
-        return ServerTokens(ids, choice.get("text") or "", None, logprobs, choice.get("finish_reason"), cached)
+        choice = _object(choices[0], "choices[]")
+        finish = choice.get("finish_reason")
+        if finish not in (None, "stop", "length"):
+            raise ProtocolError(f"finish_reason {finish!r:.80}")  # vLLM's "abort" among them: a failed sequence
+        ids, logprobs = self._tokens(_object(choice.get("logprobs"), "logprobs"))
+        return ServerTokens(ids, _text(choice.get("text"), "text"), None, logprobs, finish, cached)
 
     @staticmethod
-    def _tokens(logprobs: dict | None) -> tuple[list[int] | None, list[TokenLogprob] | None]:
-        if not logprobs or logprobs.get("tokens") is None:
+    def _cached(usage) -> int | None:
+        """usage.prompt_tokens_details.cached_tokens, when it is a count (it only informs usage)."""
+        details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+        return _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+
+    @staticmethod
+    def _tokens(logprobs: dict) -> tuple[list[int] | None, list[TokenLogprob] | None]:
+        tokens = _optional_list(logprobs.get("tokens"), "logprobs.tokens")
+        if tokens is None:
             return None, None
-        ids = [_token_id(t) for t in logprobs["tokens"]]
+        ids = [_token_id(t) for t in tokens]
         if any(i is None for i in ids):
             return None, None  # a server that ignores return_tokens_as_token_ids: tokenize the text
-        values = logprobs.get("token_logprobs") or [None] * len(ids)
-        tops = logprobs.get("top_logprobs") or [None] * len(ids)
+        values = _optional_list(logprobs.get("token_logprobs"), "token_logprobs") or [None] * len(ids)
+        tops = _optional_list(logprobs.get("top_logprobs"), "top_logprobs") or [None] * len(ids)
         entries = []
         for value, top in zip(values, tops):
-            alternatives = [TopLogprob(i, "", lp) for name, lp in (top or {}).items() if (i := _token_id(name)) is not None]
-            entries.append(TokenLogprob(value if value is not None else 0.0, sorted(alternatives, key=lambda t: -t.logprob)))
+            named = _object(top, "top_logprobs[]").items()
+            alternatives = [TopLogprob(i, "", _logprob(lp)) for name, lp in named if (i := _token_id(name)) is not None]
+            chosen = _logprob(value) if value is not None else 0.0
+            entries.append(TokenLogprob(chosen, sorted(alternatives, key=lambda t: -t.logprob)))
         return ids, entries
+
+
+# -- reading an upstream's fields: a value of the wrong type is a ProtocolError, never a TypeError --
+
+
+def _object(value, what: str) -> dict:
+    """A JSON object; null or absent reads as {}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} is not an object: {value!r:.80}")
+    return value
+
+
+def _optional_list(value, what: str) -> list | None:
+    if value is not None and not isinstance(value, list):
+        raise ProtocolError(f"{what} is not a list: {value!r:.80}")
+    return value
+
+
+def _text(value, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ProtocolError(f"{what} is not a string: {value!r:.80}")
+    return value
+
+
+def _int(value, what: str) -> int:
+    if type(value) is not int:  # bool is an int subclass; 1.0 is no token id
+        raise ProtocolError(f"{what} is not an integer: {value!r:.80}")
+    return value
+
+
+def _flag(value, what: str) -> bool:
+    if value is not None and type(value) is not bool:
+        raise ProtocolError(f"{what} is not a boolean: {value!r:.80}")
+    return bool(value)
+
+
+def _optional_int(value, what: str) -> int | None:
+    return None if value is None else _int(value, what)
+
+
+def _count(value) -> int | None:
+    """A non-negative count the server reports for information only (cached prompt tokens): any
+    other value is ignored rather than refused."""
+    return value if type(value) is int and value >= 0 else None
+
+
+def _logprob(value) -> float:
+    """A log-probability. -Infinity (a token of probability 0, possible under a grammar or a
+    logit bias) becomes OpenAI's -9999.0, as JSON has no infinity; NaN or +Infinity is no
+    log-probability at all (Python's json reads both from a server that writes them)."""
+    if type(value) not in (int, float):
+        raise ProtocolError(f"a logprob that is not a number: {value!r:.80}")
+    if value == -math.inf:
+        return MIN_LOGPROB
+    if not math.isfinite(value):
+        raise ProtocolError(f"a logprob of {value!r}")
+    return float(value)
 
 
 DIALECTS: dict[str, type] = {"llama-server": LlamaServerDialect, "openai-completions": OpenAICompletionsDialect}

@@ -8,9 +8,12 @@ another coderapi; dialects.py) and turns its stream back into one TokenEvent per
 nothing from the server, and a stream cut short is metered by what was received.
 
 Routing: least outstanding among healthy replicas (pool.py). A replica that cannot be reached,
-fails (5xx), is busy (429) or breaks before its first token is passed over for the next one;
-after the first token, a broken stream ends with `upstream_stream_error`. Closing the iterator
-(the client hung up) closes the HTTP stream at once, so the replica stops generating.
+fails (5xx), is busy (429), breaks or answers what its API does not allow (an event that is not
+JSON, a field of the wrong type, a token id outside the vocabulary, a line over MAX_SSE_LINE)
+before its first token is passed over for the next one; after the first token, a broken stream
+ends with `upstream_stream_error`. While no replica is healthy, requests are refused with 503.
+Closing the iterator (the client hung up) closes the HTTP stream at once, so the replica stops
+generating.
 
 Grammars are parsed by the real llama.cpp in a local sandbox process before they are sent (the
 same check as the in-process engine's), so a grammar that would crash a llama-server replica is a
@@ -30,13 +33,16 @@ import httpx
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
 from coderapi.engines.remote.assembler import TokenAssembler
 from coderapi.engines.remote.dialects import dialect
-from coderapi.engines.remote.errors import error_from, may_fail_over, stream_failed, unreachable
+from coderapi.engines.remote.errors import ProtocolError, bad_answer, error_for, status_fails_over, stream_failed, unreachable
+from coderapi.engines.remote.lines import sse_lines
 from coderapi.engines.remote.pool import Replica, ReplicaPool
 from coderapi.engines.remote.tokenizer import FamilyTokenizer
 from coderapi.engines.request_checks import check_request
 from coderapi.errors import CoderapiError, ModelNotReady
 
 log = logging.getLogger("coderapi.upstream")
+
+_ERROR_BODY = 64 * 1024  # bytes of a replica's error answer read: its start is all that is parsed or logged
 
 
 class _NoTokenYet(Exception):
@@ -58,17 +64,20 @@ class RemoteCompletionEngine:
         context_length: int = 8192,
         check_interval: float = 5.0,
         verify_grammars: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """`urls`: the replicas' base URLs (http://host:port/v1; llama-server's root works too).
         `gguf_path`: a local GGUF of the same tokenizer family (vocabulary only is loaded).
-        `model`: the name the servers expect in `model` (openai-completions)."""
+        `model`: the name the servers expect in `model` (openai-completions).
+        `transport`: httpx's (tests: a MockTransport)."""
         if not urls:
             raise ValueError("the remote engine needs at least one replica URL")
         self._dialect = dialect(api)
         self._model = model
         self.tokenizer = FamilyTokenizer(gguf_path)
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(600.0, connect=5.0))
+        # identity: the stream is read raw and its lines capped (lines.py), so nothing may inflate
+        headers = {"accept-encoding": "identity"} | ({"authorization": f"Bearer {api_key}"} if api_key else {})
+        self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(600.0, connect=5.0), transport=transport)
         self._pool = ReplicaPool(urls, self._client, check_interval, health_path=self._dialect.health_path)
         self._context_length = context_length
         self.info = EngineInfo(
@@ -84,7 +93,10 @@ class RemoteCompletionEngine:
 
     @property
     def ready(self) -> bool:
-        return self._ready and self._pool.any_healthy
+        """Started (the tokenizer loaded). Whether a replica answers is each request's matter:
+        `generate` refuses with 503 while none is healthy, saying so, where a not-ready engine's
+        refusal would say the model is still loading."""
+        return self._ready
 
     @property
     def pool(self) -> ReplicaPool:
@@ -112,12 +124,13 @@ class RemoteCompletionEngine:
             try:
                 if self._dialect.name == "llama-server":
                     props = (await self._client.get(replica.root + "/props", timeout=3.0)).json()
-                    sizes.append(int(props["default_generation_settings"]["n_ctx"]))
+                    sizes.append(props["default_generation_settings"]["n_ctx"])
                     continue
                 listed = (await self._client.get(replica.base_url + "/models", timeout=3.0)).json()["data"]
-                sizes += [int(m["max_model_len"]) for m in listed if m.get("id") == self._model and m.get("max_model_len")]
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                sizes += [m["max_model_len"] for m in listed if m.get("id") == self._model and m.get("max_model_len")]
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
                 continue
+        sizes = [s for s in sizes if _plausible_context(s)]
         if sizes and min(sizes) < self._context_length:
             log.warning("upstream sequences hold %d tokens: context_length lowered from %d", min(sizes), self._context_length)
         return sizes
@@ -153,6 +166,8 @@ class RemoteCompletionEngine:
         """Validate now (errors raise here, before any request is sent) and return the stream."""
         if not self._ready:
             raise ModelNotReady("The model's tokenizer is still loading.", retry_after=5)
+        if not self._pool.any_healthy:
+            raise self._pool.none_left()  # 503 with Retry-After until a health check passes
         self._validate(prompt_ids, params)
         return self._stream(list(prompt_ids), params)
 
@@ -178,14 +193,14 @@ class RemoteCompletionEngine:
         try:
             async with self._client.stream("POST", url, json=body) as response:
                 if response.status_code >= 400:
-                    await response.aread()
-                    error = error_from(response, url)
-                    if not may_fail_over(response):
+                    content, retry_after = await _error_body(response), response.headers.get("retry-after")
+                    error = error_for(response.status_code, content, retry_after, url)
+                    if not status_fails_over(response.status_code):
                         raise error
                     if response.status_code >= 500:
                         self._pool.mark_failed(replica)
                     raise _NoTokenYet(error)
-                async for line in response.aiter_lines():
+                async for line in sse_lines(response.aiter_raw()):
                     for event in self._events(line, url, assembler):
                         yield event
                     if assembler.finished:
@@ -195,19 +210,50 @@ class RemoteCompletionEngine:
             if assembler.count == 0:
                 raise _NoTokenYet(unreachable(url, exc)) from exc
             raise stream_failed(url, repr(exc)) from exc
+        except ProtocolError as exc:  # a replica that answers what its API does not allow is failing
+            self._pool.mark_failed(replica)
+            if assembler.count == 0:
+                raise _NoTokenYet(bad_answer(url, exc)) from exc
+            raise stream_failed(url, exc) from exc
         if not assembler.finished:  # both dialects end a sequence with a finish of their own
             error = stream_failed(url, "the stream ended before the sequence did")
             raise _NoTokenYet(error) if assembler.count == 0 else error
 
-    def _events(self, line: str, url: str, assembler: TokenAssembler) -> list[TokenEvent]:
-        if not line.startswith("data:"):
+    def _events(self, line: bytes, url: str, assembler: TokenAssembler) -> list[TokenEvent]:
+        if not line.startswith(b"data:"):
             return []  # blank separators, SSE comments (pings)
         payload = line[5:].strip()
-        if payload == "[DONE]":
+        if payload == b"[DONE]":
             return []
-        data = json.loads(payload)
+        data = _json_object(payload)
         if "error" in data:
             error = stream_failed(url, data["error"])
             raise _NoTokenYet(error) if assembler.count == 0 else error
         tokens = self._dialect.parse(data)
         return assembler.events(tokens) if tokens is not None else []
+
+
+def _plausible_context(size) -> bool:
+    """A replica's context size worth lowering ours to: a whole number a server could hold (its
+    answer is not trusted: 1e400 or -5 would fail the start or shrink every request)."""
+    return isinstance(size, int) and not isinstance(size, bool) and 16 <= size <= 1 << 31
+
+
+def _json_object(payload: bytes) -> dict:
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
+        raise ProtocolError(f"an event that is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"an event that is not a JSON object: {payload[:80]!r}")
+    return data
+
+
+async def _error_body(response: httpx.Response) -> bytes:
+    """The start of an error answer, however long the replica says it is."""
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) >= _ERROR_BODY:
+            break
+    return bytes(body[:_ERROR_BODY])

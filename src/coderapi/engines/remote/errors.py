@@ -12,14 +12,20 @@ from __future__ import annotations
 import json
 import logging
 
-import httpx
-
-from coderapi.errors import CoderapiError, ContextLengthExceeded, InvalidRequest, NotFound, Overloaded, UpstreamError
+from coderapi.errors import (
+    CoderapiError, ContextLengthExceeded, InvalidRequest, NotFound, Overloaded, UpstreamError, retry_after_seconds,
+)
 
 log = logging.getLogger("coderapi.upstream")
 
 _LOGGED_BODY = 2000  # characters of an upstream error body kept in the log
 _MAX_PARAM = 64
+
+
+class ProtocolError(Exception):
+    """A replica's answer that its API does not allow (not JSON, a field of the wrong type, a token
+    id outside the vocabulary, more tokens than asked for). Raised while reading a stream and
+    turned into an UpstreamError by the engine; the message is for the log only."""
 
 
 def _error_fields(content: bytes) -> dict:
@@ -36,11 +42,6 @@ def _param(value) -> str | None:
     return None
 
 
-def error_from(response: httpx.Response, url: str) -> CoderapiError:
-    """The error to raise for an upstream's 4xx/5xx answer (the body must have been read)."""
-    return error_for(response.status_code, response.content, response.headers.get("retry-after"), url)
-
-
 def error_for(status: int, content: bytes, retry_after: str | None, url: str) -> CoderapiError:
     """The error to raise for an upstream's 4xx/5xx answer, from its status, body and Retry-After
     (whichever HTTP client read them)."""
@@ -48,8 +49,8 @@ def error_for(status: int, content: bytes, retry_after: str | None, url: str) ->
     fields = _error_fields(content)
     param = _param(fields.get("param"))
     if status in (429, 503):
-        retry = retry_after or "1"
-        wait = float(retry) if retry.replace(".", "", 1).isdigit() else 1.0
+        # parsed, never taken as is: "²" passes isdigit(), 400 nines overflow int(), and it is relayed
+        wait = retry_after_seconds(retry_after)
         return Overloaded("The model server is busy right now; please retry shortly.", retry_after=wait)
     if fields.get("code") == "context_length_exceeded":
         return ContextLengthExceeded(
@@ -77,12 +78,8 @@ def stream_failed(url: str, detail) -> UpstreamError:
 
 
 def bad_answer(url: str, detail) -> UpstreamError:
-    log.warning("upstream %s sent an answer that is not what an OpenAI server sends: %s", url, str(detail)[:_LOGGED_BODY])
+    log.warning("upstream %s sent an answer its API does not allow: %s", url, str(detail)[:_LOGGED_BODY])
     return UpstreamError("The model server sent an answer that could not be read.", code="upstream_error")
-
-
-def may_fail_over(response: httpx.Response) -> bool:
-    return status_fails_over(response.status_code)
 
 
 def status_fails_over(status: int) -> bool:

@@ -87,7 +87,15 @@ class FamilyTokenizer:
     def piece(self, token_id: int) -> bytes:
         """The bytes a token adds to the generated text: control tokens (`<|im_end|>`) add none,
         as in the in-process engine and llama-server."""
-        return self._vocab().piece(token_id, special=False)
+        return self._known(token_id).piece(token_id, special=False)
 
     def is_eog(self, token_id: int) -> bool:
-        return self._vocab().is_eog(token_id)
+        return self._known(token_id).is_eog(token_id)
+
+    def _known(self, token_id: int):
+        """The vocabulary, once `token_id` is checked to be in it: llama.cpp aborts the process on
+        an id outside it (std::out_of_range), and these ids come from another server."""
+        model = self._vocab()
+        if not 0 <= token_id < model.n_vocab:
+            raise ValueError(f"token id {token_id} is outside the vocabulary")
+        return model
