@@ -106,7 +106,8 @@ def _journal_lines(data_dir: Path) -> int:
 
 
 def _ask(base: str, key: str, request_id: str) -> httpx.Response:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2000}
+    # A prompt that can be 1000 tokens: the gateway bills an upstream's count only up to the worst case.
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi " * 400}], "max_tokens": 2000}
     return httpx.post(base + "/v1/chat/completions", json=body, timeout=60,
                       headers={"Authorization": f"Bearer {key}", "X-Request-Id": request_id})
 
