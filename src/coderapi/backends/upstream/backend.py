@@ -10,7 +10,7 @@ from typing import AsyncIterator, Callable, TypeVar
 import aiohttp
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic_core import from_json, to_json
+from pydantic_core import to_json
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
 from coderapi.config import ModelSpec
@@ -21,7 +21,9 @@ from coderapi.backends.upstream.client import (
 from coderapi.backends.upstream.streamed import StreamedText, answer_text
 from coderapi.backends.upstream.token_count import TokenCounter
 from coderapi.backends.upstream.usage import UsageCaps, UsageMeter
-from coderapi.engines.remote.errors import bad_answer, error_for, status_fails_over, stream_failed, unreachable
+from coderapi.engines.remote.errors import (
+    ProtocolError, bad_answer, error_for, json_object, status_fails_over, stream_failed, unreachable,
+)
 from coderapi.engines.remote.pool import Replica, ReplicaPool
 from coderapi.errors import CoderapiError, retry_after_seconds
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
@@ -294,22 +296,17 @@ async def _error_body(response: aiohttp.ClientResponse) -> bytes:
 def _json_object(content: bytes, url: str) -> dict:
     """A whole answer's JSON object; anything else (not JSON, a list, a number) is a 502."""
     try:
-        data = from_json(content)
-    except ValueError as exc:
+        return json_object(content)
+    except ProtocolError as exc:
         raise bad_answer(url, exc) from exc
-    if not isinstance(data, dict):
-        raise bad_answer(url, f"a JSON {type(data).__name__}, not an object")
-    return data
 
 
 def _event_object(payload: bytes, url: str) -> dict:
     """A stream event's JSON object; anything else (not JSON, a list, a number, an error) ends the stream."""
     try:
-        data = from_json(payload)
-    except ValueError as exc:
-        raise stream_failed(url, f"an event that is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise stream_failed(url, f"an event that is a JSON {type(data).__name__}, not an object")
+        data = json_object(payload)
+    except ProtocolError as exc:
+        raise stream_failed(url, exc) from exc
     if "error" in data:
         raise stream_failed(url, data["error"])
     return data

@@ -107,7 +107,7 @@ class LlamaCppEngine:
             bos_token=model.token_text(model.bos_id) if model.bos_id >= 0 else "",
             eos_token=model.token_text(model.eos_id) if model.eos_id >= 0 else "",
             metadata=meta,
-            control_texts=worker.control_texts,
+            control_texts=await asyncio.to_thread(model.control_texts),  # reads the vocabulary only, as tokenize does
         )
         await asyncio.to_thread(self.grammar_sandbox.start)
         self._ready = True

@@ -90,7 +90,6 @@ class Worker(threading.Thread):
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.model: LlamaModel | None = None
         self.metadata: dict[str, str] = {}
-        self.control_texts: frozenset[str] = frozenset()
         self.ctx: LlamaContext | None = None
         self.pool = SlotPool(n_parallel)
         self.waiting: deque[Request] = deque()
@@ -137,7 +136,6 @@ class Worker(threading.Thread):
     def _load(self) -> None:
         self.model = LlamaModel(self.model_path, repack=self.repack)
         self.metadata = self.model.metadata()
-        self.control_texts = self.model.control_texts()
         self.ctx = LlamaContext(
             self.model,
             n_ctx=self.n_ctx_per_seq * self.n_parallel,

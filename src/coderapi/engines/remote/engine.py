@@ -23,7 +23,6 @@ same check as the in-process engine's), so a grammar that would crash a llama-se
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from pathlib import Path
 from typing import AsyncIterator
@@ -33,7 +32,9 @@ import httpx
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
 from coderapi.engines.remote.assembler import TokenAssembler
 from coderapi.engines.remote.dialects import dialect
-from coderapi.engines.remote.errors import ProtocolError, bad_answer, error_for, status_fails_over, stream_failed, unreachable
+from coderapi.engines.remote.errors import (
+    ProtocolError, bad_answer, error_for, json_object, status_fails_over, stream_failed, unreachable,
+)
 from coderapi.engines.remote.lines import sse_lines
 from coderapi.engines.remote.pool import Replica, ReplicaPool
 from coderapi.engines.remote.tokenizer import FamilyTokenizer
@@ -225,7 +226,7 @@ class RemoteCompletionEngine:
         payload = line[5:].strip()
         if payload == b"[DONE]":
             return []
-        data = _json_object(payload)
+        data = json_object(payload)
         if "error" in data:
             error = stream_failed(url, data["error"])
             raise _NoTokenYet(error) if assembler.count == 0 else error
@@ -237,16 +238,6 @@ def _plausible_context(size) -> bool:
     """A replica's context size worth lowering ours to: a whole number a server could hold (its
     answer is not trusted: 1e400 or -5 would fail the start or shrink every request)."""
     return isinstance(size, int) and not isinstance(size, bool) and 16 <= size <= 1 << 31
-
-
-def _json_object(payload: bytes) -> dict:
-    try:
-        data = json.loads(payload)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
-        raise ProtocolError(f"an event that is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ProtocolError(f"an event that is not a JSON object: {payload[:80]!r}")
-    return data
 
 
 async def _error_body(response: httpx.Response) -> bytes:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 
+from pydantic_core import from_json
+
 from coderapi.errors import (
     CoderapiError, ContextLengthExceeded, InvalidRequest, NotFound, Overloaded, UpstreamError, retry_after_seconds,
 )
@@ -26,6 +28,18 @@ class ProtocolError(Exception):
     """A replica's answer that its API does not allow (not JSON, a field of the wrong type, a token
     id outside the vocabulary, more tokens than asked for). Raised while reading a stream and
     turned into an UpstreamError by the engine; the message is for the log only."""
+
+
+def json_object(payload: bytes) -> dict:
+    """A replica's answer or stream event as the JSON object it must be; ProtocolError otherwise
+    (not JSON, nested past the parser's limit, a list, a number)."""
+    try:
+        data = from_json(payload)
+    except ValueError as exc:  # pydantic_core's recursion limit and bad UTF-8 are ValueErrors too
+        raise ProtocolError(f"an answer that is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(f"a JSON {type(data).__name__}, not an object: {payload[:80]!r}")
+    return data
 
 
 def _error_fields(content: bytes) -> dict:
