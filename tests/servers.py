@@ -16,6 +16,8 @@ from typing import Iterator
 import httpx
 import uvicorn
 
+from coderapi.server import uvicorn_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,10 +27,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _config(app, port: int) -> uvicorn.Config:
+    """A coderapi app runs as `coderapi serve` runs it (its connection guard included); others plainly."""
+    services = getattr(getattr(app, "state", None), "services", None)
+    if services is None:
+        return uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    settings = services.settings.model_copy(update={"host": "127.0.0.1", "port": port, "log_level": "warning"})
+    return uvicorn_config(app, settings)
+
+
 @contextmanager
 def serve_in_thread(app, *, wait_healthy: float = 0.0) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(_config(app, port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -9,7 +9,7 @@ from typing import Callable
 
 from fastapi import FastAPI
 
-from coderapi.api.body_limit import BodySizeLimitMiddleware, limit_by_route
+from coderapi.api.body_limit import BodyLimitMiddleware, limit_by_route
 from coderapi.api.errors import install_error_handlers
 from coderapi.api.openapi import install_openapi
 from coderapi.api.request_id import RequestIdMiddleware
@@ -63,7 +63,7 @@ def create_app(
     app.state.services = services
     # Inside RequestIdMiddleware, so a 413 carries x-request-id too.
     limit = limit_by_route(settings.max_request_body_bytes, settings.max_other_body_bytes)
-    app.add_middleware(BodySizeLimitMiddleware, limit_for=limit)
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit, timeout_seconds=settings.body_timeout_seconds)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     for module in (inference, models, tokenizer, health, keys, usage, logs, billing):

@@ -36,8 +36,7 @@ def serve(settings: Settings) -> None:
             application = create_app(settings, weights_progress=progress, announce=announce)
     except CoderapiError as exc:
         raise _fail(exc) from None
-    run(application, host=settings.host, port=settings.port, log_level=settings.log_level,
-        grace_seconds=settings.shutdown_grace_seconds)
+    run(application, settings)
 
 
 @app.command(cls=SettingsCommand)

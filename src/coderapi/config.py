@@ -261,6 +261,27 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024,
         description="Largest request body of every other route (platform API, dashboard forms), in bytes; 413 beyond.",
     )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0,
+        description="A request's body must arrive in full within this many seconds of its headers; "
+        "else 408 request_timeout and the connection is closed.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0,
+        description="A request's headers must arrive in full within this many seconds of the connection's "
+        "start (or of the request's first byte on a kept-alive connection); else 408 and the connection is closed.",
+    )
+    max_connections: int = Field(
+        4096, ge=0,
+        description="Connections open at once, from everyone (0: no cap); more are answered 503 and closed. "
+        "The open-files limit is raised to fit it; where the hard limit is too low, the cap is lowered to fit.",
+    )
+    max_connections_per_client: int = Field(
+        512, ge=0,
+        description="Connections open at once from one client address (0: no cap); more are answered 429 "
+        "too_many_connections and closed. Behind a reverse proxy every client has the proxy's address: "
+        "set 0 there and cap connections in the proxy.",
+    )
     prepare_threads: int = Field(
         2, ge=1,
         description="Threads of the pool that prepares inference requests off the event loop (schema checks, "

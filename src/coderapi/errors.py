@@ -118,6 +118,10 @@ class Conflict(CoderapiError, status=409, kind="invalid_request_error", code="co
     """409: it exists already (an email taken)."""
 
 
+class RequestTimeout(CoderapiError, status=408, kind="invalid_request_error", code="request_timeout"):
+    """408: the request's headers or body did not arrive in time (the connection is then closed)."""
+
+
 class RequestTooLarge(CoderapiError, status=413, kind="invalid_request_error", code="request_too_large"):
     """413: the body is over the route's size limit (refused before it is read in full)."""
 
@@ -127,6 +131,13 @@ class RateLimited(CoderapiError, status=429, kind="rate_limit_exceeded", code="r
 
     def __init__(self, message: str, *, retry_after: float, **kwargs) -> None:  # required here
         super().__init__(message, retry_after=retry_after, **kwargs)
+
+
+class TooManyConnections(RateLimited, code="too_many_connections"):
+    """429 with Retry-After: the client's address has as many connections open as it may."""
+
+    def __init__(self, message: str, **kwargs) -> None:
+        super().__init__(message, retry_after=1, **kwargs)
 
 
 class InternalError(CoderapiError, status=500, kind="server_error", code="internal_error"):

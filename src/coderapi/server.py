@@ -16,6 +16,8 @@ import socket
 
 import uvicorn
 
+from coderapi.config import Settings
+from coderapi.connection_guard import ConnectionPolicy, fit_open_files_limit, guarded_protocol
 from coderapi.services.container import Services
 
 log = logging.getLogger("coderapi.server")
@@ -49,9 +51,24 @@ class DrainingServer(uvicorn.Server):
         await self.services.end_inflight()
 
 
-def run(app, *, host: str, port: int, log_level: str, grace_seconds: float) -> None:
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level,
-        timeout_graceful_shutdown=grace_seconds + BACKSTOP_SECONDS,
+def connection_policy(settings: Settings) -> ConnectionPolicy:
+    return ConnectionPolicy(
+        header_timeout_seconds=settings.header_timeout_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        max_connections=settings.max_connections,
+        max_connections_per_client=settings.max_connections_per_client,
     )
-    DrainingServer(config, app.state.services, grace_seconds).run()
+
+
+def uvicorn_config(app, settings: Settings, policy: ConnectionPolicy | None = None) -> uvicorn.Config:
+    """uvicorn with the connection guard (connection_guard.py) and no WebSocket upgrade (no route uses one)."""
+    return uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        http=guarded_protocol(policy or connection_policy(settings)), ws="none",
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds + BACKSTOP_SECONDS,
+    )
+
+
+def run(app, settings: Settings) -> None:
+    policy = fit_open_files_limit(connection_policy(settings))
+    DrainingServer(uvicorn_config(app, settings, policy), app.state.services, settings.shutdown_grace_seconds).run()
