@@ -271,6 +271,11 @@ class Settings(BaseSettings):
         description="A request's headers must arrive in full within this many seconds of the connection's "
         "start (or of the request's first byte on a kept-alive connection); else 408 and the connection is closed.",
     )
+    send_timeout_seconds: float = Field(
+        60.0, gt=0,
+        description="A client that takes none of an answer's bytes for this long (the connection's buffers "
+        "full) is disconnected; its request ends as a hang-up does (cancelled, billed for the tokens made).",
+    )
     max_connections: int = Field(
         4096, ge=0,
         description="Connections open at once, from everyone (0: no cap); more are answered 503 and closed. "

@@ -11,7 +11,11 @@ protocol uvicorn runs here adds, per server:
   first byte; a connection that misses it with no request in flight gets 408 and is closed;
 - a deadline for the rest of the request, its body: the ASGI app holds the same deadline
   (api/body_limit.py) and answers 408 where a route reads the body; this one closes a connection
-  still sending a body that no route reads.
+  still sending a body that no route reads;
+- a deadline for a client that takes none of an answer's bytes: while the socket's buffers stay
+  full that long, the connection is dropped, and the request ends as a hang-up does (cancelled,
+  billed for the tokens made) instead of holding its cost reservation and its concurrency slot
+  for as long as the client keeps the connection open.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ FD_HEADROOM = 256  # descriptors beyond max_connections: the database, models, l
 class ConnectionPolicy:
     header_timeout_seconds: float
     body_timeout_seconds: float
+    send_timeout_seconds: float
     max_connections: int  # 0: no cap
     max_connections_per_client: int  # 0: no cap
 
@@ -97,6 +102,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._counted_as: str | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._reading_headers = False
+        self._send_stalled: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -112,6 +118,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._client_reads()
         if self._counted_as is not None:
             self._counts.remove(self._counted_as)
             self._counted_as = None
@@ -130,6 +137,25 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_stalled is None:
+            self._send_stalled = self.loop.call_later(self._policy.send_timeout_seconds, self._drop_stalled_client)
+
+    def resume_writing(self) -> None:
+        self._client_reads()
+        super().resume_writing()
+
+    def _client_reads(self) -> None:
+        if self._send_stalled is not None:
+            self._send_stalled.cancel()
+            self._send_stalled = None
+
+    def _drop_stalled_client(self) -> None:
+        self._send_stalled = None
+        log.info("dropping a client that took no bytes for %g s", self._policy.send_timeout_seconds)
+        self.transport.abort()  # close() would wait to flush a buffer the client never takes
 
     def _expect_headers(self) -> None:
         self._reading_headers = True

@@ -55,6 +55,7 @@ def connection_policy(settings: Settings) -> ConnectionPolicy:
     return ConnectionPolicy(
         header_timeout_seconds=settings.header_timeout_seconds,
         body_timeout_seconds=settings.body_timeout_seconds,
+        send_timeout_seconds=settings.send_timeout_seconds,
         max_connections=settings.max_connections,
         max_connections_per_client=settings.max_connections_per_client,
     )

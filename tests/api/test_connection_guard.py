@@ -16,6 +16,7 @@ from tests.api.conftest import SERVED_ID, launch
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.5
+SEND_TIMEOUT = 1.5
 PER_CLIENT = 4
 IN_ALL = 6
 
@@ -24,14 +25,20 @@ IN_ALL = 6
 def guarded(tmp_path_factory):
     with launch(
         tmp_path_factory.mktemp("guard"), header_timeout_seconds=HEADER_TIMEOUT, body_timeout_seconds=BODY_TIMEOUT,
+        send_timeout_seconds=SEND_TIMEOUT,
         max_connections_per_client=PER_CLIENT, max_connections=IN_ALL,
     ) as running:
         yield running
 
 
-def _connect(base: str, source: str = "127.0.0.1") -> socket.socket:
+def _connect(base: str, source: str = "127.0.0.1", receive_buffer: int | None = None) -> socket.socket:
     url = urlparse(base)
-    sock = socket.create_connection((url.hostname, url.port), timeout=10, source_address=(source, 0))
+    sock = socket.socket()
+    if receive_buffer is not None:  # before connecting, so the window offered is small
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(10)
+    sock.bind((source, 0))
+    sock.connect((url.hostname, url.port))
     return sock
 
 
@@ -150,3 +157,31 @@ def test_connections_are_capped_per_client_address_and_in_all(guarded):
     time.sleep(0.2)
     for _ in range(3):
         assert _healthy(guarded.base)
+
+
+def test_a_client_that_takes_no_bytes_is_dropped_and_its_request_ends_billed(guarded):
+    """A stream of megabytes to a client that reads none of it: once the buffers are full and stay
+    full for the send deadline, the connection is dropped and the request ends as a hang-up does."""
+    before = len(guarded.usage_rows())
+    body = json.dumps({
+        "model": SERVED_ID, "messages": [{"role": "user", "content": "repeat: " + "x" * 1900}],
+        "stream": True, "max_tokens": 2000, "n": 16,
+    }).encode()  # ~30,000 events, several MB: more than the socket buffers hold
+    with _connect(guarded.base, receive_buffer=4096) as sock:
+        sock.sendall((
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {guarded.key}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body)
+        deadline = time.monotonic() + 60
+        while len(guarded.usage_rows()) == before:  # the client reads nothing meanwhile
+            assert time.monotonic() < deadline, "the stalled request never ended"
+            time.sleep(0.1)
+        row = guarded.usage_rows()[-1]
+        assert (row.status, row.status_code, row.error_code) == ("cancelled", 499, "client_disconnected")
+        assert row.completion_tokens > 0  # billed for the tokens made
+        try:  # dropped: what was buffered, then the end (or a reset), not a connection left open
+            data, _ = _read_all(sock)
+            assert not data.endswith(b"data: [DONE]\r\n\r\n0\r\n\r\n")
+        except ConnectionResetError:
+            pass
+    assert _healthy(guarded.base)

@@ -12,7 +12,7 @@ from coderapi.connection_guard import FD_HEADROOM, ConnectionPolicy, fit_open_fi
 
 
 def _policy(max_connections: int) -> ConnectionPolicy:
-    return ConnectionPolicy(header_timeout_seconds=10, body_timeout_seconds=60,
+    return ConnectionPolicy(header_timeout_seconds=10, body_timeout_seconds=60, send_timeout_seconds=60,
                             max_connections=max_connections, max_connections_per_client=0)
 
 
