@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlparse
 
 import httpx
 import uvicorn
@@ -34,6 +35,19 @@ def _config(app, port: int) -> uvicorn.Config:
         return uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     settings = services.settings.model_copy(update={"host": "127.0.0.1", "port": port, "log_level": "warning"})
     return uvicorn_config(app, settings)
+
+
+def raw_connection(base: str, *, source: str = "127.0.0.1", receive_buffer: int | None = None) -> socket.socket:
+    """A plain TCP connection to the server at `base`, from the loopback address `source` (any of
+    127.0.0.0/8), with a small receive buffer if asked (set before connecting, so the window is small)."""
+    url = urlparse(base)
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(10)
+    sock.bind((source, 0))
+    sock.connect((url.hostname, url.port))
+    return sock
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from coderapi.api.body_limit import BodyLimitMiddleware, limit_by_route
 from coderapi.api.errors import install_error_handlers
 from coderapi.api.openapi import install_openapi
+from coderapi.api.request_deadline import RequestDeadlineMiddleware
 from coderapi.api.request_id import RequestIdMiddleware
 from coderapi.api.routes import billing, health, inference, keys, logs, models, tokenizer, usage
 from coderapi.backends.factory import EngineFactory, build_served_models
@@ -64,6 +65,7 @@ def create_app(
     # Inside RequestIdMiddleware, so a 413 carries x-request-id too.
     limit = limit_by_route(settings.max_request_body_bytes, settings.max_other_body_bytes)
     app.add_middleware(BodyLimitMiddleware, limit_for=limit, timeout_seconds=settings.body_timeout_seconds)
+    app.add_middleware(RequestDeadlineMiddleware, seconds=settings.request_time_limit_seconds)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     for module in (inference, models, tokenizer, health, keys, usage, logs, billing):

@@ -228,7 +228,8 @@ class Settings(BaseSettings):
     reservation_ttl_seconds: float = Field(
         3600.0, gt=0,
         description="How long a request's cost reservation holds money; a gateway that dies mid-request "
-        "leaves holds that lapse after this. Keep it above the longest request.",
+        "leaves holds that lapse after this. It bounds every request: one still running at 95% of it, less "
+        "credit_lease_seconds, is ended (cancelled, billed for the tokens made), before its hold can lapse.",
     )
     key_cache_size: int = Field(
         10_000, ge=0,
@@ -308,6 +309,16 @@ class Settings(BaseSettings):
         30.0, ge=0,
         description="After SIGTERM, how long in-flight requests may run on; then streams end with an error event and [DONE].",
     )
+
+    @property
+    def effective_credit_lease_seconds(self) -> float:
+        return min(self.credit_lease_seconds, self.reservation_ttl_seconds / 4)
+
+    @property
+    def request_time_limit_seconds(self) -> float:
+        """How long one request may run: before any hold it can draw on lapses (its own, taken at
+        admission, or its lease's, taken up to a lease's life earlier), with 5% to spare for settling."""
+        return self.reservation_ttl_seconds * 0.95 - self.effective_credit_lease_seconds
 
     @property
     def resolved_database_url(self) -> str:

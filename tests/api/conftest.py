@@ -50,8 +50,9 @@ class Platform:
                 query = query.filter(UsageEvent.user_id == user_id)
             return query.order_by(UsageEvent.id).all()
 
-    def wait_rows(self, user_id: int, count: int, timeout: float = 5.0):
-        """The user's usage rows once there are `count` (they are written just after the answer)."""
+    def wait_rows(self, user_id: int | None, count: int, timeout: float = 5.0):
+        """The user's (or everyone's) usage rows once there are `count` (they are written just after
+        the answer), or as they are after `timeout`."""
         deadline = time.monotonic() + timeout
         while True:
             rows = self.usage_rows(user_id)

@@ -7,12 +7,12 @@ import json
 import socket
 import time
 from contextlib import ExitStack
-from urllib.parse import urlparse
 
 import httpx
 import pytest
 
 from tests.api.conftest import SERVED_ID, launch
+from tests.servers import raw_connection
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.5
@@ -29,17 +29,6 @@ def guarded(tmp_path_factory):
         max_connections_per_client=PER_CLIENT, max_connections=IN_ALL,
     ) as running:
         yield running
-
-
-def _connect(base: str, source: str = "127.0.0.1", receive_buffer: int | None = None) -> socket.socket:
-    url = urlparse(base)
-    sock = socket.socket()
-    if receive_buffer is not None:  # before connecting, so the window offered is small
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-    sock.settimeout(10)
-    sock.bind((source, 0))
-    sock.connect((url.hostname, url.port))
-    return sock
 
 
 def _read_all(sock: socket.socket, within: float = 10.0) -> tuple[bytes, float]:
@@ -66,7 +55,7 @@ def _healthy(base: str) -> bool:
 
 
 def test_headers_that_never_finish_get_408_and_the_connection_closes(guarded):
-    silent, partial = _connect(guarded.base), _connect(guarded.base)
+    silent, partial = raw_connection(guarded.base), raw_connection(guarded.base)
     opened = time.monotonic()
     partial.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # the blank line never comes
     for sock in (silent, partial):
@@ -80,7 +69,7 @@ def test_headers_that_never_finish_get_408_and_the_connection_closes(guarded):
 
 
 def test_slow_but_timely_headers_and_kept_alive_connections_are_served(guarded):
-    with _connect(guarded.base) as sock:
+    with raw_connection(guarded.base) as sock:
         for piece in (b"GET /health HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
             sock.sendall(piece)
             time.sleep(HEADER_TIMEOUT / 4)
@@ -93,7 +82,7 @@ def test_slow_but_timely_headers_and_kept_alive_connections_are_served(guarded):
 
 
 def test_a_body_that_trickles_in_gets_408_from_the_route(guarded):
-    with _connect(guarded.base) as sock:
+    with raw_connection(guarded.base) as sock:
         sock.sendall((
             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Authorization: Bearer {guarded.key}\r\nContent-Length: 1000\r\n\r\n{{"
@@ -108,7 +97,7 @@ def test_a_body_that_trickles_in_gets_408_from_the_route(guarded):
 
 
 def test_a_body_no_route_reads_is_cut_off_after_its_deadline(guarded):
-    with _connect(guarded.base) as sock:
+    with raw_connection(guarded.base) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
         started = time.monotonic()
         data, closed = _read_all(sock)
@@ -121,7 +110,7 @@ def test_a_long_stream_outlives_the_deadlines_even_with_a_request_waiting_behind
         "model": SERVED_ID, "messages": [{"role": "user", "content": "repeat: " + "x" * 1900}], "stream": True,
         "max_tokens": 2000,
     }).encode()  # the fake engine repeats it, 1,900 tokens at 1 ms or more each
-    with _connect(guarded.base) as sock:
+    with raw_connection(guarded.base) as sock:
         sock.sendall((
             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Authorization: Bearer {guarded.key}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -137,20 +126,20 @@ def test_a_long_stream_outlives_the_deadlines_even_with_a_request_waiting_behind
 
 def test_connections_are_capped_per_client_address_and_in_all(guarded):
     with ExitStack() as stack:
-        held = [stack.enter_context(_connect(guarded.base)) for _ in range(PER_CLIENT)]
+        held = [stack.enter_context(raw_connection(guarded.base)) for _ in range(PER_CLIENT)]
         for sock in held:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         time.sleep(0.2)
-        with _connect(guarded.base) as over:
+        with raw_connection(guarded.base) as over:
             status, headers, body = _answer(_read_all(over)[0])
         assert status == 429 and body["error"]["code"] == "too_many_connections" and headers["retry-after"] == "1"
         # Another address still gets in, up to the cap in all.
-        others = [stack.enter_context(_connect(guarded.base, "127.0.0.2")) for _ in range(IN_ALL - PER_CLIENT)]
+        others = [stack.enter_context(raw_connection(guarded.base, source="127.0.0.2")) for _ in range(IN_ALL - PER_CLIENT)]
         for sock in others:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             sock.settimeout(5)
             assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        with _connect(guarded.base, "127.0.0.3") as over:
+        with raw_connection(guarded.base, source="127.0.0.3") as over:
             status, headers, body = _answer(_read_all(over)[0])
         assert status == 503 and headers["retry-after"] == "1" and body["error"]["type"] == "overloaded"
     # Closed connections are counted out: the caps leave room again.
@@ -167,16 +156,14 @@ def test_a_client_that_takes_no_bytes_is_dropped_and_its_request_ends_billed(gua
         "model": SERVED_ID, "messages": [{"role": "user", "content": "repeat: " + "x" * 1900}],
         "stream": True, "max_tokens": 2000, "n": 16,
     }).encode()  # ~30,000 events, several MB: more than the socket buffers hold
-    with _connect(guarded.base, receive_buffer=4096) as sock:
+    with raw_connection(guarded.base, receive_buffer=4096) as sock:
         sock.sendall((
             "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Authorization: Bearer {guarded.key}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body)
-        deadline = time.monotonic() + 60
-        while len(guarded.usage_rows()) == before:  # the client reads nothing meanwhile
-            assert time.monotonic() < deadline, "the stalled request never ended"
-            time.sleep(0.1)
-        row = guarded.usage_rows()[-1]
+        rows = guarded.wait_rows(None, before + 1, timeout=60)  # the client reads nothing meanwhile
+        assert len(rows) > before, "the stalled request never ended"
+        row = rows[-1]
         assert (row.status, row.status_code, row.error_code) == ("cancelled", 499, "client_disconnected")
         assert row.completion_tokens > 0  # billed for the tokens made
         try:  # dropped: what was buffered, then the end (or a reset), not a connection left open

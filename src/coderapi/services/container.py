@@ -71,7 +71,7 @@ class Services:
         ledger = LedgerWriter(reservations, UsageJournal(Path(settings.data_dir) / "usage-journal"))
         leases = CreditLeases(
             ledger, lease_requests=settings.credit_lease_requests,
-            lease_seconds=min(settings.credit_lease_seconds, settings.reservation_ttl_seconds / 4),
+            lease_seconds=settings.effective_credit_lease_seconds,
         )
         metering = Metering(leases, metrics)
         limits = RateLimits(
