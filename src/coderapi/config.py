@@ -277,6 +277,11 @@ class Settings(BaseSettings):
         description="A client that takes none of an answer's bytes for this long (the connection's buffers "
         "full) is disconnected; its request ends as a hang-up does (cancelled, billed for the tokens made).",
     )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=4096,
+        description="Largest request line and headers of one request, in bytes; larger ones are answered "
+        "431 headers_too_large and the connection is closed.",
+    )
     max_connections: int = Field(
         4096, ge=0,
         description="Connections open at once, from everyone (0: no cap); more are answered 503 and closed. "

@@ -5,8 +5,11 @@ opens thousands of connections and sends a header line now and then (slowloris) 
 file descriptors for as long as it likes, until the process has none left for real clients. The
 protocol uvicorn runs here adds, per server:
 
-- a cap on connections open at once, in all and per client address; a connection over a cap is
-  answered at once (429 `too_many_connections` per address, 503 in all) and closed;
+- a cap on connections open at once, in all and per client address (connection_limits.py); a
+  connection over a cap is answered at once (429 `too_many_connections` per address, 503 in all)
+  and closed;
+- a size cap on each request's line and headers (httptools has none: 100 MB of `a:b` header lines
+  took the process to 2.5 GB), answered 431 and closed;
 - a deadline for each request's headers, counted from the connection's start or the request's
   first byte; a connection that misses it with no request in flight gets 408 and is closed;
 - a deadline for the rest of the request, its body: the ASGI app holds the same deadline
@@ -23,69 +26,31 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import resource
-from dataclasses import dataclass, field, replace
 from functools import partial
+from http import HTTPStatus
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from coderapi.errors import CoderapiError, Overloaded, RequestTimeout, TooManyConnections
+from coderapi.connection_limits import ConnectionCounts, ConnectionPolicy
+from coderapi.errors import CoderapiError, HeadersTooLarge, RequestTimeout
 
 log = logging.getLogger("coderapi.connections")
 
+LINGER_SECONDS = 2.0  # reading and dropping after our own final answer, so the client gets to read it
 APP_FIRST_SECONDS = 1.0  # the protocol's body deadline trails the app's, whose 408 is the better answer
-FD_HEADROOM = 256  # descriptors beyond max_connections: the database, models, logs, upstream sockets
-
-
-@dataclass(frozen=True)
-class ConnectionPolicy:
-    header_timeout_seconds: float
-    body_timeout_seconds: float
-    send_timeout_seconds: float
-    max_connections: int  # 0: no cap
-    max_connections_per_client: int  # 0: no cap
-
-
-@dataclass
-class ConnectionCounts:
-    """Connections open now, in all and per client address (one per server, shared by its connections)."""
-
-    total: int = 0
-    by_client: dict[str, int] = field(default_factory=dict)
-
-    def refusal(self, client: str, policy: ConnectionPolicy) -> CoderapiError | None:
-        if policy.max_connections and self.total >= policy.max_connections:
-            return Overloaded("The server has as many connections open as it takes; try again shortly.")
-        if policy.max_connections_per_client and self.by_client.get(client, 0) >= policy.max_connections_per_client:
-            return TooManyConnections(
-                f"Too many connections open from your address (at most {policy.max_connections_per_client}). "
-                "Reuse connections (HTTP keep-alive) or close idle ones.",
-            )
-        return None
-
-    def add(self, client: str) -> None:
-        self.total += 1
-        self.by_client[client] = self.by_client.get(client, 0) + 1
-
-    def remove(self, client: str) -> None:
-        self.total -= 1
-        left = self.by_client[client] - 1
-        if left:
-            self.by_client[client] = left
-        else:
-            del self.by_client[client]
 
 
 def raw_error_response(error: CoderapiError) -> bytes:
     """The whole HTTP/1.1 answer for `error`, written on a connection that will be closed."""
     body = json.dumps(error.to_body()).encode()
-    head = [f"HTTP/1.1 {error.status_code} {_REASONS[error.status_code]}", "content-type: application/json",
+    head = [f"HTTP/1.1 {error.status_code} {HTTPStatus(error.status_code).phrase}", "content-type: application/json",
             f"content-length: {len(body)}", "connection: close"]
     head += [f"{name}: {value}" for name, value in error.headers.items()]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-_REASONS = {408: "Request Timeout", 429: "Too Many Requests", 503: "Service Unavailable"}
+class _StopParsing(Exception):
+    """Raised from a parser callback to stop httptools mid-request (the answer is already written)."""
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -103,12 +68,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._reading_headers = False
         self._send_stalled: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._answered_early = False  # this protocol wrote the connection's last answer itself
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         client = self.client[0] if self.client else ""
         refusal = self._counts.refusal(client, self._policy)
-        if refusal is not None:
+        if refusal is not None:  # closed at once: a flood of refused connections must not linger
+            self._answered_early = True
             transport.write(raw_error_response(refusal))
             transport.close()
             return
@@ -128,6 +96,44 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         if self._deadline is None:  # on a new connection the deadline runs from its start
             self._expect_headers()
+
+    def on_url(self, url: bytes) -> None:
+        self._count_header_bytes(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_header_bytes(len(name) + len(value) + 4)  # with ": " and CRLF
+        super().on_header(name, value)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._answered_early:  # else the parser stopped on our refusal, already answered
+            super().send_400_response(msg)
+
+    def _count_header_bytes(self, count: int) -> None:
+        self._header_bytes += count
+        if self._header_bytes > self._policy.max_header_bytes:
+            self._answer_and_close(HeadersTooLarge(
+                f"The request line and headers are larger than this server accepts ({self._policy.max_header_bytes} bytes).",
+            ))
+            raise _StopParsing  # httptools stops feeding and raises it as a parser error
+
+    def data_received(self, data: bytes) -> None:
+        if not self._answered_early:  # else lingering after our own answer: what still comes is dropped
+            super().data_received(data)
+
+    def _answer_and_close(self, error: CoderapiError) -> None:
+        """Write `error` as the connection's last answer and close it. Closing a socket with unread
+        bytes makes the kernel reset it, and a reset can destroy the answer before the client reads
+        it, so the write side is shut first and what the client still sends is read and dropped
+        for up to LINGER_SECONDS (a lingering close, as nginx does)."""
+        self._answered_early = True
+        self._disarm()
+        self.transport.write(raw_error_response(error))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
@@ -159,6 +165,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _expect_headers(self) -> None:
         self._reading_headers = True
+        self._header_bytes = 0
         self._arm(self._policy.header_timeout_seconds)
 
     def _arm(self, seconds: float) -> None:
@@ -172,45 +179,19 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _deadline_passed(self, seconds: float) -> None:
         self._deadline = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._answered_early:
             return
         if self.cycle is not None and not self.cycle.response_complete:
             self._arm(seconds)  # a request is being answered: the app's own deadlines apply to it
             return
         if self._reading_headers:
-            self.transport.write(raw_error_response(RequestTimeout(
+            self._answer_and_close(RequestTimeout(
                 f"The request's headers did not arrive within {self._policy.header_timeout_seconds:g} s.",
-            )))
-        # else: the rest of a body the app answered without reading; nothing more is owed
-        self.transport.close()
+            ))
+        else:  # the rest of a body the app answered without reading; nothing more is owed
+            self.transport.close()
 
 
 def guarded_protocol(policy: ConnectionPolicy) -> partial:
     """The `http` protocol class for uvicorn.Config: every connection of the server shares one count."""
     return partial(GuardedHttpProtocol, policy=policy, counts=ConnectionCounts())
-
-
-def fit_open_files_limit(policy: ConnectionPolicy) -> ConnectionPolicy:
-    """Lift the soft limit on open files so `max_connections` fits (many systems start services at
-    1,024); where the hard limit is too low for it, lower the cap to what fits, with a warning, so the
-    cap still answers 503 before the process runs out of descriptors."""
-    if not policy.max_connections:
-        return policy
-    needed = policy.max_connections + FD_HEADROOM
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return policy
-    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-        soft = raised
-    except (OSError, ValueError) as exc:
-        log.warning("could not raise the open files limit from %d: %s", soft, exc)
-    if soft >= needed:
-        return policy
-    fitted = max(1, soft - FD_HEADROOM)
-    log.warning(
-        "open files are limited to %d: max_connections lowered from %d to %d (raise the hard limit, "
-        "ulimit -Hn, to keep it)", soft, policy.max_connections, fitted,
-    )
-    return replace(policy, max_connections=fitted)

@@ -126,6 +126,10 @@ class RequestTooLarge(CoderapiError, status=413, kind="invalid_request_error", c
     """413: the body is over the route's size limit (refused before it is read in full)."""
 
 
+class HeadersTooLarge(CoderapiError, status=431, kind="invalid_request_error", code="headers_too_large"):
+    """431: the request line and headers are over the server's size cap (the connection is then closed)."""
+
+
 class RateLimited(CoderapiError, status=429, kind="rate_limit_exceeded", code="rate_limit_exceeded"):
     """429 with Retry-After: over a requests or tokens per minute limit."""
 

@@ -17,7 +17,8 @@ import socket
 import uvicorn
 
 from coderapi.config import Settings
-from coderapi.connection_guard import ConnectionPolicy, fit_open_files_limit, guarded_protocol
+from coderapi.connection_guard import guarded_protocol
+from coderapi.connection_limits import ConnectionPolicy, fit_open_files_limit
 from coderapi.services.container import Services
 
 log = logging.getLogger("coderapi.server")
@@ -56,6 +57,7 @@ def connection_policy(settings: Settings) -> ConnectionPolicy:
         header_timeout_seconds=settings.header_timeout_seconds,
         body_timeout_seconds=settings.body_timeout_seconds,
         send_timeout_seconds=settings.send_timeout_seconds,
+        max_header_bytes=settings.max_header_bytes,
         max_connections=settings.max_connections,
         max_connections_per_client=settings.max_connections_per_client,
     )

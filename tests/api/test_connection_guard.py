@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 
 import httpx
 import pytest
@@ -79,6 +79,28 @@ def test_slow_but_timely_headers_and_kept_alive_connections_are_served(guarded):
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         data, _ = _read_all(sock)
         assert _answer(data)[0] == 408
+
+
+@pytest.mark.parametrize("head", [
+    b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"a:b\r\n" * 400_000,  # 2 MB of tiny headers (was 2.5 GB of RSS per 100 MB)
+    b"GET /health?" + b"q" * 2_000_000,  # a 2 MB request line
+])
+def test_oversized_headers_get_431_and_the_connection_closes(guarded, head):
+    with raw_connection(guarded.base) as sock:
+        with suppress(OSError):  # the server stops reading once past its cap
+            sock.sendall(head)
+        data, _ = _read_all(sock)
+    status, headers, body = _answer(data)
+    assert status == 431 and headers["connection"] == "close"
+    assert body["error"]["code"] == "headers_too_large"
+    assert _healthy(guarded.base)
+
+
+def test_headers_within_the_cap_are_served(guarded):
+    with raw_connection(guarded.base) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nCookie: " + b"c" * 60_000 + b"\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
 
 
 def test_a_body_that_trickles_in_gets_408_from_the_route(guarded):

@@ -8,11 +8,12 @@ import resource
 
 import pytest
 
-from coderapi.connection_guard import FD_HEADROOM, ConnectionPolicy, fit_open_files_limit
+from coderapi.connection_limits import FD_HEADROOM, ConnectionPolicy, fit_open_files_limit
 
 
 def _policy(max_connections: int) -> ConnectionPolicy:
     return ConnectionPolicy(header_timeout_seconds=10, body_timeout_seconds=60, send_timeout_seconds=60,
+                            max_header_bytes=65536,
                             max_connections=max_connections, max_connections_per_client=0)
 
 
