@@ -128,6 +128,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         for up to LINGER_SECONDS (a lingering close, as nginx does)."""
         self._answered_early = True
         self._disarm()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # mid-answer to a pipelined request before it: no room for another
+            return
         self.transport.write(raw_error_response(error))
         if self.transport.can_write_eof():
             self.transport.write_eof()

@@ -4,6 +4,7 @@ caps per client address and in all, deadlines for headers and bodies, on a real 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from contextlib import ExitStack, suppress
@@ -93,6 +94,45 @@ def test_oversized_headers_get_431_and_the_connection_closes(guarded, head):
     status, headers, body = _answer(data)
     assert status == 431 and headers["connection"] == "close"
     assert body["error"]["code"] == "headers_too_large"
+    assert _healthy(guarded.base)
+
+
+def test_oversized_headers_behind_a_request_end_the_connection_without_a_stray_answer(guarded, caplog):
+    body = json.dumps({
+        "model": SERVED_ID, "messages": [{"role": "user", "content": "repeat: " + "x" * 1900}], "stream": True,
+        "max_tokens": 2000,
+    }).encode()
+    data = b""
+    with caplog.at_level(logging.ERROR), raw_connection(guarded.base) as sock:
+        with suppress(OSError):
+            sock.sendall((
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {guarded.key}\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body + b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"a:b\r\n" * 100_000)
+        with suppress(ConnectionResetError):
+            data, _ = _read_all(sock)
+        time.sleep(0.5)
+    assert b"431" not in data  # no answer written into the one before it: the connection just ends
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert _healthy(guarded.base)
+
+
+def test_a_client_that_leaves_right_after_its_request_is_not_an_error(guarded, caplog):
+    body = json.dumps({"model": SERVED_ID, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    uvicorn_log = logging.getLogger("uvicorn.error")  # it does not propagate to the root logger
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.ERROR):
+            for _ in range(3):
+                with raw_connection(guarded.base) as sock:
+                    sock.sendall((
+                        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        f"Authorization: Bearer {guarded.key}\r\nContent-Length: {len(body)}\r\n\r\n"
+                    ).encode() + body)
+            time.sleep(0.5)
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text  # was a traceback each
     assert _healthy(guarded.base)
 
 

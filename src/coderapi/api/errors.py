@@ -6,8 +6,9 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from sqlalchemy.exc import OperationalError
 
 from coderapi.errors import CoderapiError, InternalError, NotFound, ServiceUnavailable
@@ -46,6 +47,12 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
         return render(ServiceUnavailable("The database is busy or unavailable; please retry shortly.",
                                          code="database_unavailable"))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, __: ClientDisconnect) -> Response:
+        # The client hung up before its body was read: no one to answer, nothing begun to meter,
+        # and not a fault of ours to log (a client could fill the log with tracebacks).
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
