@@ -80,3 +80,16 @@ def test_an_answer_not_begun_by_the_time_limit_is_a_503(short_holds):
     assert answer.json()["error"]["code"] == "request_time_limit"
     rows = short_holds.wait_rows(None, before + 1)
     assert len(rows) > before and rows[-1].status == "cancelled"
+
+
+async def test_a_timeout_error_of_the_app_is_not_taken_for_the_time_limit():
+    from coderapi.api.request_deadline import RequestDeadlineMiddleware
+
+    async def app(scope, receive, send):
+        raise TimeoutError("an upstream's own timeout")
+
+    async def send(message):
+        raise AssertionError("the time limit's answer was sent for another TimeoutError")
+
+    with pytest.raises(TimeoutError, match="upstream's own"):
+        await RequestDeadlineMiddleware(app, seconds=60)({"type": "http", "method": "GET", "path": "/"}, None, send)

@@ -39,9 +39,11 @@ class RequestDeadlineMiddleware:
             await send(message)
 
         try:
-            async with asyncio.timeout(self._seconds):
+            async with asyncio.timeout(self._seconds) as limit:
                 await self.app(scope, receive, watched_send)
         except TimeoutError:
+            if not limit.expired():
+                raise  # the app's own TimeoutError, not this limit: a fault rendered as any other
             log.warning("%s %s ended at its time limit (%.0f s)", scope["method"], scope["path"], self._seconds)
             if not started:
                 await render(Overloaded(
