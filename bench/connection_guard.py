@@ -12,7 +12,6 @@ server goes first; the per-request medians are compared.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import multiprocessing
 import statistics
 import sys
@@ -24,15 +23,15 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench.overhead import machine  # noqa: E402
+from overhead import machine  # noqa: E402
+from servers import bench_key, free_port  # noqa: E402
+
 from coderapi.app import create_app  # noqa: E402
 from coderapi.config import ModelSpec, Settings  # noqa: E402
 from coderapi.engines.fake import FakeEngine  # noqa: E402
 from coderapi.server import uvicorn_config  # noqa: E402
-from tests.servers import free_port  # noqa: E402
 
 MODEL = "fake"
 
@@ -44,11 +43,7 @@ def _serve(guarded: bool, ready: multiprocessing.Queue) -> None:
     services = app.state.services
     services.db.upgrade()
 
-    async def seed() -> str:
-        user = await services.signups.create_user("bench@example.com", "correct horse battery")
-        return (await services.keys.create_key(user.id, name="bench"))[1]
-
-    key = asyncio.run(seed())
+    key = bench_key(services)
     if guarded:
         config = uvicorn_config(app, settings)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -38,6 +39,16 @@ class Server:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         return 0
+
+
+def bench_key(services) -> str:
+    """A user and an inference key in a fresh app's database (its `app.state.services`), for a bench client."""
+
+    async def seed() -> str:
+        user = await services.signups.create_user("bench@example.com", "correct horse battery")
+        return (await services.keys.create_key(user.id, name="bench"))[1]
+
+    return asyncio.run(seed())
 
 
 def free_port() -> int:

@@ -24,7 +24,6 @@ system line when the request has none): a user-side nudge, measured on the same 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -156,11 +155,7 @@ def coderapi_in_process(model_id: str, gguf: str, spec_fields: dict) -> Iterator
     services = app.state.services
     services.db.upgrade()
 
-    async def seed() -> str:
-        user = await services.signups.create_user("bench@example.com", "correct horse battery")
-        return (await services.keys.create_key(user.id, name="bench"))[1]
-
-    key = asyncio.run(seed())
+    key = servers.bench_key(services)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

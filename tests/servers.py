@@ -37,6 +37,16 @@ def _config(app, port: int) -> uvicorn.Config:
     return uvicorn_config(app, settings)
 
 
+def raw_chat_post(key: str, body: bytes, *, declared_length: int | None = None) -> bytes:
+    """The bytes of a POST /v1/chat/completions with a JSON `body`, for a raw socket; its
+    Content-Length is the body's own unless `declared_length` says otherwise (a body cut short)."""
+    length = len(body) if declared_length is None else declared_length
+    return (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode() + body
+
+
 def raw_connection(base: str, *, source: str = "127.0.0.1", receive_buffer: int | None = None) -> socket.socket:
     """A plain TCP connection to the server at `base`, from the loopback address `source` (any of
     127.0.0.0/8), with a small receive buffer if asked (set before connecting, so the window is small)."""

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import SERVED_ID, launch
-from tests.servers import raw_connection
+from tests.servers import raw_chat_post, raw_connection
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.5
@@ -105,10 +105,7 @@ def test_oversized_headers_behind_a_request_end_the_connection_without_a_stray_a
     data = b""
     with caplog.at_level(logging.ERROR), raw_connection(guarded.base) as sock:
         with suppress(OSError):
-            sock.sendall((
-                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                f"Authorization: Bearer {guarded.key}\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode() + body + b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"a:b\r\n" * 100_000)
+            sock.sendall(raw_chat_post(guarded.key, body) + b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"a:b\r\n" * 100_000)
         with suppress(ConnectionResetError):
             data, _ = _read_all(sock)
         time.sleep(0.5)
@@ -125,10 +122,7 @@ def test_a_client_that_leaves_right_after_its_request_is_not_an_error(guarded, c
         with caplog.at_level(logging.ERROR):
             for _ in range(3):
                 with raw_connection(guarded.base) as sock:
-                    sock.sendall((
-                        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        f"Authorization: Bearer {guarded.key}\r\nContent-Length: {len(body)}\r\n\r\n"
-                    ).encode() + body)
+                    sock.sendall(raw_chat_post(guarded.key, body))
             time.sleep(0.5)
     finally:
         uvicorn_log.removeHandler(caplog.handler)
@@ -145,10 +139,7 @@ def test_headers_within_the_cap_are_served(guarded):
 
 def test_a_body_that_trickles_in_gets_408_from_the_route(guarded):
     with raw_connection(guarded.base) as sock:
-        sock.sendall((
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {guarded.key}\r\nContent-Length: 1000\r\n\r\n{{"
-        ).encode())
+        sock.sendall(raw_chat_post(guarded.key, b"{", declared_length=1000))
         started = time.monotonic()
         data, closed = _read_all(sock)
     status, headers, body = _answer(data)
@@ -173,10 +164,8 @@ def test_a_long_stream_outlives_the_deadlines_even_with_a_request_waiting_behind
         "max_tokens": 2000,
     }).encode()  # the fake engine repeats it, 1,900 tokens at 1 ms or more each
     with raw_connection(guarded.base) as sock:
-        sock.sendall((
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {guarded.key}\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body + b"GET /health HTTP/1.1\r\nHost: x\r\n")  # a pipelined request, never finished
+        # the stream, and behind it a pipelined request that never finishes its headers
+        sock.sendall(raw_chat_post(guarded.key, body) + b"GET /health HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
         data, closed = _read_all(sock, within=60)
     assert closed - started > HEADER_TIMEOUT * 1.5  # the stream ran past the deadline of the request behind it
@@ -219,10 +208,7 @@ def test_a_client_that_takes_no_bytes_is_dropped_and_its_request_ends_billed(gua
         "stream": True, "max_tokens": 2000, "n": 16,
     }).encode()  # ~30,000 events, several MB: more than the socket buffers hold
     with raw_connection(guarded.base, receive_buffer=4096) as sock:
-        sock.sendall((
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {guarded.key}\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body)
+        sock.sendall(raw_chat_post(guarded.key, body))
         rows = guarded.wait_rows(None, before + 1, timeout=60)  # the client reads nothing meanwhile
         assert len(rows) > before, "the stalled request never ended"
         row = rows[-1]

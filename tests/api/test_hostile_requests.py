@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import ALIAS_ID, METRICS_TOKEN, SERVED_ID, launch
+from tests.servers import raw_chat_post
 
 USER = [{"role": "user", "content": "Hi"}]
 NOT_BLOCKED = 0.5  # seconds: a loose bound for /health while a hostile request is processed
@@ -126,10 +127,7 @@ def _raw_request(base: str, head: str, body: bytes = b"") -> tuple[int, bytes]:
 
 def test_f_declared_oversize_body_is_413_before_it_is_read(platform):
     """Content-Length 40 MB, and not one byte of the body sent: the 413 comes at once."""
-    head = (
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {platform.key}\r\nContent-Length: {40 * 1024 * 1024}\r\n\r\n"
-    )
+    head = raw_chat_post(platform.key, b"", declared_length=40 * 1024 * 1024).decode()
     status, body = _raw_request(platform.base, head)
     assert status == 413
     error = json.loads(body)["error"]

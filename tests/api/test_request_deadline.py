@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import SERVED_ID, launch
-from tests.servers import raw_connection
+from tests.servers import raw_chat_post, raw_connection
 
 TTL = 4.0
 LEASE = 0.5
@@ -48,10 +48,7 @@ def test_a_slowly_read_stream_ends_at_the_time_limit_billed(short_holds):
 
     reader = threading.Thread(target=read_slowly, daemon=True)
     with sock:
-        sock.sendall((
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {short_holds.key}\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode() + body)
+        sock.sendall(raw_chat_post(short_holds.key, body))
         started = time.monotonic()
         reader.start()
         rows = short_holds.wait_rows(None, before + 1, timeout=limit + 3)
