@@ -9,10 +9,12 @@ from typing import Callable, TypeVar
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
 from coderapi.backends.coder import chat_flow, chat_stream, completion_flow, grammars
 from coderapi.backends.coder.families import family_of
+from coderapi.backends.coder.sampling import refused_past_context
 from coderapi.backends.coder.template import ChatTemplate
 from coderapi.backends.prep_pool import PrepPool
 from coderapi.config import ModelSpec
 from coderapi.engines.base import Engine
+from coderapi.engines.token_limit import tokenize_within
 from coderapi.errors import InvalidRequest, ModelNotReady
 from coderapi.protocol.chat import ChatCompletionRequest
 from coderapi.protocol.completions import CompletionRequest
@@ -69,11 +71,16 @@ class CoderBackend:
             raise RuntimeError("CoderBackend has no PrepPool: Services.build attaches one")
         return await self._prep.run(work, *args)
 
+    def _tokenize_now(self, text: str) -> list[int]:
+        """/tokenize's count, up to the context: a longer text is refused once a part of it is found to be."""
+        with refused_past_context(self.engine.info.context_length, "prompt"):
+            return tokenize_within(self.engine.tokenize, text, self.engine.info.context_length)
+
     async def tokenize(self, text: str) -> list[int]:
         self._require_ready()
         if len(text) <= _TOKENIZE_INLINE_CHARS:
-            return self.engine.tokenize(text)
-        return await self.prepare(self.engine.tokenize, text)
+            return self._tokenize_now(text)
+        return await self.prepare(self._tokenize_now, text)
 
     def detokenize_now(self, tokens: list[int]) -> str:
         """On a preparation thread (or for a few ids): the text of in-vocabulary token ids."""

@@ -15,7 +15,14 @@ from coderapi.backends.coder.lazy_grammar import lazy_tool_grammar
 from coderapi.backends.coder.lazy_tools import LazyTools
 from coderapi.backends.coder.literal_text import LiteralText
 from coderapi.backends.coder.messages import template_messages, template_tools
-from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, prediction_ids, sampling_params
+from coderapi.backends.coder.sampling import (
+    SamplingRequest,
+    completion_budget,
+    prediction_ids,
+    prompt_tokenizer,
+    refused_past_context,
+    sampling_params,
+)
 from coderapi.backends.coder.tool_calls import ParsedOutput, parse_tool_calls
 from coderapi.engines.base import SamplingParams
 from coderapi.protocol.chat import (
@@ -56,14 +63,16 @@ def _sampling_request(request: ChatCompletionRequest) -> SamplingRequest:
 
 def chat_prompt(backend: CoderBackend, messages: list, tools: list | None, add_generation_prompt: bool = True) -> tuple[str, list[int]]:
     """The rendered prompt, as the model reads it, and its token ids: the template's markup is
-    special tokens, the messages' and tools' text is text (literal_text.py)."""
+    special tokens, the messages' and tools' text is text (literal_text.py). A prompt longer than the
+    context is refused (400) once a part of it is found to be."""
     literal = LiteralText(backend.engine.info.control_texts)
     text = backend.template.render(
         literal.wrap_tree(template_messages(messages)),
         tools=literal.wrap_tree(template_tools(tools)),
         add_generation_prompt=add_generation_prompt,
     )
-    return literal.unwrap(text), literal.tokenize(text, backend.engine.tokenize)
+    with refused_past_context(backend.engine.info.context_length, "messages"):
+        return literal.unwrap(text), literal.tokenize(text, prompt_tokenizer(backend.engine))
 
 
 def request_prompt(backend: CoderBackend, request: ChatCompletionRequest) -> tuple[str, list[int]]:

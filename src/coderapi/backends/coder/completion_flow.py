@@ -12,7 +12,14 @@ from coderapi.backends.coder.choice import ChoiceDelta, run_choice
 from coderapi.backends.coder.families import FimFormat, RepoFile
 from coderapi.backends.coder.fanout import collect, interleave
 from coderapi.backends.coder.literal_text import LiteralText
-from coderapi.backends.coder.sampling import SamplingRequest, completion_budget, prediction_ids, sampling_params
+from coderapi.backends.coder.sampling import (
+    SamplingRequest,
+    completion_budget,
+    prediction_ids,
+    prompt_tokenizer,
+    refused_past_context,
+    sampling_params,
+)
 from coderapi.backends.coder.token_names import TokenIdNames, named_id
 from coderapi.engines.base import SamplingParams
 from coderapi.errors import InvalidRequest
@@ -65,10 +72,13 @@ def completion_prompt(request: CompletionRequest, prompt: str, fim: FimFormat | 
 
 
 def _tokenized_prompt(backend: CoderBackend, request: CompletionRequest, prompt: str) -> list[int]:
-    if request.suffix is None and request.repo_context is None:
-        return backend.engine.tokenize(prompt)
-    literal = LiteralText(backend.engine.info.control_texts)
-    return literal.tokenize(completion_prompt(request, prompt, backend.family.fim, literal), backend.engine.tokenize)
+    """A prompt's ids; one longer than the context is refused (400) once a part of it is found to be."""
+    tokenize = prompt_tokenizer(backend.engine)
+    with refused_past_context(backend.engine.info.context_length, "prompt"):
+        if request.suffix is None and request.repo_context is None:
+            return tokenize(prompt)
+        literal = LiteralText(backend.engine.info.control_texts)
+        return literal.tokenize(completion_prompt(request, prompt, backend.family.fim, literal), tokenize)
 
 
 def _prompts(backend: CoderBackend, request: CompletionRequest) -> list[PreparedPrompt]:
@@ -106,7 +116,8 @@ def prepare_completion_now(backend: CoderBackend, request: CompletionRequest, re
     prompts = _prompts(backend, request)
     longest = max(len(p.ids) for p in prompts)
     budget = completion_budget(
-        request.max_tokens, longest, backend.engine.info.context_length, backend.spec.generation.max_tokens
+        request.max_tokens, longest, backend.engine.info.context_length, backend.spec.generation.max_tokens,
+        param="prompt",
     )
     backend.check_logit_bias(request.logit_bias)
     stop_ids = frozenset()

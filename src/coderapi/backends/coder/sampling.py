@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 from coderapi.config import GenerationDefaults
 from coderapi.engines.base import SamplingParams
+from coderapi.engines.token_limit import PromptTokens, TooManyTokens, leading_tokens
 from coderapi.errors import ContextLengthExceeded
 
 
@@ -34,18 +37,40 @@ class SamplingRequest:
         return cls(max_tokens=max_tokens, logprobs=logprobs, **{f: getattr(request, f) for f in cls._SHARED})
 
 
-def completion_budget(requested: int | None, prompt_tokens: int, context_length: int, default: int) -> int:
+def completion_budget(
+    requested: int | None, prompt_tokens: int, context_length: int, default: int, *, param: str = "messages"
+) -> int:
     """How many tokens may be generated; refuses a prompt that cannot fit before any work is done."""
     room = context_length - prompt_tokens
     if requested is not None and requested > room or room < 1:
         asked = requested if requested is not None else 1
         raise ContextLengthExceeded(
             f"This model's maximum context length is {context_length} tokens. However, you requested "
-            f"{prompt_tokens + asked} tokens ({prompt_tokens} in the messages, {asked} in the completion). "
-            "Please reduce the length of the messages or completion.",
-            param="messages",
+            f"{prompt_tokens + asked} tokens ({prompt_tokens} in the {param}, {asked} in the completion). "
+            f"Please reduce the length of the {param} or completion.",
+            param=param,
         )
     return requested if requested is not None else min(default, room)
+
+
+def prompt_tokenizer(engine) -> PromptTokens:
+    """The engine's `tokenize` for one prompt, stopping once the prompt cannot fit the context
+    (one token must be left to generate): its work is bounded by the context, not the body."""
+    return PromptTokens(engine.tokenize, engine.info.context_length - 1)
+
+
+@contextmanager
+def refused_past_context(context_length: int, param: str) -> Iterator[None]:
+    """A prompt found too long part way through its tokenizing (`prompt_tokenizer`) answered as
+    one counted whole would be: 400 context_length_exceeded, with the count it reached."""
+    try:
+        yield
+    except TooManyTokens as over:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {context_length} tokens. However, your {param} "
+            f"resulted in at least {over.at_least} tokens. Please reduce the length of the {param}.",
+            param=param,
+        ) from None
 
 
 def prediction_ids(engine, prediction) -> tuple[int, ...] | None:
@@ -54,7 +79,7 @@ def prediction_ids(engine, prediction) -> tuple[int, ...] | None:
     if prediction is None:
         return None
     # Text as the model would write it: control-token markup in it is characters, not tokens.
-    return tuple(engine.tokenize(prediction.text, parse_special=False)[: engine.info.context_length])
+    return tuple(leading_tokens(engine.tokenize, prediction.text, engine.info.context_length, parse_special=False))
 
 
 def sampling_params(
