@@ -301,6 +301,11 @@ class Settings(BaseSettings):
     prepare_queue: int = Field(
         64, ge=0, description="Requests that may wait for a preparation thread; beyond that the API answers 503.",
     )
+    prepare_queue_per_user: int = Field(
+        16, ge=0,
+        description="Requests of one user (all its keys) waiting for or on a preparation thread at once; more "
+        "answer 429 concurrency_limit_exceeded (0: no cap). Waiting requests are taken from each user in turn.",
+    )
     metrics_token: SecretStr | None = Field(
         None,
         description="Bearer token that may read /metrics (Prometheus: `authorization: {credentials: ...}`). "

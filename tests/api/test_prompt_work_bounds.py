@@ -13,6 +13,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from coderapi.backends.prep_pool import _OWNER
 from tests.api.conftest import ALIAS_ID, SERVED_ID, launch
 
 CONTEXT = 4096
@@ -83,3 +84,19 @@ def test_a_huge_prediction_is_read_only_as_far_as_the_context(platform, tokenize
     assert answer.status_code == 200, answer.text
     assert sum(tokenized) <= BOUND, tokenized
 
+
+def test_preparation_is_queued_as_the_requests_user(platform, monkeypatch):
+    pool = platform.services.prep
+    owners = []
+    real = pool.run
+
+    async def watched(work, *args):
+        owners.append(_OWNER.get())
+        return await real(work, *args)
+
+    monkeypatch.setattr(pool, "run", watched)
+    user_id = platform.run(platform.services.keys.authenticate_key(platform.key)).user_id
+    assert platform.client().chat.completions.create(
+        model=ALIAS_ID, max_tokens=2, messages=[{"role": "user", "content": "Hi"}]).choices
+    assert _post(platform, "/tokenize", {"model": ALIAS_ID, "prompt": "x" * 3000}).status_code == 200
+    assert owners and set(owners) == {user_id}

@@ -61,7 +61,7 @@ class Services:
             key_cache_size=settings.key_cache_size,
         )
         registry = ModelRegistry(served)
-        prep = PrepPool(settings.prepare_threads, settings.prepare_queue)
+        prep = PrepPool(settings.prepare_threads, settings.prepare_queue, settings.prepare_queue_per_user)
         for model in served:
             attach = getattr(model.backend, "attach_prep_pool", None)  # Coder backends prepare requests
             if attach is not None:

@@ -14,6 +14,7 @@ from typing import Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from coderapi.backends.prep_pool import preparing_for
 from coderapi.errors import CoderapiError, InternalError, RateLimited
 from coderapi.limits import RateLimits
 from coderapi.protocol.chat import ChatCompletionRequest
@@ -78,7 +79,8 @@ class TokenizerService:
                 check_key(principal)
                 await self._take_request(principal, scope)
             scope.admitted()
-            answer = await work(scope)
+            with preparing_for(principal.user_id):  # the preparation threads take users in turn
+                answer = await work(scope)
             scope.end()
             return answer, scope.headers
         except asyncio.CancelledError as exc:
