@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from coderapi.engines.token_limit import leading_tokens
 from coderapi.protocol.chat import ChatCompletionRequest
 from coderapi.protocol.completions import CompletionRequest
 
@@ -45,36 +46,38 @@ class TokenCounter:
         self._tried = False
         self._lock = asyncio.Lock()
 
-    async def count_text(self, text: str) -> int:
+    async def count_text(self, text: str, cap: int) -> int:
+        """`text`'s tokens, counted no further than past `cap` (what is billed is capped there)."""
         if not text:
             return 0
         vocab = await self._loaded()
         if vocab is None:
             return estimate_tokens(text)
-        return await asyncio.to_thread(_tokenize_count, vocab, text)
+        return await asyncio.to_thread(_tokenize_count, vocab, text, cap)
 
-    async def count_prompt(self, request) -> int:
-        """The prompt tokens of a chat or completions request, as the upstream would count them."""
+    async def count_prompt(self, request, cap: int) -> int:
+        """The prompt tokens of a chat or completions request, as the upstream would count them;
+        each text is counted no further than past `cap`, so a 4 MiB prompt costs a context's worth."""
         vocab = await self._loaded()
-        return await asyncio.to_thread(self._count_prompt, vocab, request)
+        return await asyncio.to_thread(self._count_prompt, vocab, request, cap)
 
-    def _count_prompt(self, vocab, request) -> int:
+    def _count_prompt(self, vocab, request, cap: int) -> int:
         if isinstance(request, ChatCompletionRequest):
             text = self._render_chat(request)
             if text is not None and vocab is not None:
-                return _tokenize_count(vocab, text)
+                return _tokenize_count(vocab, text, cap)
             flat = _flat_chat(request)
             overhead = ESTIMATE_MESSAGE_OVERHEAD * (len(request.messages) + 1)
-            return (_tokenize_count(vocab, flat) if vocab is not None else estimate_tokens(flat)) + overhead
+            return (_tokenize_count(vocab, flat, cap) if vocab is not None else estimate_tokens(flat)) + overhead
         total = 0
         for prompt in _prompts(request):
             if isinstance(prompt, list):
                 total += len(prompt)  # token ids: already counted
             elif vocab is not None:
-                total += _tokenize_count(vocab, prompt)
+                total += _tokenize_count(vocab, prompt, cap)
             else:
                 total += estimate_tokens(prompt)
-        return total + (_tokenize_count(vocab, request.suffix) if vocab and request.suffix else 0)
+        return total + (_tokenize_count(vocab, request.suffix, cap) if vocab and request.suffix else 0)
 
     def _render_chat(self, request: ChatCompletionRequest) -> str | None:
         if self._template is None:
@@ -114,8 +117,9 @@ class TokenCounter:
             vocab.close()
 
 
-def _tokenize_count(vocab, text: str) -> int:
-    return len(vocab.tokenize(text))
+def _tokenize_count(vocab, text: str, cap: int) -> int:
+    """min(tokens, cap + 1): past the cap the count only needs to show it was passed."""
+    return len(leading_tokens(vocab.tokenize, text, cap + 1))
 
 
 def _chat_template(vocab):

@@ -127,11 +127,11 @@ class UsageMeter:
     async def count_locally(self, completion_text: str | None) -> None:
         """Counts the prompt and `completion_text` here (None: the text ran past its budget, which
         is then what it used)."""
-        prompt = await self._counter.count_prompt(self.request)
+        prompt = await self._counter.count_prompt(self.request, self.caps.prompt)
         if completion_text is None:
             completion = self.caps.completion
         else:
-            completion = await self._counter.count_text(completion_text)
+            completion = await self._counter.count_text(completion_text, self.caps.completion)
         self._set(prompt, completion, 0)
 
     def usage(self) -> Usage:
