@@ -125,7 +125,7 @@ class PrepPool:
         """Start waiting jobs while threads are free: the next job of the waiting owner with the
         fewest jobs running, among equals the one served longest ago (never: first)."""
         while self._running < self._threads and self._waiting and not self._closed:
-            owner = min(self._waiting, key=lambda waiting: (self._active.get(waiting, 0), self._served.get(waiting, -1)))
+            owner = min(self._waiting, key=self._turn_order)
             queue = self._waiting[owner]
             job = queue.popleft()
             if not queue:
@@ -136,6 +136,9 @@ class PrepPool:
             self._active[owner] = self._active.get(owner, 0) + 1
             started = self._executor.submit(job.work, *job.args)
             started.add_done_callback(lambda ran, job=job: self._report(job, ran))
+
+    def _turn_order(self, owner: Hashable | None) -> tuple[int, int]:
+        return self._active.get(owner, 0), self._served.get(owner, -1)
 
     def _report(self, job: _Job, ran: Future) -> None:
         """On the worker thread: hand the outcome to the loop (gone once the app has closed)."""
