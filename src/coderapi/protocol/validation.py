@@ -40,8 +40,13 @@ def require_finite_json_numbers(body: bytes) -> None:
     """Refuse the NaN and Infinity literals, which JSON does not have (RFC 8259) but Python's and pydantic's
     parsers read as floats: a NaN inside a JSON schema or tool parameters would reach the grammar converter,
     whose errors on it say nothing useful. A body malformed in any other way is left to the model's parser.
-    The byte search first keeps the second parse off the usual path (it runs on the event loop)."""
-    if b"NaN" not in body and b"Infinity" not in body:
+
+    It runs on the event loop, on bodies of up to 4 MiB. Both literals hold an "N" or an "I", and a body
+    with neither (memchr: 0.04 ms for 4 MiB) needs no more; else one parse that refuses the literals
+    (jiter: 0.3-3 ms for 4 MiB of text) decides. A search for the literals themselves took 12 ms on 4 MiB
+    of one repeated letter (the byte search skips one byte at a time where the body's bytes are in its
+    needle), two thirds of the event loop's time under a flood of such bodies."""
+    if b"N" not in body and b"I" not in body:
         return
     try:
         pydantic_core.from_json(body, allow_inf_nan=False)
