@@ -88,7 +88,7 @@ def coderapi(ngram: bool, exact: bool, repack: bool = True, threads: int | None 
     proc = subprocess.Popen([sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tree)
     try:
-        key = proc.stdout.readline().strip()
+        key = servers.bootstrap_key(proc)
         base = f"http://127.0.0.1:{port}"
         servers._wait_ready(proc, f"{base}/health")
         yield base, {"Authorization": f"Bearer {key}"}, MODEL_ID

@@ -97,7 +97,7 @@ def coderapi(upstream: str, logs: Path) -> Iterator[Target]:
             "--port", str(port), "--log-level", "warning", *CAPS_OFF]
     proc = _popen(argv, logs / "coderapi.log", env, stdout=subprocess.PIPE)
     try:
-        key = proc.stdout.readline().strip()  # the bootstrap admin key is the first line on stdout
+        key = servers.bootstrap_key(proc)
         servers._wait_ready(proc, f"http://127.0.0.1:{port}/health", timeout=120)
         yield Target("coderapi", f"http://127.0.0.1:{port}/v1", proc.pid, {"Authorization": f"Bearer {key}"})
     finally:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,19 @@ def bench_key(services) -> str:
         return (await services.keys.create_key(user.id, name="bench"))[1]
 
     return asyncio.run(seed())
+
+
+def bootstrap_key(proc: subprocess.Popen) -> str:
+    """The bootstrap admin key, the first line `coderapi serve` prints on stdout; the rest (the access
+    log) is drained on a thread, since a full pipe would block the server's event loop on its next line."""
+    key = proc.stdout.readline().strip()
+    threading.Thread(target=_discard_lines, args=(proc.stdout,), daemon=True).start()
+    return key
+
+
+def _discard_lines(stream) -> None:
+    for _ in stream:
+        pass
 
 
 def free_port() -> int:
@@ -97,7 +111,7 @@ def coderapi(gguf: Path, *, repack: bool = True) -> Iterator[Server]:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
     )
     try:
-        key = proc.stdout.readline().strip()  # the bootstrap key is the first line on stdout
+        key = bootstrap_key(proc)
         base = f"http://127.0.0.1:{port}"
         _wait_ready(proc, f"{base}/health")
         name = "coderapi" if repack else "coderapi (no repack)"

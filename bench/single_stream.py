@@ -21,6 +21,9 @@ from pathlib import Path
 import httpx
 import openai
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import bootstrap_key  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_CACHE = ROOT / "data" / "models"
 PROMPT = "Write a Python module implementing a singly linked list class with insert, delete, search and reverse methods, with docstrings."
@@ -61,7 +64,7 @@ def start_server(port: int, data_dir: str) -> tuple[subprocess.Popen, str, float
         [sys.executable, "-m", "coderapi", "serve", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
-    key = server.stdout.readline().strip()  # the bootstrap key is the first line on stdout
+    key = bootstrap_key(server)
     while True:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:

@@ -66,7 +66,7 @@ def coderapi_serve(data_dir: Path) -> Iterator[servers.Server]:
             env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=servers.ROOT,
         )
     try:
-        key = proc.stdout.readline().strip()  # the bootstrap key is the first line on stdout
+        key = servers.bootstrap_key(proc)
         base = f"http://127.0.0.1:{port}"
         servers._wait_ready(proc, f"{base}/health")
         yield servers.Server("coderapi", base, proc.pid, {"Authorization": f"Bearer {key}"},

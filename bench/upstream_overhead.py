@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from servers import MODEL_CACHE, _stop, _wait_ready, free_port, llama_server  # noqa: E402
+from servers import MODEL_CACHE, _stop, _wait_ready, bootstrap_key, free_port, llama_server  # noqa: E402
 
 MODEL = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
 GGUF = MODEL_CACHE / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -72,7 +72,7 @@ def gateway(upstream: str) -> Iterator[tuple[str, str, int]]:
     proc = subprocess.Popen([sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     try:
-        key = proc.stdout.readline().strip()
+        key = bootstrap_key(proc)
         base = f"http://127.0.0.1:{port}"
         _wait_ready(proc, base + "/health")
         yield base, key, proc.pid
