@@ -69,13 +69,15 @@ class PrepPool:
         self._active: dict[Hashable | None, int] = {}  # per owner: running
         self._served: dict[Hashable | None, int] = {}  # per owner holding jobs: the turn it last started one
         self._turn = 0
-        self._running = 0
-        self._pending = 0
         self._closed = False
 
     @property
     def pending(self) -> int:
-        return self._pending
+        """Requests waiting or running (the per-owner maps hold only owners with some: a few sums)."""
+        return sum(self._held.values())
+
+    def _running(self) -> int:
+        return sum(self._active.values())
 
     async def run(self, work: Callable[..., T], *args) -> T:
         """`work(*args)` on a preparation thread, in its owner's turn; 503 at once when the pool is
@@ -83,7 +85,6 @@ class PrepPool:
         owner = _OWNER.get()
         self._admit(owner)
         job = _Job(owner, work, args, asyncio.get_running_loop().create_future())
-        self._pending += 1
         self._held[owner] = self._held.get(owner, 0) + 1
         self._waiting.setdefault(owner, deque()).append(job)
         self._dispatch()
@@ -95,10 +96,9 @@ class PrepPool:
     def _admit(self, owner: Hashable | None) -> None:
         if self._closed:
             raise Overloaded("The server is shutting down.", retry_after=5)
-        if self._pending >= self._capacity:
-            raise Overloaded(
-                f"Too many requests are being prepared ({self._pending}); retry shortly.", retry_after=1
-            )
+        pending = self.pending
+        if pending >= self._capacity:
+            raise Overloaded(f"Too many requests are being prepared ({pending}); retry shortly.", retry_after=1)
         if self._per_owner and owner is not None and self._held.get(owner, 0) >= self._per_owner:
             raise RateLimited(
                 f"Too many of your requests are being prepared at once (at most {self._per_owner}); "
@@ -110,7 +110,6 @@ class PrepPool:
     def _forget(self, job: _Job) -> None:
         """The job's caller is done with it (answered, failed or cancelled): it leaves its queue if
         it never started (a running one finishes on its thread; nobody reads its result)."""
-        self._pending -= 1
         self._held[job.owner] -= 1
         if not self._held[job.owner]:
             del self._held[job.owner]
@@ -124,7 +123,7 @@ class PrepPool:
     def _dispatch(self) -> None:
         """Start waiting jobs while threads are free: the next job of the waiting owner with the
         fewest jobs running, among equals the one served longest ago (never: first)."""
-        while self._running < self._threads and self._waiting and not self._closed:
+        while self._waiting and not self._closed and self._running() < self._threads:
             owner = min(self._waiting, key=self._turn_order)
             queue = self._waiting[owner]
             job = queue.popleft()
@@ -132,7 +131,6 @@ class PrepPool:
                 del self._waiting[owner]
             self._turn += 1
             self._served[owner] = self._turn
-            self._running += 1
             self._active[owner] = self._active.get(owner, 0) + 1
             started = self._executor.submit(job.work, *job.args)
             started.add_done_callback(lambda ran, job=job: self._report(job, ran))
@@ -148,7 +146,6 @@ class PrepPool:
             pass
 
     def _finished(self, job: _Job, ran: Future) -> None:
-        self._running -= 1
         self._active[job.owner] -= 1
         if not self._active[job.owner]:
             del self._active[job.owner]

@@ -18,7 +18,7 @@ slack is taken as proof, since BPE may merge a split run back into fewer tokens.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import Callable, Iterator
 
 TokenizeFn = Callable[..., list[int]]
 
@@ -51,20 +51,27 @@ def _prefix_size(limit: int) -> int:
     return max(4096, _CHARS_PER_TOKEN * (limit + 1))
 
 
+def _prefixes(tokenize: TokenizeFn, text: str, target: int, options: dict) -> Iterator[tuple[list[int], bool]]:
+    """The tokens of growing prefixes of `text` shorter than it, each with whether it was cut at a word
+    boundary (its tokens then exactly the whole text's first ones); each next prefix long enough to
+    pass `target` tokens at the density seen so far, and at least twice the last."""
+    size = _prefix_size(target)
+    while size < len(text):
+        cut = _clean_cut(text, size)
+        ids = tokenize(text[: cut or size], **options)
+        yield ids, cut is not None
+        size = max(2 * size, size * (target + 1) // max(1, len(ids)) + size // 4)
+
+
 def tokenize_within(tokenize: TokenizeFn, text: str, limit: int, **options) -> list[int]:
     """All of `text`'s tokens (`tokenize(text, **options)`) if they are at most `limit`; else raise
     TooManyTokens, having tokenized a prefix a few times longer than the limit needs at most."""
-    size = _prefix_size(limit)
-    while size < len(text):
-        cut = _clean_cut(text, size)
-        exact = cut is not None
-        ids = tokenize(text[: cut if exact else size], **options)
+    slack = _slack(limit)
+    for ids, exact in _prefixes(tokenize, text, limit + slack, options):
         if exact and len(ids) > limit:
             raise TooManyTokens(len(ids))
-        if not exact and len(ids) > limit + _slack(limit):
-            raise TooManyTokens(len(ids) - _slack(limit))
-        # the next prefix: long enough for the limit at this prefix's density, at least twice this one
-        size = max(2 * size, size * (limit + _slack(limit) + 1) // max(1, len(ids)) + size // 4)
+        if not exact and len(ids) > limit + slack:
+            raise TooManyTokens(len(ids) - slack)
     ids = tokenize(text, **options)
     if len(ids) > limit:
         raise TooManyTokens(len(ids))
@@ -75,13 +82,10 @@ def leading_tokens(tokenize: TokenizeFn, text: str, count: int, **options) -> li
     """The first `count` tokens of `text` (all, if it has fewer), tokenizing about as much as they need.
 
     Past a cut inside a pre-token the last of them may differ from the whole text's: callers use
-    them as drafts (predicted outputs), which never change an answer."""
-    size = _prefix_size(count)
-    while size < len(text):
-        ids = tokenize(text[: _clean_cut(text, size) or size], **options)
+    them as drafts (predicted outputs) or as counts capped at `count`, which the difference never changes."""
+    for ids, _exact in _prefixes(tokenize, text, count, options):
         if len(ids) >= count:
             return ids[:count]
-        size *= 2
     return tokenize(text, **options)[:count]
 
 
