@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from coderapi.protocol.json_text import parse_json_text
+
 
 def new_call_id() -> str:
     return "call_" + secrets.token_hex(12)
@@ -23,8 +25,8 @@ def _arguments(item: dict[str, Any]) -> dict | None:
     args = item.get("arguments", item.get("parameters", {}))
     if isinstance(args, str):
         try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
+            args = parse_json_text(args) if args.strip() else {}
+        except ValueError:
             return None
     return args if isinstance(args, dict) else None
 

@@ -9,8 +9,9 @@ text and, for string values, the decoded string.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+from coderapi.protocol.json_text import parse_json_text
 
 _WS = " \t\r\n"
 _SCALAR = set("0123456789+-.eEtruefalsn")
@@ -50,8 +51,9 @@ class JsonScanner:
         return next((m for m in self.members if m.key == key), None)
 
     def value(self) -> object:
-        """The parsed value once done; raises ValueError when it is not valid JSON."""
-        return json.loads(self.text)
+        """The parsed value once done; raises ValueError when it is not JSON that can be written back
+        (`parse_json_text`: too deep, a huge integer, a number past a double's range)."""
+        return parse_json_text(self.text)
 
     # -- one character ----------------------------------------------------------------------
 
@@ -147,6 +149,6 @@ class JsonScanner:
 
 def _decode(raw: str) -> str | None:
     try:
-        return json.loads('"' + raw + '"')
+        return parse_json_text('"' + raw + '"')
     except ValueError:
         return None

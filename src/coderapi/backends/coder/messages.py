@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from coderapi.errors import InvalidRequest
 from coderapi.protocol.chat import AssistantMessage, ChatMessage, Tool, content_text
+from coderapi.protocol.json_text import JsonTextError, parse_json_text
 
 
 def _arguments(raw: str, index: int) -> Any:
     # `arguments` is a JSON string on the wire; templates encode it again with tojson,
     # so parse it first or the model sees it encoded twice.
     try:
-        return json.loads(raw) if raw.strip() else {}
-    except json.JSONDecodeError as exc:
+        return parse_json_text(raw) if raw.strip() else {}
+    except JsonTextError as exc:
         raise InvalidRequest(
-            f"messages[{index}].tool_calls: arguments is not valid JSON ({exc.msg})", param="messages"
-        ) from exc
+            f"messages[{index}].tool_calls: arguments is not valid JSON ({exc})", param="messages"
+        ) from None
 
 
 def template_messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:

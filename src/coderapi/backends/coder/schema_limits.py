@@ -4,6 +4,7 @@ Both of those recurse: a schema nested a few thousand levels deep would raise Re
 500) or, in C, overflow the stack; a `maxLength` of 10^9 would make the converter write a grammar
 of gigabytes. `check_schema_limits` walks the schema iteratively and refuses (400 naming `param`):
 - JSON nested deeper than `max_json_depth`, objects nested deeper than `max_object_depth`;
+- a number past a double's range (`1e400`, read as inf);
 - more than `max_properties` properties, `max_enum_values` enum values in all, or
   `max_string_chars` characters of property names, definition names, enum and const strings
   (OpenAI's published structured-output limits: 10 levels, 5000 properties, 1000 enum values,
@@ -18,6 +19,7 @@ No llama_cpp needed.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +51,7 @@ _QUANTIFIER = re.compile(r"\{\s*(\d*)\s*(?:,\s*(\d*)\s*)?\}")
 
 
 def check_schema_limits(schema: Any, param: str, limits: SchemaLimits = SchemaLimits()) -> None:
-    _check_json_depth(schema, param, limits.max_json_depth)
+    _check_json_values(schema, param, limits.max_json_depth)
     _Walk(param, limits).run(schema)
 
 
@@ -57,12 +59,16 @@ def _refuse(param: str, message: str):
     raise InvalidRequest(f"{param}: {message}", param=param)
 
 
-def _check_json_depth(value: Any, param: str, limit: int) -> None:
+def _check_json_values(value: Any, param: str, limit: int) -> None:
+    """Depth, and numbers a double holds: JSON's parser reads `1e400` as inf, which the grammar
+    converter cannot bound and which an `enum` or `const` would write out as the non-JSON `Infinity`."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
             _refuse(param, f"the schema is nested more than {limit} levels deep")
+        if isinstance(node, float) and not math.isfinite(node):
+            _refuse(param, "the schema holds a number beyond the range of a double (such as 1e400)")
         if isinstance(node, dict):
             stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
@@ -174,5 +180,5 @@ def _text_size(value: Any) -> int:
     if isinstance(value, str):
         return len(value)
     if isinstance(value, (dict, list)):
-        return len(json.dumps(value))  # depth already bounded by _check_json_depth
+        return len(json.dumps(value))  # depth already bounded by _check_json_values
     return 0

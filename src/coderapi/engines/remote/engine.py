@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import httpx
+from pydantic_core import from_json  # its nesting limit is a ValueError, not json's RecursionError
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
 from coderapi.engines.remote.assembler import TokenAssembler
@@ -124,10 +125,10 @@ class RemoteCompletionEngine:
         for replica in self._pool.replicas:
             try:
                 if self._dialect.name == "llama-server":
-                    props = (await self._client.get(replica.root + "/props", timeout=3.0)).json()
+                    props = from_json((await self._client.get(replica.root + "/props", timeout=3.0)).content)
                     sizes.append(props["default_generation_settings"]["n_ctx"])
                     continue
-                listed = (await self._client.get(replica.base_url + "/models", timeout=3.0)).json()["data"]
+                listed = from_json((await self._client.get(replica.base_url + "/models", timeout=3.0)).content)["data"]
                 sizes += [m["max_model_len"] for m in listed if m.get("id") == self._model and m.get("max_model_len")]
             except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
                 continue

@@ -9,7 +9,6 @@ when it is a plain field name.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from pydantic_core import from_json
@@ -44,7 +43,7 @@ def json_object(payload: bytes) -> dict:
 
 def _error_fields(content: bytes) -> dict:
     try:
-        body = json.loads(content).get("error") or {}
+        body = from_json(content).get("error") or {}  # jiter: nesting past its limit is a ValueError
     except (ValueError, AttributeError):
         body = {}
     return body if isinstance(body, dict) else {}
