@@ -68,7 +68,7 @@ class UserMessage(_Lenient):
 
 class AssistantMessage(_Lenient):
     role: Literal["assistant"]
-    content: Union[str, list[Union[TextPart, RefusalPart]], None] = None
+    content: Union[str, list[Annotated[Union[TextPart, RefusalPart], Field(discriminator="type")]], None] = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     refusal: str | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -45,11 +45,22 @@ class StructuredOutputs(BaseModel):
     grammar: str
 
 
+# Each list arm stops at its first wrong item: tried against the wrong arm, 2 million token ids took
+# 0.5 s on the event loop to fail two million times over (one error per item), 0.13 s so.
+_ONE_WRONG_ITEM_FAILS = Field(fail_fast=True)
+PromptSpec = Union[
+    str,
+    Annotated[list[str], _ONE_WRONG_ITEM_FAILS],
+    Annotated[list[int], _ONE_WRONG_ITEM_FAILS],
+    Annotated[list[list[int]], _ONE_WRONG_ITEM_FAILS],
+]
+
+
 class CompletionRequest(StreamUsage, BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str
-    prompt: Union[str, list[str], list[int], list[list[int]]] = ""
+    prompt: PromptSpec = ""
     suffix: str | None = None
     max_tokens: int | None = Field(16, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
