@@ -23,7 +23,9 @@ BOUND = 16 * CONTEXT  # characters the tokenizer may be handed for one refusal (
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    with launch(tmp_path_factory.mktemp("prompt-work")) as running:
+    # TPM off: each refused 4 MiB body here would keep a minute's tokens counted (the rate limits apply
+    # before a body is read); this module measures the work of refusing them, not their rate.
+    with launch(tmp_path_factory.mktemp("prompt-work"), default_tpm=0, default_user_tpm=0) as running:
         yield running
 
 

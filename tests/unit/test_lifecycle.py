@@ -158,15 +158,27 @@ async def test_the_in_flight_cap_comes_before_the_body():
     assert r.in_flight.running(PRINCIPAL) == (1, 1)  # the refused one took nothing
 
 
-async def test_a_bad_body_is_an_error_and_comes_before_the_rate_limit():
+async def test_a_bad_body_is_an_error_that_counts_in_the_rate_limit_which_comes_before_its_parse():
     r = rig(rpm=1)
-    await r.inference.chat(chat_body(), PRINCIPAL, "req-1")  # the minute's one request
     with pytest.raises(InvalidRequest) as caught:
-        await r.inference.chat(chat_body(temperature=5), PRINCIPAL, "req-2")
+        await r.inference.chat(chat_body(temperature=5), PRINCIPAL, "req-1")  # the minute's one request
     assert caught.value.param == "temperature"
+    with pytest.raises(RateLimited):  # not parsed: refused first, "{" is no body at all
+        await r.inference.chat(b"{", PRINCIPAL, "req-2")
     rows = await r.rows()
-    assert [_row(row)[:2] for row in rows] == [("success", 200), ("error", 400)]
-    assert r.reservations.asked == 1  # the key was confirmed before answering the body's 400
+    assert [_row(row)[:2] for row in rows] == [("error", 400), ("refused", 429)]
+    assert r.reservations.asked == 2  # the key was confirmed before answering either
+
+
+async def test_a_request_that_processed_nothing_keeps_its_bodys_tokens_counted():
+    r = rig(tpm=1000)
+    body = chat_body("x" * 2000, temperature=5)  # about 520 tokens by its bytes
+    with pytest.raises(InvalidRequest):
+        await r.inference.chat(body, PRINCIPAL, "req-1")
+    with pytest.raises(RateLimited) as caught:  # 520 + 520 > 1000: the first body's tokens stayed
+        await r.inference.chat(body, PRINCIPAL, "req-2")
+    assert "tokens per minute" in str(caught.value)
+    await r.inference.chat(chat_body("hi"), PRINCIPAL, "req-3")  # a small one still fits
 
 
 async def test_an_unknown_model_is_rate_limited_first_and_then_not_found_before_any_hold():

@@ -60,6 +60,21 @@ def test_reserve_settle_and_headers():
     assert big.tokens == 600
 
 
+def test_extend_adds_tokens_within_a_minutes_allowance_and_a_refusal_keeps_what_was_held():
+    limits = RateLimits(MemoryLimiter(FixedClock(1000.0)), default_rpm=60, default_tpm=600, default_user_tpm=500)
+    quota, owner = limits.quota(), limits.owner(7)
+    held = run(limits.reserve(1, quota, 100, owner))  # the body's share
+    run(limits.extend(held, 10**9))  # capped: the user's 500 in all
+    assert held.tokens == 500 and held.headers["x-ratelimit-remaining-tokens"] == "100"  # the key's 600 - 500
+    other = run(limits.reserve(2, quota, 0, owner))  # another key of the same user: the user's bucket is empty
+    with pytest.raises(RateLimited) as caught:
+        run(limits.extend(other, 1))
+    assert "all its keys together" in caught.value.message and other.tokens == 0
+    run(limits.settle(held, 0))  # nothing used: all 500 back
+    run(limits.extend(other, 300))
+    assert other.tokens == 300 and other.headers["x-ratelimit-remaining-requests"] == "59"  # its own key's bucket
+
+
 def test_user_overrides_and_disabled_dimensions():
     limits = RateLimits(MemoryLimiter(FixedClock(1000.0)), default_rpm=60, default_tpm=600)
     assert limits.quota(5, None).rpm == 5 and limits.quota(None, 9).tpm == 9

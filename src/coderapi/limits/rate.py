@@ -4,8 +4,9 @@ Each key has two buckets holding one minute's allowance and refilling continuous
 
 TPM accounting is *reserve, then settle*, as OpenAI's API does it: at admission a request
 reserves its estimate (prompt length in bytes / 4, plus `max_tokens` times `n`, at most one
-minute's allowance) together with one request, atomically; a request that does not fit is
-refused with 429 before generation starts. Where the request ends (success, error, refusal or
+minute's allowance) together with one request, atomically (`reserve`; the inference services
+reserve the request and its body's share before parsing the body, then `extend` it by the
+completion budgets); a request that does not fit is refused with 429 before generation starts. Where the request ends (success, error, refusal or
 hang-up) the difference between the reservation and the tokens really used is settled: unused
 tokens go back, tokens beyond the estimate are taken anyway (the bucket may dip below zero and
 the next requests wait for the refill). So concurrent requests cannot overshoot the limit by
@@ -96,6 +97,23 @@ class RateLimits:
         if not outcome.allowed:
             raise _refusal(levels, headers)
         return Reservation(key_id, quota, tokens, headers, owner)
+
+    async def extend(self, reservation: Reservation, tokens: int) -> None:
+        """Take `tokens` more for a reservation already holding its request, all or none, within one
+        minute's allowance together with what it holds, or raise RateLimited (what it holds stays)."""
+        ceilings = [q.tpm for q in (reservation.quota, reservation.owner.quota if reservation.owner else None)
+                    if q is not None and q.tpm > 0]
+        tokens = max(0, min([tokens, *(c - reservation.tokens for c in ceilings)]))
+        takes = _takes(reservation.key_id, reservation.quota, reservation.owner, requests=0, tokens=tokens)
+        if not takes or not tokens:
+            return
+        outcome = await self._limiter.take(list(takes.values()))
+        levels = dict(zip(takes, outcome.levels))
+        headers = ratelimit_headers({k: v for k, v in levels.items() if not k.startswith("user ")})
+        if not outcome.allowed:
+            raise _refusal(levels, headers)
+        reservation.tokens += tokens
+        reservation.headers = headers
 
     async def peek(self, key_id: int, quota: Quota, owner: Owner | None = None) -> dict[str, str]:
         """The headers for a request that was not admitted (nothing is taken)."""

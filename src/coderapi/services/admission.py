@@ -5,8 +5,13 @@
    `concurrency_limit_exceeded`; see `coderapi.services.in_flight`).
 3. Its rate limits: one request and the request's token estimate (every prompt, every choice)
    from the key's RPM/TPM buckets and from the user's, which all the user's keys share (429 with
-   Retry-After; see `coderapi.limits.rate` for how tokens are reserved and settled). This comes
-   before the model is resolved, so a request naming an unknown model is rate-limited too.
+   Retry-After; see `coderapi.limits.rate` for how tokens are reserved and settled). The request
+   and its body's share of the estimate (bytes / 4) are taken before the body is parsed: parsing
+   4 MiB of JSON structure (two million token ids, 170,000 content parts) holds the event loop
+   for 0.1-0.4 s, so how often one key can have that done is bounded by its limits, and a request
+   that ends having processed nothing (invalid, refused) keeps its body's tokens counted, as it
+   keeps its request. The completion budgets are added once the body is read, before the model is
+   resolved, so a request naming an unknown model is rate-limited too.
 4. Money: the request's worst-case cost is reserved against the user's balance and the key's
    spending limit: from the key's credit lease on this gateway (see `services.credit_leases`), or
    atomically in the database (see `coderapi.services.reservations`), which also takes leases: 403
@@ -27,7 +32,7 @@ from coderapi.errors import AuthenticationFailed, CoderapiError, PermissionDenie
 from coderapi.limits import RateLimits
 from coderapi.limits.rate import Reservation
 from coderapi.services.account_types import Principal
-from coderapi.services.cost_estimate import estimate_tokens, worst_case_cost
+from coderapi.services.cost_estimate import BYTES_PER_TOKEN, estimate_tokens, worst_case_cost
 from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.key_cache import KeyCache
 from coderapi.services.credit_leases import CostHold, CreditLeases
@@ -73,12 +78,16 @@ class Admission:
         quota = self._limits.quota(principal.rpm_limit, principal.tpm_limit)
         return quota, self._limits.owner(principal.user_id, principal.rpm_limit, principal.tpm_limit)
 
-    async def limit_rate(self, principal: Principal, spec: ModelSpec | None, request, body_size: int) -> Reservation:
-        """Take the request from the rate limits (spec None: the model is not known; the estimate
-        then has no default budget). Give the tokens back with `settle_rate` where it ends."""
+    async def limit_body(self, principal: Principal, body_size: int) -> Reservation:
+        """Take one request and its body's prompt estimate (bytes / 4) from the rate limits, before
+        the body is parsed. Settle it with `settle_rate` where the request ends."""
         quota, owner = self._buckets(principal)
-        tokens = estimate_tokens(request, body_size, spec)
-        return await self._limits.reserve(principal.key_id, quota, tokens, owner)
+        return await self._limits.reserve(principal.key_id, quota, body_size // BYTES_PER_TOKEN, owner)
+
+    async def limit_completion(self, reservation: Reservation, spec: ModelSpec | None, request, body_size: int) -> None:
+        """Add the rest of the request's estimate (every sequence's completion budget; spec None: the
+        model is not known, so no default budget) to the reservation `limit_body` made."""
+        await self._limits.extend(reservation, estimate_tokens(request, body_size, spec) - body_size // BYTES_PER_TOKEN)
 
     async def settle_rate(self, reservation: Reservation, used_tokens: int) -> None:
         await self._limits.settle(reservation, used_tokens)

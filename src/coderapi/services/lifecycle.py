@@ -6,8 +6,8 @@
         stream = await admitted.life.open_stream(answer)
 
 `admit` runs the admission steps in order (see `services.admission` for why this order): the key,
-the in-flight count, the body, the model, the rate limits, the cost hold; each gate's error
-refuses the request. The block's end ends the request (success, or the error that left it, or
+the in-flight count, the request and its body's tokens in the rate limits, the body, the rest of
+its tokens, the model, the cost hold; each gate's error refuses the request. The block's end ends the request (success, or the error that left it, or
 cancelled), unless a stream took it over (`RequestLife.open_stream`): then the stream's close ends
 it. Either way it ends once and is recorded once (`Metering.record`), and an error leaving the
 block is the one the client gets (the key's own refusal where it was disabled meanwhile,
@@ -92,15 +92,19 @@ class Lifecycle:
         with life.gate():
             check_key(principal)
             life.release_in_flight = self._admission.count_in(principal)
+            reservation = await self._admission.limit_body(principal, len(body))  # before the parse's cost
+        life.headers.update(reservation.headers)
+        body_tokens = reservation.tokens
+        # A request that processed no token (a bad body, a refusal) keeps its body's tokens counted.
+        life.settle = lambda used: self._admission.settle_rate(reservation, used or body_tokens)
         request = parse_body(endpoint.request_type, body)
         life.model = request.model
         served, unknown = self._find(request.model)
         life.spec = served.spec if served else None
-        # The rate limits first: a request naming an unknown model is still counted.
+        # The rate limits before the model: a request naming an unknown model is still counted.
         with life.gate():
-            reservation = await self._admission.limit_rate(principal, life.spec, request, len(body))
+            await self._admission.limit_completion(reservation, life.spec, request, len(body))
         life.headers.update(reservation.headers)
-        life.settle = lambda used: self._admission.settle_rate(reservation, used)
         if unknown is not None:
             raise unknown
         with life.gate():
