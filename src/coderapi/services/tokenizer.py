@@ -1,9 +1,12 @@
 """POST /tokenize and /detokenize: for clients that budget their context, metered and rate-limited.
 
 Each call is checked like an inference call, in the same order: the key (an inference key with
-`model:chat`), then one request from the key's (and its user's) RPM bucket, then the body is
-parsed and the model resolved, then the work runs on the preparation threads. Every call leaves a
-usage row (endpoint "tokenize" or "detokenize", no tokens, cost 0) and the x-ratelimit-* headers.
+`model:chat`), then one request and the body's bytes / 4 in tokens from the key's (and its user's)
+RPM and TPM buckets, kept whatever the answer, then the body is parsed and the model resolved, then
+the work runs on the preparation threads. The tokens bound what a key can have parsed on the event
+loop: 4 MiB of messages split into 170,000 content parts took 0.8 s to read, and one request a
+minute's RPM allows ten a second. Every call leaves a usage row (endpoint "tokenize" or
+"detokenize", no tokens, cost 0) and the x-ratelimit-* headers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from coderapi.protocol.completions import DetokenizeRequest, DetokenizeResponse,
 from coderapi.protocol.validation import invalid_request_from
 from coderapi.services.accounts import Principal
 from coderapi.services.admission import check_key
+from coderapi.services.cost_estimate import BYTES_PER_TOKEN
 from coderapi.services.lifecycle import parse_body
 from coderapi.services.metering import Metering
 from coderapi.services.request_life import RequestLife
@@ -52,7 +56,7 @@ class TokenizerService:
                 tokens = await backend.tokenize(request.prompt)
             return TokenizeResponse(count=len(tokens), max_model_len=backend.context_length, tokens=tokens)
 
-        return await self._metered("tokenize", principal, request_id, work)
+        return await self._metered("tokenize", principal, request_id, len(body), work)
 
     async def detokenize(self, body: bytes, principal: Principal, request_id: str) -> tuple[DetokenizeResponse, dict]:
         async def work(scope: RequestLife) -> DetokenizeResponse:
@@ -60,7 +64,7 @@ class TokenizerService:
             served = self._resolve(request.model, scope)
             return DetokenizeResponse(prompt=await served.backend.detokenize(request.tokens))
 
-        return await self._metered("detokenize", principal, request_id, work)
+        return await self._metered("detokenize", principal, request_id, len(body), work)
 
     def _resolve(self, model: str | None, scope: RequestLife) -> ServedModel:
         scope.model = (model or "")[:255]
@@ -69,7 +73,7 @@ class TokenizerService:
         return served
 
     async def _metered(
-        self, endpoint: str, principal: Principal, request_id: str,
+        self, endpoint: str, principal: Principal, request_id: str, body_size: int,
         work: Callable[[RequestLife], Awaitable[AnswerT]],
     ) -> tuple[AnswerT, dict]:
         """`work` between the key and rate checks and the usage row; returns the answer and its headers."""
@@ -77,7 +81,7 @@ class TokenizerService:
         try:
             with scope.gate():  # the key and the rate limit refuse; the work's own errors are errors
                 check_key(principal)
-                await self._take_request(principal, scope)
+                await self._take_request(principal, scope, body_size)
             scope.admitted()
             with preparing_for(principal.user_id):  # the preparation threads take users in turn
                 answer = await work(scope)
@@ -96,11 +100,11 @@ class TokenizerService:
             scope.end(exc)
             raise InternalError("The server had an error while processing your request.") from exc
 
-    async def _take_request(self, principal: Principal, scope: RequestLife) -> None:
-        """One request, no tokens, from the key's and the user's buckets (429 with Retry-After)."""
+    async def _take_request(self, principal: Principal, scope: RequestLife, body_size: int) -> None:
+        """One request and the body's tokens from the key's and the user's buckets (429 with Retry-After)."""
         quota = self._limits.quota(principal.rpm_limit, principal.tpm_limit)
         owner = self._limits.owner(principal.user_id, principal.rpm_limit, principal.tpm_limit)
-        reservation = await self._limits.reserve(principal.key_id, quota, 0, owner)
+        reservation = await self._limits.reserve(principal.key_id, quota, body_size // BYTES_PER_TOKEN, owner)
         scope.headers.update(reservation.headers)
 
 
