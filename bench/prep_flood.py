@@ -4,12 +4,14 @@
 three keys, and a victim with one. The victim sends a one-token chat completion every second, first
 alone, then while the flooder's workers send, as fast as they are answered, 4 MiB bodies each past
 the context: chat completions from 30 workers over the three keys, then /tokenize from 70 workers
-over one key. Printed: the victim's answers (status counts) and latency median and maximum in each
+over one key, then bodies that are all JSON structure, the costliest to parse, from 30 workers over the
+three keys: completions whose prompt is 2 million token ids, then /tokenize of one message in 160,000
+empty content parts. Printed: the victim's answers (status counts) and latency median and maximum in each
 phase, their ratio to the victim alone, and how the flooder's requests were answered. With
 `--before DIR` (a worktree of another revision: `git worktree add /tmp/before <rev>`) the same
 phases then run against that revision's server, started from DIR's sources in the same way.
 
-    .venv/bin/python bench/prep_flood.py [--seconds 30] [--before DIR]
+    .venv/bin/python bench/prep_flood.py [--seconds 30] [--before DIR] [--phases chat,tokenize,ids,parts]
 
 The flooder's client runs in a process of its own, on the same machine: it sends hundreds of MB/s and
 takes CPU the server would have, so the ratios are an upper bound on what the server adds.
@@ -67,7 +69,11 @@ def _victim(base: str, key: str, until: float) -> list[tuple[float, int]]:
 async def _flooder(client: httpx.AsyncClient, path: str, body: bytes, key: str, until: float, codes: Counter) -> None:
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     while time.monotonic() < until:
-        answer = await client.post(path, content=body, headers=headers)
+        try:
+            answer = await client.post(path, content=body, headers=headers)
+        except httpx.TransportError as exc:  # a pooled connection the server's keep-alive timeout closed
+            codes[type(exc).__name__] += 1
+            continue
         codes[answer.status_code] += 1
         if answer.status_code == 429:
             await asyncio.sleep(0.2)
@@ -109,7 +115,7 @@ def _line(name: str, seen: list[tuple[float, int]], alone: float | None, codes: 
             f"{dict(codes) if codes else '-'} |")
 
 
-def measure(root: Path, label: str, seconds: float) -> None:
+def measure(root: Path, label: str, seconds: float, phases: list[str]) -> None:
     """Every phase against a server run from `root`'s sources; prints a table row for each."""
     data_dir = tempfile.mkdtemp(prefix="coderapi-flood-")
     port = free_port()
@@ -126,14 +132,22 @@ def measure(root: Path, label: str, seconds: float) -> None:
         victim = _cli(root, "keys", "create", "victim@example.com", data_dir=data_dir)
         chat = json.dumps({"model": CODERAPI_MODEL, "max_tokens": 1, "messages": [{"role": "user", "content": HUGE}]})
         count = json.dumps({"model": CODERAPI_MODEL, "prompt": HUGE})
+        ids = json.dumps({"model": CODERAPI_MODEL, "prompt": [1] * (len(HUGE) // 2)}, separators=(",", ":"))
+        part = {"type": "text", "text": ""}
+        parts = json.dumps({"model": CODERAPI_MODEL, "messages": [{"role": "user", "content": [part] * (len(HUGE) // 26)}]},
+                           separators=(",", ":"))
         seen, codes = _phase(base, victim, None, min(seconds, 10))
         alone = statistics.median(s for s, _ in seen)
         print(_line(f"{label}: victim alone", seen, None, codes), flush=True)
         floods = {
-            "4 MiB chat prompts, 30 workers, 3 keys": ("/v1/chat/completions", chat.encode(), flooder, 30),
-            "4 MiB /tokenize, 70 workers, 1 key": ("/tokenize", count.encode(), flooder[:1], 70),
+            "chat": ("4 MiB chat prompts, 30 workers, 3 keys", ("/v1/chat/completions", chat.encode(), flooder, 30)),
+            "tokenize": ("4 MiB /tokenize, 70 workers, 1 key", ("/tokenize", count.encode(), flooder[:1], 70)),
+            "ids": ("4 MiB of prompt token ids (/v1/completions), 30 workers, 3 keys",
+                    ("/v1/completions", ids.encode(), flooder, 30)),
+            "parts": ("4 MiB of empty content parts (/tokenize), 30 workers, 3 keys",
+                      ("/tokenize", parts.encode(), flooder, 30)),
         }
-        for name, flood in floods.items():
+        for name, flood in (floods[phase] for phase in phases):
             time.sleep(65)  # the flooder's token buckets refill between phases
             seen, codes = _phase(base, victim, flood, seconds)
             print(_line(f"{label}: {name}", seen, alone, codes), flush=True)
@@ -146,13 +160,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--before", type=Path, help="a worktree of the revision to compare with")
+    parser.add_argument("--phases", default="chat,tokenize,ids,parts", help="floods to run, of chat, tokenize, ids, parts")
     args = parser.parse_args()
+    phases = args.phases.split(",")
     print(machine())
     print("| phase | victim answers | victim p50 s | victim max s | p50 vs alone | flooder answers |")
     print("|---|---|---|---|---|---|")
-    measure(ROOT, "this revision", args.seconds)
+    measure(ROOT, "this revision", args.seconds, phases)
     if args.before is not None:
-        measure(args.before.resolve(), "before", args.seconds)
+        measure(args.before.resolve(), "before", args.seconds, phases)
 
 
 if __name__ == "__main__":
