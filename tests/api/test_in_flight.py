@@ -12,6 +12,7 @@ import pytest
 
 from coderapi.store.tables import UsageEvent
 from tests.api.conftest import ALIAS_ID, launch, make_account
+from tests.servers import raw_chat_post, raw_connection
 
 # ~2,000 tokens: unread, the stream's answer fills the socket and the request stays running
 LONG = "repeat: " + "x" * 2000
@@ -91,3 +92,35 @@ def _wait_until_free(client: httpx.Client, key: str) -> None:
     while _ask(client, key).status_code == 429:
         assert time.monotonic() < deadline, "the hung-up streams never gave their places back"
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/tokenize"])
+def test_a_request_over_the_cap_is_answered_before_its_body_is_read(capped, path):
+    """A key's bodies in memory at once are bounded by its cap, not by the connections it opens:
+    500 connections each sending 4 MiB took the server from 2.0 to 3.2 GB when bodies were read first."""
+    user = make_account(capped)
+    with httpx.Client(base_url=capped.base, timeout=60) as client, ExitStack() as streams:
+        _open_stream(streams, client, user.key)
+        _open_stream(streams, client, user.key)
+        sock = raw_connection(capped.base)
+        with sock:
+            head = raw_chat_post(user.key, b'{"model": "', declared_length=4 * 1024 * 1024).replace(
+                b"/v1/chat/completions", path.encode(), 1)
+            sock.sendall(head)  # a few bytes of a 4 MiB body, and no more: the answer must not wait for it
+            answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 429"), answer[:200]
+    assert b"concurrency_limit_exceeded" in answer
+
+
+def test_a_client_that_hangs_up_while_sending_its_body_is_recorded_cancelled_and_frees_its_place(capped):
+    user = make_account(capped)
+    with raw_connection(capped.base) as sock:
+        sock.sendall(raw_chat_post(user.key, b'{"model": "', declared_length=1000))
+        time.sleep(0.5)  # the server holds the key's place and waits for the body
+    deadline = time.monotonic() + 20
+    while not (rows := capped.usage_rows(user.user_id)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [(r.status, r.status_code, r.cost) for r in rows] == [("cancelled", 499, 0)]
+    with httpx.Client(base_url=capped.base, timeout=60) as client:
+        assert _ask(client, user.key).status_code == 200
+        assert _ask(client, user.key).status_code == 200  # both places free

@@ -14,6 +14,7 @@ from coderapi.backends.served import ServedModel
 from coderapi.errors import InternalError
 from coderapi.limits import MemoryLimiter, RateLimits
 from coderapi.protocol.chat import ChatChoice, ChatCompletion, ResponseMessage
+from coderapi.services.in_flight import InFlightLimits
 from coderapi.services.registry import ModelRegistry
 from coderapi.services.tokenizer import TokenizerService
 from tests.unit.lifecycle_fakes import MODEL, PRINCIPAL, SPEC, chat_body, raising, rig
@@ -65,7 +66,7 @@ async def test_an_untyped_tokenizer_failure_is_logged_with_its_traceback(caplog)
 
     r.backend.tokenize = tokenize
     registry = ModelRegistry([ServedModel(SPEC, r.backend, "scripted")])
-    service = TokenizerService(registry, RateLimits(MemoryLimiter(), default_rpm=0, default_tpm=0), r.metering)
+    service = TokenizerService(registry, RateLimits(MemoryLimiter(), default_rpm=0, default_tpm=0), r.metering, InFlightLimits(0, 0))
     body = json.dumps({"model": MODEL, "prompt": "hi"}).encode()
     with caplog.at_level(logging.ERROR, logger="coderapi.tokenizer"), pytest.raises(InternalError) as caught:
         await service.tokenize(body, PRINCIPAL, "req-2")

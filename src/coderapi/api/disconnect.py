@@ -14,6 +14,9 @@ from contextlib import suppress
 from typing import Awaitable, TypeVar
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
+
+from coderapi.services.request_life import ClientLeft
 
 T = TypeVar("T")
 
@@ -22,16 +25,36 @@ class ClientGone(Exception):
     """The client hung up before the answer was ready."""
 
 
-async def _disconnected(request: Request) -> None:
+class RequestBody:
+    """Reads a request's body once, when the service asks for it (`read`), and says when it has
+    (`received`): until then the body's messages are the reader's, not the disconnect watcher's."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self.received = asyncio.Event()
+
+    async def read(self) -> bytes:
+        try:
+            body = await self._request.body()
+        except ClientDisconnect:
+            raise ClientLeft from None
+        self.received.set()
+        return body
+
+
+async def _disconnected(request: Request, body: RequestBody | None) -> None:
+    if body is not None:
+        await body.received.wait()
     # The body has been read: the next ASGI message is the disconnect (uvicorn sends nothing else).
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
 
-async def unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
-    """`work`'s result; cancels it and raises ClientGone if the client hangs up first."""
+async def unless_client_leaves(request: Request, work: Awaitable[T], body: RequestBody | None = None) -> T:
+    """`work`'s result; cancels it and raises ClientGone if the client hangs up first (watched
+    once `body`, which `work` reads, has been received)."""
     task = asyncio.ensure_future(work)
-    watcher = asyncio.create_task(_disconnected(request))
+    watcher = asyncio.create_task(_disconnected(request, body))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:

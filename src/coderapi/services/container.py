@@ -84,7 +84,7 @@ class Services:
         services = cls(
             settings, db, accounts.keys, accounts.users, accounts.signups, registry, metrics, metering, inference,
             limits=limits, reports=UsageReports(db, metering.settled), billing=Billing(accounts.users, settings.models, metering.settled),
-            prep=prep, tokenizer=TokenizerService(registry, limits, metering), ledger=ledger, leases=leases,
+            prep=prep, tokenizer=TokenizerService(registry, limits, metering, in_flight), ledger=ledger, leases=leases,
         )
         return services
 

@@ -5,7 +5,10 @@ everyone. Without a cap, one key holder sending a few dozen long requests at onc
 every other caller gets 503 until those finish; requests-per-minute limits do not stop that, as a
 minute's worth arrives in a second. Over the cap the answer is 429 `concurrency_limit_exceeded`
 with Retry-After, like a rate limit (the `openai` SDK retries it). The counts are per gateway
-process: they protect this process's capacity, which is what runs out.
+process: they protect this process's capacity, which is what runs out. A request takes its place
+before its body is read (the services read it after `acquire`), so the bodies one key has in memory
+at once are bounded by its cap too, whatever the number of connections it opens; `/tokenize` and
+`/detokenize` calls count here as well.
 """
 
 from __future__ import annotations

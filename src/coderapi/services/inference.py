@@ -12,6 +12,7 @@ from coderapi.backends.prep_pool import preparing_for
 from coderapi.services.account_types import Principal
 from coderapi.services.endpoints import Endpoint
 from coderapi.services.lifecycle import Lifecycle, parse_body
+from coderapi.services.request_life import BodySource
 
 __all__ = ["InferenceOutcome", "InferenceService", "parse_body"]
 
@@ -31,20 +32,22 @@ class InferenceService:
         self._lifecycle = lifecycle
 
     async def chat(
-        self, body: bytes, principal: Principal, request_id: str, *,
+        self, body: BodySource, principal: Principal, request_id: str, *,
         origin: str = "api", client_request_id: str | None = None,
     ) -> InferenceOutcome:
-        """`origin` ("api" or "playground") and `client_request_id` are kept on the usage row."""
+        """`body`: the bytes, or a coroutine function reading them (called once the request holds
+        its in-flight slot; it raises `ClientLeft` if the client hangs up meanwhile). `origin` ("api"
+        or "playground") and `client_request_id` are kept on the usage row."""
         return await self._run(Endpoint.CHAT, body, principal, request_id, origin, client_request_id)
 
     async def complete(
-        self, body: bytes, principal: Principal, request_id: str, *,
+        self, body: BodySource, principal: Principal, request_id: str, *,
         origin: str = "api", client_request_id: str | None = None,
     ) -> InferenceOutcome:
         return await self._run(Endpoint.COMPLETIONS, body, principal, request_id, origin, client_request_id)
 
     async def _run(
-        self, endpoint: Endpoint, body: bytes, principal: Principal, request_id: str, origin: str,
+        self, endpoint: Endpoint, body: BodySource, principal: Principal, request_id: str, origin: str,
         client_request_id: str | None,
     ) -> InferenceOutcome:
         async with self._lifecycle.admit(

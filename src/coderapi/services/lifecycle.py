@@ -31,7 +31,7 @@ from coderapi.services.admission import Admission, check_key
 from coderapi.services.endpoints import Endpoint, InferenceRequest
 from coderapi.services.metering import Metering
 from coderapi.services.registry import ModelRegistry, ServedModel
-from coderapi.services.request_life import RequestLife, State
+from coderapi.services.request_life import BodySource, ClientLeft, RequestLife, State
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 
@@ -59,7 +59,7 @@ class Lifecycle:
 
     @asynccontextmanager
     async def admit(
-        self, principal: Principal, endpoint: Endpoint, body: bytes, request_id: str, *,
+        self, principal: Principal, endpoint: Endpoint, body: BodySource, request_id: str, *,
         origin: str = "api", client_request_id: str | None = None,
     ) -> AsyncIterator[AdmittedRequest]:
         life = self._metering.open(
@@ -70,7 +70,7 @@ class Lifecycle:
             yield AdmittedRequest(life, endpoint, request, served)
             if not life.stream_owns_end:
                 life.end()
-        except asyncio.CancelledError as exc:
+        except (asyncio.CancelledError, ClientLeft) as exc:
             life.end(exc)
             raise
         except CoderapiError as exc:
@@ -87,11 +87,15 @@ class Lifecycle:
             await self._admission.label(error, principal, life.headers)
             raise error from exc
 
-    async def _admit(self, life: RequestLife, endpoint: Endpoint, body: bytes) -> tuple[InferenceRequest, ServedModel]:
+    async def _admit(self, life: RequestLife, endpoint: Endpoint, source: BodySource) -> tuple[InferenceRequest, ServedModel]:
         principal = life.principal
         with life.gate():
             check_key(principal)
             life.release_in_flight = self._admission.count_in(principal)
+        # Read once the slot is held: the bodies one key (one user) has in memory at once are bounded
+        # by its in-flight caps, not by how many connections it opens.
+        body = source if isinstance(source, bytes) else await source()
+        with life.gate():
             reservation = await self._admission.limit_body(principal, len(body))  # before the parse's cost
         life.headers.update(reservation.headers)
         body_tokens = reservation.tokens

@@ -6,7 +6,8 @@
 
 How it ended is decided by where it was when it ended (`ending_for`), not by a status code:
 - no error: success (200);
-- the client went away (cancelled, or the stream closed early): cancelled (499), charged;
+- the client went away (cancelled, the stream closed early, or `ClientLeft` while its body was
+  being read): cancelled (499), charged for the tokens made;
 - an error from an admission gate (`gate()`: key, in-flight cap, rate limits, cost hold):
   refused, whatever the error;
 - an error while OPEN outside a gate (the body, the model name): the request is wrong, an error;
@@ -36,6 +37,13 @@ if TYPE_CHECKING:
     from coderapi.services.credit_leases import CostHold
 
 T = TypeVar("T")
+
+# The request's body, or a coroutine function that reads it (read once the request holds its slot).
+BodySource = bytes | Callable[[], Awaitable[bytes]]
+
+
+class ClientLeft(Exception):
+    """Raised by a body's reader: the client hung up before its whole body arrived."""
 
 
 class State(enum.Enum):
@@ -86,7 +94,7 @@ def ending_for(state: State, error: BaseException | None, *, at_gate: bool = Fal
     """How a request ends, given where it was (`state`, and whether inside an admission gate)."""
     if error is None:
         return SUCCESS
-    if isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+    if isinstance(error, (asyncio.CancelledError, GeneratorExit, ClientLeft)):
         return CANCELLED
     if not isinstance(error, CoderapiError):
         return INTERNAL

@@ -1,7 +1,8 @@
 """POST /tokenize and /detokenize: for clients that budget their context, metered and rate-limited.
 
 Each call is checked like an inference call, in the same order: the key (an inference key with
-`model:chat`), then one request and the body's bytes / 4 in tokens from the key's (and its user's)
+`model:chat`), then its in-flight slot (the inference caps: these calls count in them), then the body
+is read, then one request and the body's bytes / 4 in tokens from the key's (and its user's)
 RPM and TPM buckets, kept whatever the answer, then the body is parsed and the model resolved, then
 the work runs on the preparation threads. The tokens bound what a key can have parsed on the event
 loop: 4 MiB of messages split into 170,000 content parts took 0.8 s to read, and one request a
@@ -28,7 +29,8 @@ from coderapi.services.admission import check_key
 from coderapi.services.cost_estimate import BYTES_PER_TOKEN
 from coderapi.services.lifecycle import parse_body
 from coderapi.services.metering import Metering
-from coderapi.services.request_life import RequestLife
+from coderapi.services.in_flight import InFlightLimits
+from coderapi.services.request_life import BodySource, ClientLeft, RequestLife
 from coderapi.services.registry import ModelRegistry, ServedModel
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
@@ -37,13 +39,14 @@ log = logging.getLogger("coderapi.tokenizer")
 
 
 class TokenizerService:
-    def __init__(self, registry: ModelRegistry, limits: RateLimits, metering: Metering) -> None:
+    def __init__(self, registry: ModelRegistry, limits: RateLimits, metering: Metering, in_flight: InFlightLimits) -> None:
         self._registry = registry
         self._limits = limits
         self._metering = metering
+        self._in_flight = in_flight
 
-    async def tokenize(self, body: bytes, principal: Principal, request_id: str) -> tuple[TokenizeResponse, dict]:
-        async def work(scope: RequestLife) -> TokenizeResponse:
+    async def tokenize(self, source: BodySource, principal: Principal, request_id: str) -> tuple[TokenizeResponse, dict]:
+        async def work(scope: RequestLife, body: bytes) -> TokenizeResponse:
             request = parse_body(TokenizeRequest, body)
             served = self._resolve(request.model, scope)
             backend = served.backend
@@ -56,15 +59,15 @@ class TokenizerService:
                 tokens = await backend.tokenize(request.prompt)
             return TokenizeResponse(count=len(tokens), max_model_len=backend.context_length, tokens=tokens)
 
-        return await self._metered("tokenize", principal, request_id, len(body), work)
+        return await self._metered("tokenize", principal, request_id, source, work)
 
-    async def detokenize(self, body: bytes, principal: Principal, request_id: str) -> tuple[DetokenizeResponse, dict]:
-        async def work(scope: RequestLife) -> DetokenizeResponse:
+    async def detokenize(self, source: BodySource, principal: Principal, request_id: str) -> tuple[DetokenizeResponse, dict]:
+        async def work(scope: RequestLife, body: bytes) -> DetokenizeResponse:
             request = parse_body(DetokenizeRequest, body)
             served = self._resolve(request.model, scope)
             return DetokenizeResponse(prompt=await served.backend.detokenize(request.tokens))
 
-        return await self._metered("detokenize", principal, request_id, len(body), work)
+        return await self._metered("detokenize", principal, request_id, source, work)
 
     def _resolve(self, model: str | None, scope: RequestLife) -> ServedModel:
         scope.model = (model or "")[:255]
@@ -73,21 +76,26 @@ class TokenizerService:
         return served
 
     async def _metered(
-        self, endpoint: str, principal: Principal, request_id: str, body_size: int,
-        work: Callable[[RequestLife], Awaitable[AnswerT]],
+        self, endpoint: str, principal: Principal, request_id: str, source: BodySource,
+        work: Callable[[RequestLife, bytes], Awaitable[AnswerT]],
     ) -> tuple[AnswerT, dict]:
-        """`work` between the key and rate checks and the usage row; returns the answer and its headers."""
+        """`work` between the key, in-flight and rate checks and the usage row; returns the answer
+        and its headers. The body is read once the call holds its in-flight slot, as an inference
+        request's is (the same caps count both)."""
         scope = self._metering.open(principal, endpoint, request_id)
         try:
-            with scope.gate():  # the key and the rate limit refuse; the work's own errors are errors
+            with scope.gate():  # the key, the in-flight caps and the rate limit refuse; the work's own errors are errors
                 check_key(principal)
-                await self._take_request(principal, scope, body_size)
+                scope.release_in_flight = self._in_flight.acquire(principal)
+            body = source if isinstance(source, bytes) else await source()
+            with scope.gate():
+                await self._take_request(principal, scope, len(body))
             scope.admitted()
             with preparing_for(principal.user_id):  # the preparation threads take users in turn
-                answer = await work(scope)
+                answer = await work(scope, body)
             scope.end()
             return answer, scope.headers
-        except asyncio.CancelledError as exc:
+        except (asyncio.CancelledError, ClientLeft) as exc:
             scope.end(exc)
             raise
         except CoderapiError as exc:

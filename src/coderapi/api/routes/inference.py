@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from coderapi.api.disconnect import ClientGone, unless_client_leaves
+from coderapi.api.disconnect import ClientGone, RequestBody, unless_client_leaves
 from coderapi.api.deps import InferencePrincipalDep, RequestIdDep, ServicesDep
 from coderapi.api.openapi import INFERENCE_ERRORS, openapi_body, streaming_responses
 from coderapi.api.sse import sse_response
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
 from coderapi.protocol.completions import Completion, CompletionRequest
 from coderapi.services.inference import InferenceOutcome
+from coderapi.services.request_life import ClientLeft
 
 router = APIRouter(tags=["inference"])
 
@@ -21,10 +22,10 @@ def _client_request_id(request: Request) -> str | None:
     return request.headers.get("x-client-request-id") or None
 
 
-async def _answer(request: Request, work) -> Response:
+async def _answer(request: Request, work, body: RequestBody) -> Response:
     try:
-        outcome = await unless_client_leaves(request, work)
-    except ClientGone:
+        outcome = await unless_client_leaves(request, work, body)
+    except (ClientGone, ClientLeft):
         return Response(status_code=499)  # nobody reads it: the usage row says client_disconnected
     return _respond(outcome)
 
@@ -52,13 +53,15 @@ def _route(path: str, summary: str, body: type, answer: type, chunk: type):
 async def create_chat_completion(
     request: Request, principal: InferencePrincipalDep, services: ServicesDep, request_id: RequestIdDep
 ) -> Response:
-    run = services.inference.chat(await request.body(), principal, request_id, client_request_id=_client_request_id(request))
-    return await _answer(request, run)
+    body = RequestBody(request)  # read by the service once the key holds a slot for it
+    run = services.inference.chat(body.read, principal, request_id, client_request_id=_client_request_id(request))
+    return await _answer(request, run, body)
 
 
 @_route("/completions", "Create a completion; with `suffix`, fill-in-the-middle", CompletionRequest, Completion, Completion)
 async def create_completion(
     request: Request, principal: InferencePrincipalDep, services: ServicesDep, request_id: RequestIdDep
 ) -> Response:
-    run = services.inference.complete(await request.body(), principal, request_id, client_request_id=_client_request_id(request))
-    return await _answer(request, run)
+    body = RequestBody(request)
+    run = services.inference.complete(body.read, principal, request_id, client_request_id=_client_request_id(request))
+    return await _answer(request, run, body)

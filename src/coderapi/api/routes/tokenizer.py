@@ -1,17 +1,20 @@
 """POST /tokenize and /detokenize, for clients that budget their context.
 
-The body is read raw and parsed by the service after the key is checked and the call is
-rate-limited (a pydantic body parameter would be parsed before any dependency runs).
+The body is read raw, by the service once the key is checked and the call holds an in-flight slot,
+and parsed once it is rate-limited (a pydantic body parameter would be read and parsed before any
+dependency runs).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from coderapi.api.deps import PrincipalDep, RequestIdDep, ServicesDep
+from coderapi.api.disconnect import RequestBody
 from coderapi.api.openapi import BODY_ERRORS, error_responses, openapi_body
 from coderapi.protocol.completions import DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse
+from coderapi.services.request_life import ClientLeft
 
 router = APIRouter(tags=["tokenizer"])
 
@@ -24,16 +27,19 @@ def _route(path: str, summary: str, body: type, answer: type):
     )
 
 
-def _json(answer_and_headers: tuple) -> JSONResponse:
-    answer, headers = answer_and_headers
+async def _json(call) -> Response:
+    try:
+        answer, headers = await call
+    except ClientLeft:
+        return Response(status_code=499)  # hung up while sending the body: nobody to answer
     return JSONResponse(answer.model_dump(mode="json"), headers=headers)
 
 
 @_route("/tokenize", "Token ids of a prompt or of chat messages", TokenizeRequest, TokenizeResponse)
-async def tokenize(request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep) -> JSONResponse:
-    return _json(await services.tokenizer.tokenize(await request.body(), principal, request_id))
+async def tokenize(request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep) -> Response:
+    return await _json(services.tokenizer.tokenize(RequestBody(request).read, principal, request_id))
 
 
 @_route("/detokenize", "Text of token ids", DetokenizeRequest, DetokenizeResponse)
-async def detokenize(request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep) -> JSONResponse:
-    return _json(await services.tokenizer.detokenize(await request.body(), principal, request_id))
+async def detokenize(request: Request, principal: PrincipalDep, services: ServicesDep, request_id: RequestIdDep) -> Response:
+    return await _json(services.tokenizer.detokenize(RequestBody(request).read, principal, request_id))
