@@ -31,7 +31,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 
@@ -115,18 +117,29 @@ def _line(name: str, seen: list[tuple[float, int]], alone: float | None, codes: 
             f"{dict(codes) if codes else '-'} |")
 
 
-def measure(root: Path, label: str, seconds: float, phases: list[str]) -> None:
-    """Every phase against a server run from `root`'s sources; prints a table row for each."""
-    data_dir = tempfile.mkdtemp(prefix="coderapi-flood-")
+@contextmanager
+def served_from(root: Path) -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """`coderapi serve` run from `root`'s sources on a fresh data directory: (process, base URL,
+    data directory), stopped and removed after."""
+    data_dir = tempfile.mkdtemp(prefix="coderapi-bench-")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=_env(root, CODERAPI_DATA_DIR=data_dir, CODERAPI_MODEL_CACHE_DIR=str(MODEL_CACHE)),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root,  # a full pipe would block its log
     )
-    try:  # the flooder is the bootstrap admin, with keys of its own
+    try:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(proc, f"{base}/health")
+        yield proc, base, data_dir
+    finally:
+        _stop(proc)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def measure(root: Path, label: str, seconds: float, phases: list[str]) -> None:
+    """Every phase against a server run from `root`'s sources; prints a table row for each."""
+    with served_from(root) as (_, base, data_dir):  # the flooder is the bootstrap admin, with keys of its own
         flooder = [_cli(root, "keys", "create", "admin@localhost", data_dir=data_dir) for _ in range(3)]
         _cli(root, "users", "create", "victim@example.com", data_dir=data_dir, stdin="victim password 123\n")
         victim = _cli(root, "keys", "create", "victim@example.com", data_dir=data_dir)
@@ -151,9 +164,6 @@ def measure(root: Path, label: str, seconds: float, phases: list[str]) -> None:
             time.sleep(65)  # the flooder's token buckets refill between phases
             seen, codes = _phase(base, victim, flood, seconds)
             print(_line(f"{label}: {name}", seen, alone, codes), flush=True)
-    finally:
-        _stop(proc)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main() -> None:
