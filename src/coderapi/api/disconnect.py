@@ -5,6 +5,10 @@ otherwise run to its end for nobody (an editor cancels most of its fill-in-the-m
 as the user types on). The route awaits the work and the client's `http.disconnect` together;
 a disconnect first cancels the work, which the service records as cancelled (499,
 client_disconnected) with the tokens generated so far, and which closes the engine's sequence.
+
+The body itself is read by the service, through `RequestBody`, once the request holds its in-flight
+place (so a key's bodies in memory are bounded by its cap); the watcher listens only after that, as
+until then the request's ASGI messages are the body's.
 """
 
 from __future__ import annotations
