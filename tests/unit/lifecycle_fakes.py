@@ -24,6 +24,7 @@ from coderapi.services.lifecycle import Lifecycle
 from coderapi.services.metering import Metering
 from coderapi.services.metrics import ServingMetrics
 from coderapi.services.registry import ModelRegistry
+from coderapi.services.row_budget import EmptyRowBudget
 
 MODEL = "coder-test"
 PRINCIPAL = Principal(
@@ -154,14 +155,14 @@ class Rig:
         return [record for record, _ in self.ledger.settled]
 
 
-def rig(*, per_key: int = 0, per_user: int = 0, rpm: int = 0, tpm: int = 0) -> Rig:
+def rig(*, per_key: int = 0, per_user: int = 0, rpm: int = 0, tpm: int = 0, empty_rows: int = 0) -> Rig:
     ledger, reservations, backend = FakeLedger(), FakeReservations(), ScriptedBackend()
     limits = RateLimits(MemoryLimiter(), default_rpm=rpm, default_tpm=tpm)
     in_flight = InFlightLimits(per_key, per_user)
     leases = CreditLeases(ledger, lease_requests=0, lease_seconds=30)  # one exact hold per request
     admission = Admission(limits, reservations, in_flight, leases, KeyCache(8))
     metrics = ServingMetrics(lambda: [])
-    metering = Metering(leases, metrics)
+    metering = Metering(leases, metrics, EmptyRowBudget(empty_rows))
     registry = ModelRegistry([ServedModel(SPEC, backend, "scripted")])
     lifecycle = Lifecycle(registry, metering, admission)
     return Rig(lifecycle, backend, ledger, reservations, in_flight, metering, metrics, InferenceService(lifecycle))

@@ -24,6 +24,7 @@ from coderapi.services.metrics import ServingMetrics
 from coderapi.services.passwords import PasswordPool
 from coderapi.services.registry import ModelRegistry, ServedModel
 from coderapi.services.reservations import CostReservations
+from coderapi.services.row_budget import EmptyRowBudget
 from coderapi.services.spending import PeriodSpend
 from coderapi.services.tokenizer import TokenizerService
 from coderapi.services.usage_journal import UsageJournal
@@ -73,7 +74,7 @@ class Services:
             ledger, lease_requests=settings.credit_lease_requests,
             lease_seconds=settings.effective_credit_lease_seconds,
         )
-        metering = Metering(leases, metrics)
+        metering = Metering(leases, metrics, EmptyRowBudget(settings.empty_usage_rows_per_key_minute))
         limits = RateLimits(
             build_limiter(settings.redis_url, settings.redis_failure_mode), default_rpm=settings.default_rpm, default_tpm=settings.default_tpm,
             default_user_rpm=settings.default_user_rpm, default_user_tpm=settings.default_user_tpm,

@@ -4,7 +4,8 @@ Money: a request's cost is its tokens at the model's prices per million (`ModelS
 `Decimal` and rounded to the store's six places; it is written on the usage row, debited from
 the user's balance and the request's cost reservation is dropped, in the same transaction
 (`CostReservations.apply`, batched by `LedgerWriter`, journaled on disk until committed). Successful requests and requests whose client hung
-up (the tokens were generated) are charged; failed and refused ones cost nothing.
+up (the tokens were generated) are charged; failed and refused ones cost nothing. The rows of requests
+turned away before doing anything are written at most so many a key a minute (`row_budget`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from coderapi.clock import utcnow
 from coderapi.services.account_types import Principal, UsageRecord
 from coderapi.services.metrics import UNKNOWN_MODEL_LABEL, ServingMetrics
 from coderapi.services.credit_leases import CostHold, CreditLeases
-from coderapi.services.request_life import Ending, RequestLife
+from coderapi.services.request_life import Ending, RequestLife, Status
+from coderapi.services.row_budget import EmptyRowBudget
 from coderapi.money import to_money
 
 log = logging.getLogger("coderapi.metering")
@@ -56,10 +58,20 @@ def charged_cost(life: RequestLife, ending: Ending) -> Decimal:
 READ_YOUR_WRITES_SECONDS = 1.0  # the longest a usage or balance read waits for this gateway's queue
 
 
+def _empty(life: RequestLife, ending: Ending) -> bool:
+    """Turned away before it did anything: no token, no cost hold, refused or cancelled (see row_budget)."""
+    tally = life.tally
+    return (
+        life.hold is None and ending.status in (Status.REFUSED, Status.CANCELLED)
+        and not tally.prompt_tokens and not tally.completion_tokens
+    )
+
+
 class Metering:
-    def __init__(self, leases: CreditLeases, metrics: ServingMetrics) -> None:
+    def __init__(self, leases: CreditLeases, metrics: ServingMetrics, rows: EmptyRowBudget | None = None) -> None:
         self._leases = leases  # settles each usage record (and its hold) with the ledger
         self._metrics = metrics
+        self._rows = rows or EmptyRowBudget(0)  # which empty requests' rows are written (default: all)
         self._pending: set[asyncio.Task] = set()
 
     def open(
@@ -78,12 +90,15 @@ class Metering:
             self._observe(life, ending, now)
         except Exception:  # metrics are never a reason to lose the usage row
             log.exception("could not observe the metrics of %s", life.request_id)
+        write_row = not _empty(life, ending) or self._rows.admits(life.principal.key_id or 0)
+        if not write_row:
+            self._metrics.unwritten_rows.inc()
         # A task of its own: the request's task may be cancelled (client gone) while this is written.
-        task = asyncio.get_running_loop().create_task(self._count_and_write(life, ending, now))
+        task = asyncio.get_running_loop().create_task(self._count_and_write(life, ending, now, write_row))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _count_and_write(self, life: RequestLife, ending: Ending, now: float) -> None:
+    async def _count_and_write(self, life: RequestLife, ending: Ending, now: float, write_row: bool) -> None:
         tally = life.tally
         ended_at = utcnow()
         if tally.count_later is not None:  # e.g. an upstream stream cut short: tokenized here
@@ -113,19 +128,20 @@ class Metering:
             ended_at=ended_at,
         )
         used = record.prompt_tokens + record.completion_tokens
-        await self._write(record, life.settle, used, life.hold)
+        await self._write(record, life.settle, used, life.hold, write_row)
 
     async def _write(
         self, record: UsageRecord, settle: Callable[[int], Awaitable[None]] | None, used: int,
-        hold: CostHold | None,
+        hold: CostHold | None, write_row: bool,
     ) -> None:
         try:
             if settle is not None:
                 await settle(used)
         except Exception:
             log.exception("could not settle the rate limit of %s", record.request_id)
-        # Journaled on disk now, committed with the next batch (retried while the database is down).
-        self._leases.end(record, hold)
+        if write_row or hold is not None:  # a hold is always given back, with its row
+            # Journaled on disk now, committed with the next batch (retried while the database is down).
+            self._leases.end(record, hold)
 
     def _observe(self, life: RequestLife, ending: Ending, now: float) -> None:
         # Labels come from the registry only: a caller's made-up model name must not add a series.

@@ -31,6 +31,10 @@ class ServingMetrics:
         self.prompt_tokens = Counter("coderapi:prompt_tokens", "Prompt tokens processed.", labels, registry=r)
         self.generation_tokens = Counter("coderapi:generation_tokens", "Tokens generated.", labels, registry=r)
         self.requests = Counter("coderapi:request_success", "Finished requests by outcome.", [*labels, "finished_reason"], registry=r)
+        self.unwritten_rows = Counter(
+            "coderapi:usage_rows_unwritten", "Requests turned away before doing anything whose usage row was not "
+            "written: past empty_usage_rows_per_key_minute for their key.", registry=r,
+        )
 
 
 class _EngineCollector:
