@@ -5,8 +5,8 @@ Each call is checked like an inference call, in the same order: the key (an infe
 is read, then one request and the body's bytes / 4 in tokens from the key's (and its user's)
 RPM and TPM buckets, kept whatever the answer, then the body is parsed and the model resolved, then
 the work runs on the preparation threads. The tokens bound what a key can have parsed on the event
-loop: 4 MiB of messages split into 170,000 content parts took 0.8 s to read, and one request a
-minute's RPM allows ten a second. Every call leaves a usage row (endpoint "tokenize" or
+loop: 4 MiB of messages split into 170,000 content parts took 0.8 s to read, and a key's RPM alone
+(600) let it send ten a second. Every call leaves a usage row (endpoint "tokenize" or
 "detokenize", no tokens, cost 0) and the x-ratelimit-* headers.
 """
 
