@@ -301,9 +301,9 @@ class Settings(BaseSettings):
     prepare_queue: int = Field(
         64, ge=0, description="Requests that may wait for a preparation thread; beyond that the API answers 503.",
     )
-    empty_usage_rows_per_key_minute: int = Field(
+    empty_usage_rows_per_user_minute: int = Field(
         60, ge=0,
-        description="Usage rows written per key per minute (on each gateway) for requests turned away before "
+        description="Usage rows written per user (all its keys) per minute, on each gateway, for requests turned away before "
         "doing anything: refused, or hung up while sending the body; no token, no cost. Past it such requests "
         "are answered as before and counted in /metrics (coderapi:usage_rows_unwritten), without a row (0: every row).",
     )

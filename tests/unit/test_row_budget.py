@@ -1,4 +1,4 @@
-"""Requests turned away before doing anything leave at most so many usage rows a key a minute: one
+"""Requests turned away before doing anything leave at most so many usage rows a user a minute: one
 client drove 160 refusals a second through one key, each a row. Every other row is always written."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from tests.clock import FixedClock
 from tests.unit.lifecycle_fakes import PRINCIPAL, chat_body, raising, rig
 
 
-def test_a_key_gets_its_rows_a_minute_and_they_come_back_with_time():
+def test_an_owner_gets_its_rows_a_minute_and_they_come_back_with_time():
     clock = FixedClock(100.0)
     budget = EmptyRowBudget(3, clock)
     assert [budget.admits(1) for _ in range(5)] == [True, True, True, False, False]
-    assert budget.admits(2)  # another key has its own
+    assert budget.admits(2)  # another user has its own
     clock.now += 20  # a third of a minute: one row back
     assert [budget.admits(1) for _ in range(2)] == [True, False]
     assert all(EmptyRowBudget(0, clock).admits(1) for _ in range(1000))  # 0: every row
@@ -26,8 +26,8 @@ def test_a_key_gets_its_rows_a_minute_and_they_come_back_with_time():
 def test_buckets_kept_stay_bounded():
     clock = FixedClock(100.0)
     budget = EmptyRowBudget(1, clock)
-    for key_id in range(30_000):
-        budget.admits(key_id)
+    for owner in range(30_000):
+        budget.admits(owner)
         clock.now += 0.01
     assert len(budget._buckets) <= 10_100  # refilled (full) ones are dropped as it grows, once a second
 
@@ -41,11 +41,16 @@ async def test_refusals_past_the_budget_are_answered_counted_and_leave_no_row():
     rows = await r.rows()
     assert [row.status for row in rows] == ["success", "refused", "refused"]
     assert r.metrics.unwritten_rows._value.get() == 3
-    other = replace(PRINCIPAL, key_id=PRINCIPAL.key_id + 1, key_prefix="other")
-    await r.inference.chat(chat_body(), other, "req-other-ok")  # another key: its own RPM, its own rows
+    second_key = replace(PRINCIPAL, key_id=PRINCIPAL.key_id + 1, key_prefix="second")
+    await r.inference.chat(chat_body(), second_key, "req-second-ok")  # its own RPM...
     with pytest.raises(RateLimited):
-        await r.inference.chat(chat_body(), other, "req-other")
-    assert [row.status for row in (await r.rows())[3:]] == ["success", "refused"]
+        await r.inference.chat(chat_body(), second_key, "req-second")
+    assert [row.status for row in (await r.rows())[3:]] == ["success"]  # ...but the user's rows
+    other_user = replace(PRINCIPAL, user_id=PRINCIPAL.user_id + 1, key_id=PRINCIPAL.key_id + 2, key_prefix="other")
+    await r.inference.chat(chat_body(), other_user, "req-other-ok")
+    with pytest.raises(RateLimited):
+        await r.inference.chat(chat_body(), other_user, "req-other")
+    assert [row.status for row in (await r.rows())[4:]] == ["success", "refused"]  # another user: its own
 
 
 async def test_rows_of_requests_that_held_money_are_always_written():

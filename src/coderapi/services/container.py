@@ -74,7 +74,7 @@ class Services:
             ledger, lease_requests=settings.credit_lease_requests,
             lease_seconds=settings.effective_credit_lease_seconds,
         )
-        metering = Metering(leases, metrics, EmptyRowBudget(settings.empty_usage_rows_per_key_minute))
+        metering = Metering(leases, metrics, EmptyRowBudget(settings.empty_usage_rows_per_user_minute))
         limits = RateLimits(
             build_limiter(settings.redis_url, settings.redis_failure_mode), default_rpm=settings.default_rpm, default_tpm=settings.default_tpm,
             default_user_rpm=settings.default_user_rpm, default_user_tpm=settings.default_user_tpm,

@@ -5,7 +5,7 @@ Money: a request's cost is its tokens at the model's prices per million (`ModelS
 the user's balance and the request's cost reservation is dropped, in the same transaction
 (`CostReservations.apply`, batched by `LedgerWriter`, journaled on disk until committed). Successful requests and requests whose client hung
 up (the tokens were generated) are charged; failed and refused ones cost nothing. The rows of requests
-turned away before doing anything are written at most so many a key a minute (`row_budget`).
+turned away before doing anything are written at most so many a user a minute (`row_budget`).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Metering:
             self._observe(life, ending, now)
         except Exception:  # metrics are never a reason to lose the usage row
             log.exception("could not observe the metrics of %s", life.request_id)
-        write_row = not _empty(life, ending) or self._rows.admits(life.principal.key_id or 0)
+        write_row = not _empty(life, ending) or self._rows.admits(life.principal.user_id)
         if not write_row:
             self._metrics.unwritten_rows.inc()
         # A task of its own: the request's task may be cancelled (client gone) while this is written.

@@ -33,7 +33,7 @@ class ServingMetrics:
         self.requests = Counter("coderapi:request_success", "Finished requests by outcome.", [*labels, "finished_reason"], registry=r)
         self.unwritten_rows = Counter(
             "coderapi:usage_rows_unwritten", "Requests turned away before doing anything whose usage row was not "
-            "written: past empty_usage_rows_per_key_minute for their key.", registry=r,
+            "written: past empty_usage_rows_per_user_minute for their user.", registry=r,
         )
 
 
