@@ -6,9 +6,9 @@
         stream = await admitted.life.open_stream(answer)
 
 `admit` runs the admission steps in order (see `services.admission` for why this order): the key,
-the in-flight count, the request and its body's tokens in the rate limits, the body, the rest of
-its tokens, the model, the cost hold; each gate's error refuses the request. The block's end ends the request (success, or the error that left it, or
-cancelled), unless a stream took it over (`RequestLife.open_stream`): then the stream's close ends
+the in-flight count, then the body is read; the request and its body's tokens in the rate limits,
+then the body is parsed; the rest of its tokens, the model, the cost hold. Each gate's error refuses
+the request. The block's end ends the request (success, or the error that left it, or cancelled), unless a stream took it over (`RequestLife.open_stream`): then the stream's close ends
 it. Either way it ends once and is recorded once (`Metering.record`), and an error leaving the
 block is the one the client gets (the key's own refusal where it was disabled meanwhile,
 `x-ratelimit-*` headers, 500 for anything untyped).
