@@ -7,9 +7,9 @@ reserves its estimate (prompt length in bytes / 4, plus `max_tokens` times `n`, 
 minute's allowance) together with one request, atomically (`reserve`; the inference services
 reserve the request and its body's share before parsing the body, then `extend` it by the
 completion budgets); a request that does not fit is refused with 429 before generation starts.
-Where the request ends (success, error, refusal or hang-up) the difference between the reservation and the tokens really used is settled: unused
-tokens go back, tokens beyond the estimate are taken anyway (the bucket may dip below zero and
-the next requests wait for the refill). So concurrent requests cannot overshoot the limit by
+Where the request ends (success, error, refusal or hang-up) the difference between the reservation
+and the tokens really used is settled: unused tokens go back, tokens beyond the estimate are taken
+anyway (the bucket may dip below zero and the next requests wait for the refill). So concurrent requests cannot overshoot the limit by
 more than their estimates were wrong, and a request is never cut short for tokens.
 A limit of 0 (or less) switches that dimension off.
 
