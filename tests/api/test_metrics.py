@@ -81,3 +81,17 @@ def test_metrics_without_a_token_are_closed_unless_public_by_opt_in(tmp_path):
         assert httpx.get(closed.base + "/metrics", headers=METRICS_AUTH).status_code == 401
     with launch(tmp_path / "public", metrics_token=None, metrics_public=True) as public:
         assert httpx.get(public.base + "/metrics").status_code == 200
+
+
+def test_refusals_past_the_users_row_budget_are_counted_in_metrics_not_written(tmp_path):
+    with launch(tmp_path, default_rpm=1, empty_usage_rows_per_user_minute=2) as platform:
+        auth = {"Authorization": f"Bearer {platform.key}"}
+        body = {"model": ALIAS_ID, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        codes = [httpx.post(platform.base + "/v1/chat/completions", json=body, headers=auth).status_code for _ in range(6)]
+        assert codes == [200] + [429] * 5
+        rows = platform.wait_rows(None, 3)
+        time.sleep(0.3)  # any further row would be written by now
+        assert [r.status for r in platform.usage_rows()] == ["success", "refused", "refused"]
+        text = httpx.get(platform.base + "/metrics", headers=METRICS_AUTH).text
+        assert re.search(r"^coderapi:usage_rows_unwritten_total 3\.0$", text, re.M), text[-600:]
+        assert len(rows) == 3
