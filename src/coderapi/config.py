@@ -225,6 +225,12 @@ class Settings(BaseSettings):
         "gateway (0: no cap); more answer 429 concurrency_limit_exceeded.",
     )
     max_keys_per_user: int = Field(50, ge=1, description="API keys (inference and management) one user may hold.")
+    empty_usage_rows_per_user_minute: int = Field(
+        60, ge=0,
+        description="Usage rows written per user (all its keys) per minute, on each gateway, for requests turned away before "
+        "doing anything: refused, or hung up while sending the body; no token, no cost. Past it such requests "
+        "are answered as before and counted in /metrics (coderapi:usage_rows_unwritten), without a row (0: every row).",
+    )
     reservation_ttl_seconds: float = Field(
         3600.0, gt=0,
         description="How long a request's cost reservation holds money; a gateway that dies mid-request "
@@ -300,12 +306,6 @@ class Settings(BaseSettings):
     )
     prepare_queue: int = Field(
         64, ge=0, description="Requests that may wait for a preparation thread; beyond that the API answers 503.",
-    )
-    empty_usage_rows_per_user_minute: int = Field(
-        60, ge=0,
-        description="Usage rows written per user (all its keys) per minute, on each gateway, for requests turned away before "
-        "doing anything: refused, or hung up while sending the body; no token, no cost. Past it such requests "
-        "are answered as before and counted in /metrics (coderapi:usage_rows_unwritten), without a row (0: every row).",
     )
     prepare_queue_per_user: int = Field(
         16, ge=0,
