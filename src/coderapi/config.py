@@ -101,6 +101,12 @@ class ModelSpec(BaseModel):
         "2.0-2.25x plain decoding on code edits with `prediction` (bench/edits.py; 1.22x repacked, an earlier "
         "build).",
     )
+    max_answer_logprobs: int = Field(
+        131_072, ge=0,
+        description="Logprob entries (each token and its top_logprobs alternatives) one answer may hold in "
+        "memory: choices x max_tokens x (1 + top_logprobs), for answers not streamed and streams with tools; "
+        "past it 400 logprobs_too_large (each entry held costs ~700 bytes).",
+    )
     price_input_per_million: float = Field(0.0, description="USD per million prompt tokens.")
     price_output_per_million: float = Field(0.0, description="USD per million completion tokens.")
     generation: GenerationDefaults = Field(default_factory=GenerationDefaults)

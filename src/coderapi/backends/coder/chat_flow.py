@@ -11,6 +11,7 @@ from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
 from coderapi.backends.coder.families import TOOL_PARSERS, ToolParserFactory
 from coderapi.backends.coder.fanout import collect, interleave
+from coderapi.backends.coder.held_logprobs import check_held_logprobs
 from coderapi.backends.coder.lazy_grammar import lazy_tool_grammar
 from coderapi.backends.coder.lazy_tools import LazyTools
 from coderapi.backends.coder.literal_text import LiteralText
@@ -125,6 +126,11 @@ def prepare_chat_now(backend: CoderBackend, request: ChatCompletionRequest, requ
         backend.spec.generation.max_tokens,
     )
     base = _sampling_request(request)
+    if not request.stream or tools_active:
+        check_held_logprobs(
+            choices=request.n or 1, budget=budget, top=base.logprobs, limit=backend.spec.max_answer_logprobs,
+            param="top_logprobs" if request.top_logprobs else "logprobs", streamed=bool(request.stream),
+        )
     predicted = prediction_ids(backend.engine, request.prediction)
     params = [
         sampling_params(

@@ -11,6 +11,7 @@ from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
 from coderapi.backends.coder.families import FimFormat, RepoFile
 from coderapi.backends.coder.fanout import collect, interleave
+from coderapi.backends.coder.held_logprobs import check_held_logprobs
 from coderapi.backends.coder.literal_text import LiteralText
 from coderapi.backends.coder.sampling import (
     SamplingRequest,
@@ -125,6 +126,11 @@ def prepare_completion_now(backend: CoderBackend, request: CompletionRequest, re
         ends = backend.family.fim.end_tokens if backend.family.fim else ()
         stop_ids = frozenset(t for name in ends for t in backend.engine.tokenize(name)[:1])
     base = SamplingRequest.of(request, max_tokens=request.max_tokens, logprobs=request.logprobs)
+    if not request.stream:
+        check_held_logprobs(
+            choices=len(prompts) * request.n, budget=budget, top=request.logprobs,
+            limit=backend.spec.max_answer_logprobs, param="logprobs", streamed=False,
+        )
     params = sampling_params(base, backend.spec.generation, max_tokens=budget, grammar=_grammar(backend, request))
     predicted = prediction_ids(backend.engine, request.prediction)
     params = SamplingParams(**{**params.__dict__, "stop_token_ids": stop_ids, "prediction_ids": predicted})
