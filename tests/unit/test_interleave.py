@@ -98,3 +98,24 @@ async def test_one_choice_is_passed_through_and_collect_sums_each_choice():
 
     results = await collect(two(), 2)
     assert [(r.text, r.finish_reason) for r in results] == [("y", "length"), ("xz", "stop")]
+
+
+def test_a_slow_consumer_holds_the_choices_back():
+    """The runners stop pulling once a few deltas wait for the consumer, so a stream read slowly
+    does not have every choice's deltas (and an engine's tokens behind them) pile up in memory."""
+    pulled = [0, 0, 0]
+
+    async def endless(index: int):
+        while True:
+            pulled[index] += 1
+            yield ChoiceDelta(index=index, text="x")
+            await asyncio.sleep(0)
+
+    async def main():
+        merged = interleave([endless(i) for i in range(3)], max_active=3)
+        taken = [await anext(merged) for _ in range(5)]
+        await asyncio.sleep(0.2)  # the consumer stops reading: an unbounded queue would grow all along
+        assert len(taken) == 5 and sum(pulled) <= 5 + 3 * 4 + 3  # taken + the queue + one in each runner's hand
+        await asyncio.wait_for(merged.aclose(), 5)  # runners blocked on the full queue still end
+
+    asyncio.run(main())

@@ -8,6 +8,7 @@ from typing import AsyncIterator
 from coderapi.backends.coder.choice import ChoiceDelta
 
 _DONE = object()
+_QUEUED_PER_RUNNER = 4  # deltas a running choice may have waiting for the consumer
 
 
 async def interleave(streams: list[AsyncIterator[ChoiceDelta]], *, max_active: int) -> AsyncIterator[ChoiceDelta]:
@@ -20,10 +21,14 @@ async def interleave(streams: list[AsyncIterator[ChoiceDelta]], *, max_active: i
         async for delta in streams[0]:
             yield delta
         return
-    queue: asyncio.Queue = asyncio.Queue()
+    runners = max(1, min(max_active, len(streams)))
+    # Bounded, so that a consumer that reads slowly (a stream whose client reads slowly) stops the
+    # runners and, through them, the engines, rather than have every delta pile up here.
+    queue: asyncio.Queue = asyncio.Queue(maxsize=_QUEUED_PER_RUNNER * runners)
     waiting = iter(streams)  # shared by the runners: each takes the next choice when it is free
 
     async def runner() -> None:
+        # Cancelled (the consumer is gone): nothing more is put, since nobody reads the queue.
         try:
             for stream in waiting:
                 try:
@@ -31,14 +36,11 @@ async def interleave(streams: list[AsyncIterator[ChoiceDelta]], *, max_active: i
                         await queue.put(delta)
                 finally:
                     await stream.aclose()
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # forwarded to the consumer, who re-raises it
             await queue.put(exc)
-        finally:
-            await queue.put(_DONE)
+        await queue.put(_DONE)
 
-    tasks = [asyncio.create_task(runner()) for _ in range(max(1, min(max_active, len(streams))))]
+    tasks = [asyncio.create_task(runner()) for _ in range(runners)]
     try:
         remaining = len(tasks)
         while remaining:
