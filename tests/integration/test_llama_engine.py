@@ -304,3 +304,30 @@ async def test_multibyte_text_is_never_split(engine):
     assert any("\u4e00" <= ch <= "\u9fff" for ch in out)
     body = events[:-1] if events[-1].finish_reason == "stop" else events
     assert out == engine.detokenize(tokens(body))
+
+
+def test_a_reader_that_falls_behind_pauses_its_sequence(engine, monkeypatch):
+    """Backpressure (worker.py): once MAX_UNREAD_EVENTS of a sequence's events are unread, it sits
+    out the decode steps, keeping its slot, until they are taken; the answer is the one read at once."""
+    from coderapi.engines.llama_cpp import worker
+
+    monkeypatch.setattr(worker, "MAX_UNREAD_EVENTS", 8)
+    ids = engine.tokenize(chat("Count from 1 to 500, one number per line."))
+    params = SamplingParams(max_tokens=300, temperature=0.0, logit_bias={151645: -100.0, 151643: -100.0})
+    read_at_once = asyncio.run(collect(engine, ids, params))
+
+    async def read_late() -> list[TokenEvent]:
+        stream = engine.generate(ids, params)
+        events = [await anext(stream)]
+        await wait_until(lambda: engine.stats().waiting_for_reader == 1)
+        cached = engine.stats().kv_cache_usage
+        await asyncio.sleep(0.5)  # unpaused, the model would decode 15+ tokens meanwhile
+        held = engine.stats()
+        assert (held.waiting_for_reader, held.running) == (1, 1)  # held, in its slot
+        assert held.kv_cache_usage == cached  # and not one token decoded
+        events += [event async for event in stream]
+        return events
+
+    read_late_events = asyncio.run(read_late())
+    assert len(read_late_events) == 300 and tokens(read_late_events) == tokens(read_at_once)
+    assert engine.stats().waiting_for_reader == 0

@@ -76,6 +76,7 @@ class EngineStats:
     kv_cache_usage: float = 0.0  # 0..1
     prefix_cache_queries: int = 0  # prompt tokens looked up in the prefix cache
     prefix_cache_hits: int = 0  # of those, tokens found
+    waiting_for_reader: int = 0  # sequences paused until their client reads what they made
 
 
 @runtime_checkable

@@ -51,10 +51,16 @@ class _EngineCollector:
             "coderapi:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.", labels=["model_name"]
         )
         hits = CounterMetricFamily("coderapi:prefix_cache_hits", "Prompt tokens found in the prefix cache.", labels=["model_name"])
+        behind = GaugeMetricFamily(
+            "coderapi:num_requests_waiting_for_reader",
+            "Sequences held out of decode steps until their client reads what they generated.",
+            labels=["model_name"],
+        )
         for name, stats in self._source():
             running.add_metric([name], stats.running)
             waiting.add_metric([name], stats.waiting)
             kv.add_metric([name], stats.kv_cache_usage)
             queries.add_metric([name], stats.prefix_cache_queries)
             hits.add_metric([name], stats.prefix_cache_hits)
-        return [running, waiting, kv, queries, hits]
+            behind.add_metric([name], stats.waiting_for_reader)
+        return [running, waiting, kv, queries, hits, behind]

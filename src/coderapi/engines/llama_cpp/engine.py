@@ -176,6 +176,7 @@ class LlamaCppEngine:
             worker.inbox.put(req)
             while True:
                 item = await req.queue.get()
+                req.taken += 1
                 if isinstance(item, BaseException):
                     req.finished = True
                     raise item
@@ -206,4 +207,5 @@ class LlamaCppEngine:
             kv_cache_usage=min(1.0, latest.kv_tokens / n_ctx),
             prefix_cache_queries=latest.prefix_queries,
             prefix_cache_hits=latest.prefix_hits,
+            waiting_for_reader=latest.waiting_for_reader,
         )

@@ -2,7 +2,8 @@
 
 A `Request` crosses threads: the event loop creates it and reads its queue; the worker fills
 the queue (through `loop.call_soon_threadsafe`) and watches `cancelled`, a plain attribute the
-generator sets when it is closed. The worker reads `cancelled` once per step, into the
+generator sets when it is closed. `sent` (the worker's count of events) and `taken` (the
+consumer's) tell the worker how far the reader is behind: each is written by one thread only. The worker reads `cancelled` once per step, into the
 snapshot it plans from (scheduler.py), so a step acts on one consistent view of it.
 
 A `Sequence` is the worker's private state for an admitted request: only the worker thread
@@ -30,7 +31,7 @@ _ids = itertools.count(1)
 
 
 class Request:
-    __slots__ = ("id", "prompt", "params", "loop", "queue", "cancelled", "finished", "created_at")
+    __slots__ = ("id", "prompt", "params", "loop", "queue", "cancelled", "finished", "created_at", "sent", "taken")
 
     def __init__(
         self, prompt: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop | None
@@ -43,6 +44,13 @@ class Request:
         self.cancelled = False  # set by the consumer side; read by the worker
         self.finished = False  # set by the consumer side once the final event arrived
         self.created_at = time.monotonic()
+        self.sent = 0  # events the worker has sent (worker thread only)
+        self.taken = 0  # events the consumer has taken off the queue (consumer only)
+
+    @property
+    def unread(self) -> int:
+        """Events sent that the consumer has not taken yet."""
+        return self.sent - self.taken
 
 
 class Sequence:
@@ -127,3 +135,4 @@ class WorkerStats:
     kv_tokens: int = 0  # tokens the slots hold in the KV cache, prefix caches included
     prefix_queries: int = 0  # prompt tokens looked up in the prefix cache
     prefix_hits: int = 0  # of those, tokens kept from the cache
+    waiting_for_reader: int = 0  # running sequences sitting out until their reader catches up

@@ -1,17 +1,22 @@
 """The worker thread: owns the llama context and runs the continuous-batching decode loop.
 
-One loop iteration: take new requests from the inbox (blocking only when idle); snapshot the
-queues and let the pure scheduler decide (scheduler.py): which cancelled requests to drop or
-free, which waiting ones to admit into free slots (FIFO; the prefix cache picks the slot), which
-drafts to use and which rows the step holds; run that plan with llama_decode, sample every
-sequence that produced logits, and hand the step's events to their event loops in one
-`call_soon_threadsafe` per loop. Every decision is the scheduler's; this file only carries them
-out against llama.cpp.
+One loop iteration: take new requests from the inbox (blocking only when idle, or for 10 ms when
+every running sequence waits for its reader); snapshot the queues and let the pure scheduler
+decide (scheduler.py): which cancelled requests to drop or free, which waiting ones to admit
+into free slots (FIFO; the prefix cache picks the slot), which drafts to use and which rows the
+step holds; run that plan with llama_decode, sample every sequence that produced logits, and
+hand the step's events to their event loops in one `call_soon_threadsafe` per loop. Every
+decision is the scheduler's; this file only carries them out against llama.cpp.
 
-What crosses threads, and nothing else: the inbox (a thread-safe queue), each request's queue
-and `cancelled` flag (sequences.py), the `ready` future, and `published`, a frozen snapshot of
-the counters replaced after every step (`LlamaCppEngine.stats` reads it, never the live lists);
+What crosses threads, and nothing else: the inbox (a thread-safe queue), each request's queue,
+`cancelled` flag and event counts (sequences.py), the `ready` future, and `published`, a frozen
+snapshot of the counters replaced after every step (`LlamaCppEngine.stats` reads it, never the live lists);
 besides, once `ready` is set, what never changes again (`model`, `metadata`, the context's size).
+
+Backpressure: a sequence whose consumer has `MAX_UNREAD_EVENTS` of its events still unread (a
+stream whose client reads slowly) sits out the steps, keeping its slot, until the consumer takes
+them; so a slow reader costs a slot, as a long answer does, and not memory without bound. A
+client that reads nothing at all is cut off by the server's send timeout, which frees the slot.
 
 Failures stay local: a request whose sampler cannot be built, whose sampling raises, or whose
 tokens make a decode step fail (llama_decode returns an error, or the step raises) gets the
@@ -53,6 +58,12 @@ from .token_events import count_drafts, sample_row
 log = logging.getLogger("coderapi.engines.llama_cpp")
 
 STOP = object()  # inbox sentinel: finish and free everything
+# A sequence whose reader has this many of its events still unread sits out the decode steps
+# until the reader catches up (a stream read slowly, its connection's buffers full): the events
+# of a token with 20 top logprobs hold ~4 KB, and the model would otherwise keep generating into
+# memory as fast as it runs. Above the 64 tokens one speculative step may release at once.
+MAX_UNREAD_EVENTS = 256
+READER_WAIT_SECONDS = 0.01  # how long an idle worker waits for a reader (or a new request)
 
 
 def _deliver(items: list) -> None:
@@ -112,10 +123,12 @@ class Worker(threading.Thread):
             return
         self.ready.set_result(None)
         try:
+            stalled = False  # the last step had nothing to run: every sequence waits for its reader
             while not self._stopping:
                 try:
-                    self._pull(block=not self.running and not self.waiting)
-                    self._step()
+                    idle = not self.running and not self.waiting
+                    self._pull(block=idle or stalled, timeout=READER_WAIT_SECONDS if stalled and not idle else None)
+                    stalled = self._step()
                 except Exception:  # a bug, not a request's fault: fail the running ones, go on
                     log.exception("llama.cpp worker step failed")
                     self._fail_running()
@@ -174,9 +187,12 @@ class Worker(threading.Thread):
 
     # -- requests in ----------------------------------------------------------------------------
 
-    def _pull(self, block: bool) -> None:
+    def _pull(self, block: bool, timeout: float | None = None) -> None:
         if block:
-            self._accept(self.inbox.get())
+            try:
+                self._accept(self.inbox.get(timeout=timeout))
+            except queue.Empty:
+                return
         while not self.inbox.empty():
             self._accept(self.inbox.get_nowait())
 
@@ -186,10 +202,11 @@ class Worker(threading.Thread):
         else:
             self.waiting.append(item)
 
-    def _step(self) -> None:
+    def _step(self) -> bool:
+        """One decode step; True when sequences run but all sit out, waiting for their readers."""
         self._apply_admission()
         if not self.running:
-            return
+            return False
         by_key = {seq.key: seq for seq in self.running}
         proposals: dict[int, Proposal | None] = {}
 
@@ -197,9 +214,16 @@ class Worker(threading.Thread):
             proposals[key] = proposal = by_key[key].drafter.peek(limit, use_context=use_context)
             return proposal.tokens if proposal is not None else []
 
-        views = [seq.view() for seq in self.running]
+        views = [seq.view() for seq in self.running if self._reader_keeps_up(seq)]
+        if not views:
+            return True
         plan = plan_step(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows, peek, MATMUL_ROW_GROUP)
         self._run_parts(self._parts(plan, by_key, proposals), isolate=True)
+        return False
+
+    @staticmethod
+    def _reader_keeps_up(seq: Sequence) -> bool:
+        return seq.req.unread < MAX_UNREAD_EVENTS
 
     def _apply_admission(self) -> None:
         while self._admit_planned():  # a request that failed admission left its slot free
@@ -381,11 +405,13 @@ class Worker(threading.Thread):
         self._release(seq)
 
     def _send(self, req: Request, item) -> None:
+        req.sent += 1
         self._outbox.setdefault(req.loop, []).append((req, item))
 
     def _publish(self) -> None:
         self.published = WorkerStats(
-            len(self.running), len(self.waiting), self.pool.tokens_held(), self.prefix_queries, self.prefix_hits
+            len(self.running), len(self.waiting), self.pool.tokens_held(), self.prefix_queries, self.prefix_hits,
+            sum(not self._reader_keeps_up(seq) for seq in self.running),
         )
 
     def _flush(self) -> None:
