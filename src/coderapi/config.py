@@ -318,6 +318,19 @@ class Settings(BaseSettings):
         description="Requests of one user (all its keys) waiting for or on a preparation thread at once; more "
         "answer 429 concurrency_limit_exceeded (0: no cap). Waiting requests are taken from each user in turn.",
     )
+    report_threads: int = Field(
+        1, ge=1,
+        description="Threads that compute usage reports, logs and key spend (GET /v2/usage, /v2/logs, /v1/keys, "
+        "the dashboard), apart from the database work every request needs.",
+    )
+    report_queue: int = Field(
+        16, ge=0, description="Reports that may wait for a report thread; beyond that the API answers 503.",
+    )
+    report_queue_per_user: int = Field(
+        2, ge=1,
+        description="Reports of one user (all its keys and dashboard sessions) waiting for or on a report thread "
+        "at once; more answer 429 concurrency_limit_exceeded. Waiting reports are taken from each user in turn.",
+    )
     metrics_token: SecretStr | None = Field(
         None,
         description="Bearer token that may read /metrics (Prometheus: `authorization: {credentials: ...}`). "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from coderapi.backends.prep_pool import _OWNER
+from coderapi.backends.fair_pool import _OWNER
 from tests.api.conftest import ALIAS_ID, SERVED_ID, launch
 
 CONTEXT = 4096

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from coderapi.backends.fair_pool import FairPool
 from coderapi.clock import utcnow
 from coderapi.money import to_money
 from coderapi.services.account_types import (
@@ -54,10 +55,12 @@ class AccountService:
     def __init__(
         self, db: Database, *, starting_credit: float, clock: Callable[[], datetime] = utcnow,
         max_keys_per_user: int | None = None, passwords: PasswordPool | None = None,
-        key_cache_size: int = 0,
+        key_cache_size: int = 0, report_pool: FairPool | None = None,
     ) -> None:
         self.passwords = passwords or PasswordPool()
-        self.keys = KeyService(db, clock=clock, max_keys_per_user=max_keys_per_user, key_cache_size=key_cache_size)
+        self.keys = KeyService(
+            db, clock=clock, max_keys_per_user=max_keys_per_user, key_cache_size=key_cache_size, report_pool=report_pool
+        )
         self.users = UserService(db, clock=clock)
         self.signups = SignupService(
             db, starting_credit=to_money(starting_credit), passwords=self.passwords, clock=clock

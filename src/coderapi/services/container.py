@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from coderapi.backends.fair_pool import FairPool
 from coderapi.backends.prep_pool import PrepPool
 from coderapi.backends.stats import engine_stats
 from coderapi.config import Settings
@@ -56,10 +57,14 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, served: list[ServedModel]) -> "Services":
         db = Database(settings.resolved_database_url, timeout_seconds=settings.database_timeout_seconds)
+        report_pool = FairPool(
+            settings.report_threads, settings.report_queue, settings.report_queue_per_user,
+            thread_name="coderapi-reports", work="usage reports are being computed",
+        )
         accounts = AccountService(
             db, starting_credit=settings.starting_credit, max_keys_per_user=settings.max_keys_per_user,
             passwords=PasswordPool(settings.password_hash_workers, settings.password_hash_max_waiting),
-            key_cache_size=settings.key_cache_size,
+            key_cache_size=settings.key_cache_size, report_pool=report_pool,
         )
         registry = ModelRegistry(served)
         prep = PrepPool(settings.prepare_threads, settings.prepare_queue, settings.prepare_queue_per_user)
@@ -84,7 +89,7 @@ class Services:
         inference = InferenceService(Lifecycle(registry, metering, admission))
         services = cls(
             settings, db, accounts.keys, accounts.users, accounts.signups, registry, metrics, metering, inference,
-            limits=limits, reports=UsageReports(db, metering.settled), billing=Billing(accounts.users, settings.models, metering.settled),
+            limits=limits, reports=UsageReports(db, metering.settled, report_pool), billing=Billing(accounts.users, settings.models, metering.settled),
             prep=prep, tokenizer=TokenizerService(registry, limits, metering, in_flight), ledger=ledger, leases=leases,
         )
         return services
@@ -108,6 +113,7 @@ class Services:
         await self.limits.close()
         await asyncio.gather(*(m.backend.close() for m in self.registry.models), return_exceptions=True)
         self.prep.close()
+        self.reports.close()
         self.signups.passwords.close()
         self.db.dispose()
 

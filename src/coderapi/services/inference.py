@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 from pydantic import BaseModel
 
-from coderapi.backends.prep_pool import preparing_for
+from coderapi.backends.fair_pool import working_for
 from coderapi.services.account_types import Principal
 from coderapi.services.endpoints import Endpoint
 from coderapi.services.lifecycle import Lifecycle, parse_body
@@ -53,7 +53,7 @@ class InferenceService:
         async with self._lifecycle.admit(
             principal, endpoint, body, request_id, origin=origin, client_request_id=client_request_id
         ) as admitted:
-            with preparing_for(principal.user_id):  # the preparation threads take users in turn
+            with working_for(principal.user_id):  # the preparation threads take users in turn
                 answer = await admitted.call_backend()
             if not isinstance(answer, BaseModel):  # from here the stream ends the request
                 answer = await admitted.life.open_stream(answer)

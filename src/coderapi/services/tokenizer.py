@@ -18,7 +18,7 @@ from typing import Awaitable, Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from coderapi.backends.prep_pool import preparing_for
+from coderapi.backends.fair_pool import working_for
 from coderapi.errors import CoderapiError, InternalError, RateLimited
 from coderapi.limits import RateLimits
 from coderapi.protocol.chat import ChatCompletionRequest
@@ -91,7 +91,7 @@ class TokenizerService:
             with scope.gate():
                 await self._take_request(principal, scope, len(body))
             scope.admitted()
-            with preparing_for(principal.user_id):  # the preparation threads take users in turn
+            with working_for(principal.user_id):  # the preparation threads take users in turn
                 answer = await work(scope, body)
             scope.end()
             return answer, scope.headers

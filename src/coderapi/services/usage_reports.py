@@ -1,7 +1,9 @@
 """Usage, logs and charges of one user: what `/v2/usage`, `/v2/logs` and the dashboard show.
 
 Every method takes the user's id and reads only that user's rows (tenant isolation), runs its
-queries in a worker thread, and returns plain dataclasses (`usage_types`). A key prefix that is
+queries on the report threads (a `FairPool` of their own: an account's report scans its usage rows,
+seconds for millions of them, and a flood of reports must not hold the threads every request's
+database work runs on), and returns plain dataclasses (`usage_types`). A key prefix that is
 not one of the user's keys is answered NotFound, exactly like one that does not exist. The sums
 are computed from the usage rows themselves, so a report always equals its rows.
 """
@@ -11,8 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
+from typing import TypeVar
 from zoneinfo import ZoneInfo, available_timezones
 
+from coderapi.backends.fair_pool import FairPool, run_on
 from coderapi.crud import usage_queries as q
 from coderapi.errors import InvalidRequest, NotFound
 from coderapi.money import to_money
@@ -26,19 +30,30 @@ DIMENSIONS = ("day", "model", "key")
 MAX_PAGE = 100
 MAX_OFFSET = 1_000_000_000  # far past any log; keeps the value inside the database's 64-bit OFFSET
 MAX_MODELS = 50
+T = TypeVar("T")
 
 
 class UsageReports:
-    def __init__(self, db: Database, settled: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self, db: Database, settled: Callable[[], Awaitable[None]] | None = None, pool: FairPool | None = None
+    ) -> None:
         self._db = db
         self._settled = settled  # waits for this gateway's queued usage rows (Metering.settled)
+        self._pool = pool  # the report threads (None: the default executor, for tests and the CLI)
         self._zones: frozenset[str] | None = None  # IANA names, read once
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    async def _query(self, user_id: int, work: Callable[..., T], *args) -> T:
+        return await run_on(self._pool, user_id, work, *args)
 
     async def totals(self, user_id: int, window: Window, *, key_prefix: str | None = None,
                      models: Sequence[str] = ()) -> UsageTotals:
         """Requests, tokens and spend in the window, for one key or (None) all the user's keys."""
         f = await self._filter(user_id, window, key_prefix, models)
-        return await asyncio.to_thread(self._totals, f)
+        return await self._query(user_id, self._totals, f)
 
     async def series(self, user_id: int, window: Window, *, by: Sequence[str] = ("day",), tz: str = "UTC",
                      key_prefix: str | None = None, models: Sequence[str] = ()) -> list[UsageGroup]:
@@ -46,13 +61,13 @@ class UsageReports:
         Grouped by "day" alone, every day of the window is present (zeros included), oldest first;
         otherwise groups are sorted by day, then by spend (highest first)."""
         f = await self._filter(user_id, window, key_prefix, models)
-        return await asyncio.to_thread(self._series, f, window, tuple(by), tz)
+        return await self._query(user_id, self._series, f, window, tuple(by), tz)
 
     async def detail(self, user_id: int, window: Window, *, key_prefix: str | None = None,
                      group_by: Sequence[str] = (), tz: str = "UTC") -> UsageDetail:
         """Totals, the per-model breakdown, and (when `group_by` is given) the groups."""
         f = await self._filter(user_id, window, key_prefix, ())
-        return await asyncio.to_thread(self._detail, f, window, tuple(group_by), tz)
+        return await self._query(user_id, self._detail, f, window, tuple(group_by), tz)
 
     async def logs(self, user_id: int, window: Window, *, key_prefix: str | None = None,
                    models: Sequence[str] = (), statuses: Sequence[str] = (), limit: int = 50,
@@ -64,17 +79,17 @@ class UsageReports:
         if not 0 <= offset <= MAX_OFFSET:
             raise InvalidRequest(f"offset must be from 0 to {MAX_OFFSET}", param="offset")
         f = await self._filter(user_id, window, key_prefix, models, expand_statuses(statuses))
-        return await asyncio.to_thread(self._logs, f, limit, offset)
+        return await self._query(user_id, self._logs, f, limit, offset)
 
     async def recent_charges(self, user_id: int, *, limit: int = 20) -> list[Charge]:
+        """The user's latest charged requests (cost above zero), newest first."""
         if self._settled is not None:
             await self._settled()
-        """The user's latest charged requests (cost above zero), newest first."""
-        return await asyncio.to_thread(self._charges, user_id, limit)
+        return await self._query(user_id, self._charges, user_id, limit)
 
     async def credit_history(self, user_id: int, *, limit: int = 20) -> list[CreditEntry]:
         """Credit granted (or taken back) by operators and the starting credit, newest first."""
-        return await asyncio.to_thread(self._grants, user_id, limit)
+        return await self._query(user_id, self._grants, user_id, limit)
 
     async def check_key_prefix(self, user_id: int, prefix: str) -> None:
         """NotFound unless `prefix` is one of the user's keys (or a deleted one with usage)."""

@@ -1,4 +1,4 @@
-"""backends/prep_pool.py: the preparation threads take users in turn, and one user holds a share.
+"""backends/fair_pool.py (the preparation and report threads): users take turns, and one user holds a share.
 
 Each test runs the pool on its own event loop with work that blocks until the test releases it,
 so which job a free thread starts next is observed, not timed.
@@ -11,7 +11,8 @@ import threading
 
 import pytest
 
-from coderapi.backends.prep_pool import PrepPool, preparing_for
+from coderapi.backends.fair_pool import FairPool, run_on, working_for
+from coderapi.backends.prep_pool import PrepPool
 from coderapi.errors import Overloaded, RateLimited
 
 
@@ -35,7 +36,7 @@ class Gate:
 
 async def submit(pool: PrepPool, owner, name: str, gate: Gate) -> asyncio.Task:
     async def run():
-        with preparing_for(owner):
+        with working_for(owner):
             return await pool.run(gate.work, name)
 
     task = asyncio.create_task(run())
@@ -82,7 +83,7 @@ def test_one_user_holds_at_most_its_share_and_the_others_still_get_in():
         pool, gate = PrepPool(threads=1, max_queued=16, max_queued_per_owner=2), Gate()
         try:
             held = [await submit(pool, "a", "a0", gate), await submit(pool, "a", "a1", gate)]
-            with preparing_for("a"), pytest.raises(RateLimited) as refused:
+            with working_for("a"), pytest.raises(RateLimited) as refused:
                 await pool.run(gate.work, "a2")
             other = await submit(pool, "b", "b0", gate)
             gate.release()
@@ -144,3 +145,27 @@ def test_closing_answers_the_waiting_requests_503():
         return await running, gate.started
 
     assert asyncio.run(main()) == ("a0", ["a0"])
+
+
+def test_an_explicit_owner_and_the_work_named_in_refusals():
+    async def main():
+        pool, gate = FairPool(1, 2, 1, work="usage reports are being computed"), Gate()
+        try:
+            held = [asyncio.create_task(pool.run_for(owner, gate.work, f"r{owner}")) for owner in (7, 8)]
+            await asyncio.sleep(0.02)
+            with pytest.raises(RateLimited) as mine:  # user 7's share is taken
+                await pool.run_for(7, gate.work, "again")
+            held.append(asyncio.create_task(run_on(pool, 9, gate.work, "r9")))
+            await asyncio.sleep(0.02)
+            with pytest.raises(Overloaded) as full:  # the thread and both waiting places are taken
+                await run_on(pool, 10, gate.work, "r10")
+            gate.release()
+            return mine.value, full.value, await asyncio.gather(*held), await run_on(None, 7, gate.work, "no pool")
+        finally:
+            gate.release()
+            pool.close()
+
+    mine, full, held, unpooled = asyncio.run(main())
+    assert "usage reports are being computed at once (at most 1)" in mine.message and mine.status_code == 429
+    assert "usage reports are being computed (3)" in full.message and full.status_code == 503
+    assert (held, unpooled) == (["r7", "r8", "r9"], "no pool")
