@@ -35,8 +35,10 @@ def test_upgrade_creates_the_tables_and_indexes(db):
     key_indexes = {i["name"]: i for i in inspector.get_indexes("api_keys")}
     assert key_indexes["ix_api_keys_secret_sha256"]["unique"]
     usage_indexes = {i["name"]: i["column_names"] for i in inspector.get_indexes("usage_events")}
-    assert usage_indexes["ix_usage_events_key_id_created_at"] == ["key_id", "created_at"]
-    assert usage_indexes["ix_usage_events_user_id_created_at"] == ["user_id", "created_at"]
+    assert usage_indexes["ix_usage_events_key_spend"] == ["key_id", "created_at", "cost"]
+    assert usage_indexes["ix_usage_events_user_reports"] == [
+        "user_id", "created_at", "id", "status", "model", "key_prefix", "prompt_tokens", "completion_tokens", "cost"
+    ]
     uniques = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("users")}
     assert ("email",) in uniques
 
@@ -44,7 +46,7 @@ def test_upgrade_creates_the_tables_and_indexes(db):
 def test_upgrade_is_idempotent_and_reaches_head(db):
     db.upgrade()
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert db.current_revision() == head == "0005"
+    assert db.current_revision() == head == "0006"
 
 
 def test_migrations_agree_with_the_orm_model(db):
@@ -188,3 +190,31 @@ def test_to_money_rounds_to_six_places():
     assert to_money(0.1 + 0.2) == Decimal("0.300000")
     assert to_money(None) == Decimal(0)
     assert to_money("1.23456789") == Decimal("1.234568")
+
+
+def _plan(db, statement) -> str:
+    compiled = statement.compile(db.engine, compile_kwargs={"render_postcompile": True})
+    nulls = (None,) * len(compiled.positiontup)  # the plan does not depend on the values
+    with db.engine.connect() as connection:
+        return " | ".join(row[-1] for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), nulls))
+
+
+def test_reports_and_key_spend_read_the_index_alone(db):
+    """Migration 0006: a report and a key's spend never read a table row per usage row (an account's
+    millions of rows), so every column they read is in their index."""
+    from sqlalchemy import func
+
+    from coderapi.crud import usage_queries as q
+
+    start, end = datetime(2026, 1, 1), datetime(2026, 3, 1)
+    window = q.UsageFilter(1, start, end, key_prefix="abcd1234", models=("m",), statuses=("success",))
+    totals = select(*q._aggregates(UsageEvent)).where(*q.where(window))
+    by_model = select(UsageEvent.model, UsageEvent.key_prefix, UsageEvent.status, UsageEvent.cost).where(*q.where(window))
+    charges = select(UsageEvent.id).where(UsageEvent.user_id == 1, UsageEvent.cost > 0).order_by(UsageEvent.created_at.desc())
+    key_spend = select(func.sum(UsageEvent.cost)).where(UsageEvent.key_id == 1, UsageEvent.created_at >= start)
+    for statement in (totals, by_model, charges):
+        assert "USING COVERING INDEX ix_usage_events_user_reports" in _plan(db, statement)
+    assert "USING COVERING INDEX ix_usage_events_key_spend" in _plan(db, key_spend)
+    page = select(UsageEvent).where(*q.where(window)).order_by(UsageEvent.created_at.desc(), UsageEvent.id.desc())
+    plan = _plan(db, page.limit(100).offset(900_000))  # a log page: read in the index's order, not sorted
+    assert "INDEX ix_usage_events_user_reports" in plan and "TEMP B-TREE" not in plan

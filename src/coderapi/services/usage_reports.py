@@ -93,7 +93,7 @@ class UsageReports:
 
     async def check_key_prefix(self, user_id: int, prefix: str) -> None:
         """NotFound unless `prefix` is one of the user's keys (or a deleted one with usage)."""
-        if not await asyncio.to_thread(self._owns_prefix, user_id, prefix):
+        if not await self._query(user_id, self._owns_prefix, user_id, prefix):
             raise NotFound(f"No API key with prefix {prefix!r}", param="key_prefix")
 
     async def _filter(self, user_id, window, key_prefix, models, statuses=()) -> q.UsageFilter:
