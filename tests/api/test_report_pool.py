@@ -74,3 +74,31 @@ def test_slow_reports_wait_on_their_own_threads(platform):
         gate.set()
         reports._totals, reports._filter = original, original_filter
     assert _get(platform, "/v1/key", accounts[0].key).status_code == 200
+
+
+def test_a_dashboard_page_shows_busy_reports_as_a_page(tmp_path):
+    """A page whose report is refused (the user's share taken) is an HTML page with the reason and
+    Retry-After; the API's routes answer the same refusal as JSON."""
+    from tests.api.dashboard_site import open_site
+
+    with open_site(tmp_path, report_threads=1, report_queue=4, report_queue_per_user=1) as site:
+        browser = site.user("busy@example.com")
+        reports = site.services.reports
+        gate, original = threading.Event(), reports._series
+        reports._series = lambda *args: (gate.wait(30), original(*args))[1]
+        try:
+            with ThreadPoolExecutor(1) as tab:
+                first = tab.submit(browser.get, "/usage")  # holds the user's one report place
+                deadline = time.monotonic() + 10
+                while reports._pool.pending < 1:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                second = browser.get("/usage")
+                assert second.status_code == 429 and second.headers["retry-after"] == "1"
+                assert second.headers["content-type"].startswith("text/html")
+                assert "Too many at once" in second.text and "usage reports are being computed" in second.text
+                gate.set()
+                assert first.result().status_code == 200
+        finally:
+            gate.set()
+            reports._series = original

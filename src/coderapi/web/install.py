@@ -7,8 +7,9 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
+from coderapi.errors import CoderapiError
 from coderapi.services.container import Services
 from coderapi.web import filters
 from coderapi.web.context import (
@@ -65,3 +66,22 @@ def install_dashboard(app: FastAPI, services: Services) -> None:
         context = dict(title=exc.title, message=exc.message, code=exc.status)
         viewer = await optional_viewer(request, request.app.state.dashboard)
         return render(request, "error.html", viewer, status=exc.status, **context)
+
+    # Replaces the API's handler for this class (one per class): a dashboard page that meets an API
+    # error (its reports are busy, the database is) shows it as a page; API routes keep the JSON.
+    @app.exception_handler(CoderapiError)
+    async def _service_error(request: Request, exc: CoderapiError) -> Response:
+        if not _is_page(request):  # as api/errors.py renders it (the dashboard does not import the API)
+            return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=exc.headers)
+        page = await _page_error(request, PageError(exc.status_code, _PAGE_TITLES.get(exc.status_code, "Error"), exc.message))
+        page.headers.update(exc.headers)
+        return page
+
+
+_PAGE_TITLES = {429: "Too many at once", 503: "Busy right now"}
+
+
+def _is_page(request: Request) -> bool:
+    """The request was routed to a dashboard page (a route of coderapi.web), not the API."""
+    endpoint = request.scope.get("endpoint")
+    return getattr(endpoint, "__module__", "").startswith("coderapi.web.")
