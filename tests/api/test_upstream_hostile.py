@@ -278,3 +278,26 @@ def test_a_redirect_is_an_upstream_error_not_followed(gateway):
     assert answer.status_code == 502 and "redirected" not in answer.text
     assert answer.json()["error"]["code"] == "upstream_error"
 
+
+
+def test_a_whole_answer_with_more_logprobs_than_the_bound_is_refused_before_the_replica(gateway):
+    """A replica's whole answer is parsed at once on the event loop (a 16 MiB one of logprobs held
+    it 4-5 s), so a non-streamed request that could bring more than `max_answer_logprobs` entries
+    (choices × max_tokens × (1 + top_logprobs)) is 400 before it is sent; streamed, it is relayed."""
+    platform, upstream = gateway
+    asked = []
+
+    async def answer(writer):
+        asked.append(1)
+        writer.write(whole(200, chat(usage=usage(5, 1))))
+
+    upstream.scripts["many logprobs"] = answer
+    big = {"n": 8, "max_tokens": 1000, "logprobs": True, "top_logprobs": 20}  # 168,000 entries
+    refused = _post(platform, "many logprobs", **big)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == ("logprobs_too_large", "top_logprobs") and "168000" in error["message"]
+    assert not asked  # the replica never saw it
+    assert _post(platform, "many logprobs", **{**big, "n": 6}).status_code == 200 and asked  # 126,000
+    upstream.scripts["many logprobs streamed"] = stream(chunk("hi", finish="stop"), chunk(None, usage=usage(5, 1)))
+    assert _post(platform, "many logprobs streamed", stream=True, **big).status_code == 200

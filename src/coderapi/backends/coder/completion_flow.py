@@ -11,7 +11,7 @@ from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
 from coderapi.backends.coder.families import FimFormat, RepoFile
 from coderapi.backends.coder.fanout import collect, interleave
-from coderapi.backends.coder.held_logprobs import check_held_logprobs
+from coderapi.backends.held_logprobs import check_held_logprobs
 from coderapi.backends.coder.literal_text import LiteralText
 from coderapi.backends.coder.sampling import (
     SamplingRequest,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import to_json
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
+from coderapi.backends.held_logprobs import check_held_logprobs
 from coderapi.config import ModelSpec
 from coderapi.backends.upstream.client import (
     MAX_ERROR_BODY, TRANSPORT_ERRORS, BodyTooLarge, LineTooLong, UpstreamClient, await_trailer, read_whole,
@@ -211,6 +212,13 @@ class UpstreamBackend:
         meter = UsageMeter(request, tally, UsageCaps.of(request, self.spec), self._counter)
         if request.stream:
             return self._chunks(path, body, meter, chunk_type, request.wants_usage)
+        # A whole answer is parsed at once on the event loop, ~13 µs per logprob entry (a 16 MiB
+        # answer of them held the loop 4-5 s): bounded as the Coder layer bounds held answers.
+        top, param = _logprob_alternatives(request)
+        check_held_logprobs(
+            choices=1, budget=meter.caps.completion, top=top, limit=self.spec.max_answer_logprobs, param=param,
+            streamed=False,
+        )
         result, usage = await self._whole(path, body, answer_type)
         tally.mark_first_token()
         return await self._finish(result, usage, meter)
@@ -299,6 +307,14 @@ def _json_object(content: bytes, url: str) -> dict:
         return json_object(content)
     except ProtocolError as exc:
         raise bad_answer(url, exc) from exc
+
+
+def _logprob_alternatives(request) -> tuple[int | None, str]:
+    """(alternatives per token, None without logprobs; the parameter that asks for them)."""
+    if isinstance(request, ChatCompletionRequest):
+        top = (request.top_logprobs or 0) if request.logprobs else None
+        return top, "top_logprobs" if request.top_logprobs else "logprobs"
+    return request.logprobs, "logprobs"
 
 
 def _event_object(payload: bytes, url: str) -> dict:

@@ -2,7 +2,8 @@
 
 A non-streamed answer keeps every token's entry (the token and each of its `top_logprobs`
 alternatives) until the whole answer is written, and a stream with tools keeps those of a possible
-call until the call is read. Each entry costs about 700 bytes held (measured: n=16, max_tokens
+call until the call is read; a pass-through replica's whole answer is parsed in one go on the event
+loop (backends/upstream). Each entry costs about 700 bytes held (measured: n=16, max_tokens
 16,000, top_logprobs 20 on a fast engine took the gateway from 145 MB to 3.7 GB), so the worst
 case, choices × max_tokens × (1 + top_logprobs), is refused up front past the model's
 `max_answer_logprobs`: such an answer can still be streamed. A plain stream sends each entry with
