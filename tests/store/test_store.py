@@ -218,3 +218,39 @@ def test_reports_and_key_spend_read_the_index_alone(db):
     page = select(UsageEvent).where(*q.where(window)).order_by(UsageEvent.created_at.desc(), UsageEvent.id.desc())
     plan = _plan(db, page.limit(100).offset(900_000))  # a log page: read in the index's order, not sorted
     assert "INDEX ix_usage_events_user_reports" in plan and "TEMP B-TREE" not in plan
+
+
+def test_day_buckets_match_a_bisection_of_the_local_midnights(db):
+    """The day grouping's nested CASE (usage_queries._bucket) puts every row in the local day a
+    bisection of the window's midnights gives, at and around each midnight, across DST changes."""
+    import asyncio
+    import bisect
+    import random
+    from zoneinfo import ZoneInfo
+
+    from coderapi.services.usage_reports import UsageReports
+    from coderapi.services.usage_window import Window
+
+    window = Window(datetime(2026, 2, 20, 7, 30, tzinfo=UTC), datetime(2026, 5, 20, 7, 30, tzinfo=UTC))
+    labels, edges = window.days(ZoneInfo("Europe/Berlin"))
+    second = timedelta(seconds=1)
+    rng = random.Random(7)
+    stamps = [e + d for e in edges for d in (-second, timedelta(0), second)]
+    stamps += [window.start + (window.end - window.start) * rng.random() for _ in range(300)]
+    stamps = [s for s in stamps if window.start <= s <= window.end]
+    with db.session() as session:
+        user = _user(session)
+        session.add_all(
+            UsageEvent(request_id=f"r{i}", user_id=user.id, model="m", endpoint="chat", prompt_tokens=1,
+                       completion_tokens=0, cached_tokens=0, cost=to_money(0), status="success", created_at=s)
+            for i, s in enumerate(stamps)
+        )
+        session.flush()
+        user_id = user.id
+    expected: dict = {}
+    for s in stamps:
+        day = labels[bisect.bisect_right(edges, s)]
+        expected[day] = expected.get(day, 0) + 1
+    days = asyncio.run(UsageReports(db).series(user_id, window, by=("day",), tz="Europe/Berlin"))
+    assert {g.day: g.totals.requests for g in days if g.totals.requests} == expected
+    assert [g.day for g in days] == labels
