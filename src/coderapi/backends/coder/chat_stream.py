@@ -88,14 +88,17 @@ async def stream_chat(
         _ChoiceState(i, prepared, want_logprobs) for i in range(len(prepared.params))
     ]
     stream = deltas(backend, prepared, tally)
-    # The first token comes before the role chunk, so a refusal (queue full) is still an HTTP error.
-    first = await anext(stream, None)
-    for state in states:
-        yield chunk([ChunkChoice(index=state.index, delta=Delta(role="assistant", content=prepared.echo_text))])
-    async for delta in _chain(first, stream):
-        for piece in states[delta.index].chunks(delta):
-            if piece.finish_reason is not None and piece.index == 0:
-                tally.set_finish_reason(piece.finish_reason)
-            yield chunk([piece])
-    if include_usage:
-        yield chunk([], usage=tally.usage())
+    try:
+        # The first token comes before the role chunk, so a refusal (queue full) is still an HTTP error.
+        first = await anext(stream, None)
+        for state in states:
+            yield chunk([ChunkChoice(index=state.index, delta=Delta(role="assistant", content=prepared.echo_text))])
+        async for delta in _chain(first, stream):
+            for piece in states[delta.index].chunks(delta):
+                if piece.finish_reason is not None and piece.index == 0:
+                    tally.set_finish_reason(piece.finish_reason)
+                yield chunk([piece])
+        if include_usage:
+            yield chunk([], usage=tally.usage())
+    finally:
+        await stream.aclose()  # the choices stop with their reader, not when collected

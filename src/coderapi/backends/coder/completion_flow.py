@@ -221,15 +221,19 @@ async def stream_completion(
         for index in range(len(prepared.prompts) * prepared.n):
             yield chunk([CompletionChoice(index=index, text=_prefix(prepared, index), finish_reason=None)])
     offsets: dict[int, int] = {}
-    async for delta in _stream(backend, prepared, tally):
-        if delta.finish_reason is not None:
-            tally.set_finish_reason(delta.finish_reason, keep_first=True)
-        # A token with no text of its own (part of a UTF-8 character) still has its logprob entry.
-        if not delta.text and delta.finish_reason is None and not (want_logprobs and delta.logprobs):
-            continue
-        offset = offsets.get(delta.index, len(_prefix(prepared, delta.index)))
-        offsets[delta.index] = offset + len(delta.text)
-        logprobs = _legacy_logprobs(delta.logprobs, offset, _namer(backend, prepared)) if want_logprobs and delta.logprobs else None
-        yield chunk([CompletionChoice(index=delta.index, text=delta.text, finish_reason=delta.finish_reason, logprobs=logprobs)])
-    if include_usage:
-        yield chunk([], usage=tally.usage())
+    deltas = _stream(backend, prepared, tally)
+    try:
+        async for delta in deltas:
+            if delta.finish_reason is not None:
+                tally.set_finish_reason(delta.finish_reason, keep_first=True)
+            # A token with no text of its own (part of a UTF-8 character) still has its logprob entry.
+            if not delta.text and delta.finish_reason is None and not (want_logprobs and delta.logprobs):
+                continue
+            offset = offsets.get(delta.index, len(_prefix(prepared, delta.index)))
+            offsets[delta.index] = offset + len(delta.text)
+            logprobs = _legacy_logprobs(delta.logprobs, offset, _namer(backend, prepared)) if want_logprobs and delta.logprobs else None
+            yield chunk([CompletionChoice(index=delta.index, text=delta.text, finish_reason=delta.finish_reason, logprobs=logprobs)])
+        if include_usage:
+            yield chunk([], usage=tally.usage())
+    finally:
+        await deltas.aclose()  # the choices stop with their reader, not when collected
