@@ -282,8 +282,8 @@ def test_a_redirect_is_an_upstream_error_not_followed(gateway):
 
 def test_a_whole_answer_with_more_logprobs_than_the_bound_is_refused_before_the_replica(gateway):
     """A replica's whole answer is parsed at once on the event loop (a 16 MiB one of logprobs held
-    it 4-5 s), so a non-streamed request that could bring more than `max_answer_logprobs` entries
-    (choices × max_tokens × (1 + top_logprobs)) is 400 before it is sent; streamed, it is relayed."""
+    it 4-5 s), so a non-streamed request that could bring more than 16,384 entries (choices ×
+    max_tokens × (1 + top_logprobs)) is 400 before it is sent; streamed, it is relayed."""
     platform, upstream = gateway
     asked = []
 
@@ -298,6 +298,8 @@ def test_a_whole_answer_with_more_logprobs_than_the_bound_is_refused_before_the_
     error = refused.json()["error"]
     assert (error["code"], error["param"]) == ("logprobs_too_large", "top_logprobs") and "168000" in error["message"]
     assert not asked  # the replica never saw it
-    assert _post(platform, "many logprobs", **{**big, "n": 6}).status_code == 200 and asked  # 126,000
+    at_the_bound = {"max_tokens": 780, "logprobs": True, "top_logprobs": 20}  # 16,380 entries
+    assert _post(platform, "many logprobs", **{**at_the_bound, "max_tokens": 781}).status_code == 400
+    assert _post(platform, "many logprobs", **at_the_bound).status_code == 200 and asked
     upstream.scripts["many logprobs streamed"] = stream(chunk("hi", finish="stop"), chunk(None, usage=usage(5, 1)))
     assert _post(platform, "many logprobs streamed", stream=True, **big).status_code == 200
