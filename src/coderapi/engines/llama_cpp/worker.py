@@ -5,18 +5,17 @@ every running sequence waits for its reader); snapshot the queues and let the pu
 decide (scheduler.py): which cancelled requests to drop or free, which waiting ones to admit
 into free slots (FIFO; the prefix cache picks the slot), which drafts to use and which rows the
 step holds; run that plan with llama_decode, sample every sequence that produced logits, and
-hand the step's events to their event loops in one `call_soon_threadsafe` per loop. Every
-decision is the scheduler's; this file only carries them out against llama.cpp.
+hand the step's events to their event loops (outbox.py). Every decision is the scheduler's;
+this file only carries them out against llama.cpp.
 
 What crosses threads, and nothing else: the inbox (a thread-safe queue), each request's queue,
-`cancelled` flag and event counts (sequences.py), the `ready` future, and `published`, a frozen
-snapshot of the counters replaced after every step (`LlamaCppEngine.stats` reads it, never the live lists);
-besides, once `ready` is set, what never changes again (`model`, `metadata`, the context's size).
+`cancelled` flag and event counts (sequences.py), the `ready` future, and `published`, the
+counters' frozen snapshot after every step (`LlamaCppEngine.stats` reads it, never the live
+lists); once `ready` is set, what never changes again (`model`, `metadata`, the context's size).
 
-Backpressure: a sequence whose consumer has `MAX_UNREAD_EVENTS` of its events still unread (a
-stream whose client reads slowly) sits out the steps, keeping its slot, until the consumer takes
-them; so a slow reader costs a slot, as a long answer does, and not memory without bound. A
-client that reads nothing at all is cut off by the server's send timeout, which frees the slot.
+Backpressure: a sequence with `MAX_UNREAD_EVENTS` events its consumer has not taken (a stream
+read slowly) sits out the steps, in its slot, until they are taken: a slow reader costs a slot,
+as a long answer does, not memory without bound (one that reads nothing meets the send timeout).
 
 Failures stay local: a request whose sampler cannot be built, whose sampling raises, or whose
 tokens make a decode step fail (llama_decode returns an error, or the step raises) gets the
@@ -52,24 +51,17 @@ from .invariance import keep_unrepacked_matmuls_on_one_path, probe_exact_rows
 from .prefix_cache import SlotPool
 from .sampling import make_sampler
 from .scheduler import MATMUL_ROW_GROUP, ExactRows, StepPlan, WaitingView, plan_admission, plan_step
+from .outbox import Outbox
 from .sequences import BatchPart, Request, Sequence, WorkerStats
 from .token_events import count_drafts, sample_row
 
 log = logging.getLogger("coderapi.engines.llama_cpp")
 
 STOP = object()  # inbox sentinel: finish and free everything
-# A sequence whose reader has this many of its events still unread sits out the decode steps
-# until the reader catches up (a stream read slowly, its connection's buffers full): the events
-# of a token with 20 top logprobs hold ~4 KB, and the model would otherwise keep generating into
-# memory as fast as it runs. Above the 64 tokens one speculative step may release at once.
+# Backpressure (see above): a token's events hold ~4 KB with 20 top logprobs; above the 64 tokens
+# one speculative step may release at once.
 MAX_UNREAD_EVENTS = 256
 READER_WAIT_SECONDS = 0.01  # how long an idle worker waits for a reader (or a new request)
-
-
-def _deliver(items: list) -> None:
-    """Runs on the event loop: put each event (or exception) on its request's queue."""
-    for req, item in items:
-        req.queue.put_nowait(item)
 
 
 class Worker(threading.Thread):
@@ -108,7 +100,7 @@ class Worker(threading.Thread):
         self.prefix_queries = 0  # prompt tokens looked up in the prefix cache
         self.prefix_hits = 0  # of those, tokens kept from the cache
         self.published = WorkerStats()  # read by other threads; replaced whole after each step
-        self._outbox: dict = {}
+        self._outbox = Outbox()
         self._batch = None
         self._stopping = False
 
@@ -133,7 +125,7 @@ class Worker(threading.Thread):
                     log.exception("llama.cpp worker step failed")
                     self._fail_running()
                 self._publish()  # before the events go out: whoever sees them sees this step's stats
-                self._flush()
+                self._outbox.flush()
         finally:
             self._shutdown()
 
@@ -150,11 +142,8 @@ class Worker(threading.Thread):
         self.model = LlamaModel(self.model_path, repack=self.repack)
         self.metadata = self.model.metadata()
         self.ctx = LlamaContext(
-            self.model,
-            n_ctx=self.n_ctx_per_seq * self.n_parallel,
-            n_seq_max=self.n_parallel,
-            n_batch=self.n_batch,
-            n_threads=self.n_threads,
+            self.model, n_ctx=self.n_ctx_per_seq * self.n_parallel, n_seq_max=self.n_parallel,
+            n_batch=self.n_batch, n_threads=self.n_threads,
         )
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
         for i in range(self.n_batch):
@@ -167,13 +156,13 @@ class Worker(threading.Thread):
     def _shutdown(self) -> None:
         closed = ModelNotReady("The inference engine is shutting down.")
         for seq in list(self.running):
-            self._send(seq.req, closed)
+            self._outbox.send(seq.req, closed)
             self._release(seq)
         self._pull(block=False)
         for req in self.waiting:
-            self._send(req, closed)
+            self._outbox.send(req, closed)
         self.waiting.clear()
-        self._flush()
+        self._outbox.flush()
         self._free()
 
     def _free(self) -> None:
@@ -246,7 +235,7 @@ class Worker(threading.Thread):
             try:
                 self._admit(req)
             except Exception as exc:
-                self._send(req, exc)
+                self._outbox.send(req, exc)
                 failed = True
         return failed
 
@@ -388,7 +377,7 @@ class Worker(threading.Thread):
     def _sample(self, seq: Sequence, index: int) -> tuple[int, TokenEvent]:
         """Sample one token from batch row `index`, send its event; the sequence stays running."""
         token, event = sample_row(self.model, self.ctx, seq, index, self.n_ctx_per_seq)
-        self._send(seq.req, event)
+        self._outbox.send(seq.req, event)
         return token, event
 
     # -- sequences out --------------------------------------------------------------------------
@@ -399,28 +388,13 @@ class Worker(threading.Thread):
         self.running.remove(seq)
 
     def _fail(self, seq: Sequence, exc: BaseException) -> None:
-        self._send(seq.req, exc)
+        self._outbox.send(seq.req, exc)
         self.ctx.seq_rm(seq.slot.seq_id, -1, -1)
         seq.slot.tokens.clear()
         self._release(seq)
-
-    def _send(self, req: Request, item) -> None:
-        req.sent += 1
-        self._outbox.setdefault(req.loop, []).append((req, item))
 
     def _publish(self) -> None:
         self.published = WorkerStats(
             len(self.running), len(self.waiting), self.pool.tokens_held(), self.prefix_queries, self.prefix_hits,
             sum(not self._reader_keeps_up(seq) for seq in self.running),
         )
-
-    def _flush(self) -> None:
-        if not self._outbox:
-            return
-        outbox, self._outbox = self._outbox, {}
-        for loop, items in outbox.items():
-            try:
-                loop.call_soon_threadsafe(_deliver, items)
-            except Exception:  # that event loop is closed: nobody is listening any more
-                for req, _ in items:
-                    req.cancelled = True
