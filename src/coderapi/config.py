@@ -264,7 +264,17 @@ class Settings(BaseSettings):
         "reservation_ttl_seconds), then is given back once its last request ends; an idle lease goes back "
         "after 2 s.",
     )
-    max_waiting_requests: int = Field(64, description="Queued requests beyond which the API answers 503.")
+    max_waiting_requests: int = Field(
+        64, ge=0,
+        description="Requests that may wait for one of an embedded model's sequence slots (each choice of a "
+        "request is one), from everyone; beyond it the API answers 503.",
+    )
+    max_waiting_requests_per_user: int = Field(
+        48, ge=0,
+        description="Of those waiting places, how many one user's requests may take (beyond the model's slots), "
+        "so others always find a place; beyond it 429 concurrency_limit_exceeded. Slots free up for users in "
+        "turn, the user with the fewest running first.",
+    )
     max_request_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024,
         description="Largest request body of the inference routes (/v1/chat/completions, /v1/completions, "

@@ -7,7 +7,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import openai
@@ -101,10 +101,12 @@ def make_settings(tmp_path, **overrides) -> Settings:
 
 
 @contextmanager
-def launch(data_dir, **overrides) -> Iterator[Platform]:
-    """The app on a loopback port with a fresh database in `data_dir`, seeded with one user."""
+def launch(data_dir, *, engine: Callable[[ModelSpec], FakeEngine] | None = None, **overrides) -> Iterator[Platform]:
+    """The app on a loopback port with a fresh database in `data_dir`, seeded with one user;
+    `engine` builds its model's engine (default: the scripted one, a millisecond a token)."""
     settings = make_settings(data_dir, **overrides)
-    app = create_app(settings, engine_factory=lambda spec: FakeEngine(context_length=spec.context_length, token_delay=0.001))
+    engine = engine or (lambda spec: FakeEngine(context_length=spec.context_length, token_delay=0.001))
+    app = create_app(settings, engine_factory=engine)
     services = app.state.services
     services.db.upgrade()
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from coderapi.engines.base import Engine, SamplingParams, TokenEvent
+from coderapi.engines.capacity import EngineCapacity
 from coderapi.errors import ContextLengthExceeded, InvalidRequest, Overloaded
 from tests.integration.embedded import embedded_gguf
 
@@ -172,7 +173,7 @@ async def test_cancelling_the_consumer_frees_the_slot(engine):
 
 
 async def test_queue_limit_raises_overloaded(engine, monkeypatch):
-    monkeypatch.setattr(engine, "_max_waiting", 1)
+    monkeypatch.setattr(engine, "_capacity", EngineCapacity(N_PARALLEL, max_waiting=1))
     params = SamplingParams(max_tokens=1000, temperature=0.0, ignore_eos=True)
     ids = engine.tokenize(chat("Write an endless poem."))
     gens = [engine.generate(ids, params) for _ in range(N_PARALLEL)]
@@ -186,6 +187,31 @@ async def test_queue_limit_raises_overloaded(engine, monkeypatch):
     await gens[0].aclose()  # a slot frees: the waiting request is admitted and completes
     assert len(await asyncio.wait_for(queued, 30)) == 2
     for gen in gens[1:]:
+        await gen.aclose()
+    await wait_until(lambda: engine.stats().running == 0 and engine.stats().waiting == 0)
+
+
+async def test_a_freed_slot_goes_to_the_owner_with_fewest_running(engine):
+    long = SamplingParams(max_tokens=1000, temperature=0.0, ignore_eos=True, owner="flood")
+    ids = engine.tokenize(chat("Write an endless poem."))
+    running = [engine.generate(ids, long) for _ in range(N_PARALLEL)]
+    for gen in running:
+        await gen.__anext__()
+    done: list[str] = []
+
+    async def queued(owner: str) -> None:
+        await collect(engine, ids, SamplingParams(max_tokens=2, temperature=0.0, owner=owner))
+        done.append(owner)
+
+    # The flooder queued two more before the other owner's one: first come would serve it last.
+    tasks = [asyncio.create_task(queued(owner)) for owner in ("flood", "flood")]
+    await wait_until(lambda: engine.stats().waiting == 2)
+    tasks.append(asyncio.create_task(queued("other")))
+    await wait_until(lambda: engine.stats().waiting == 3)
+    await running[0].aclose()  # one slot frees
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    assert done[0] == "other"
+    for gen in running[1:]:
         await gen.aclose()
     await wait_until(lambda: engine.stats().running == 0 and engine.stats().waiting == 0)
 

@@ -7,6 +7,7 @@ sets (decoding and prefilling sequences, drafts, budgets) and check the rules ev
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -323,3 +324,38 @@ def test_admission_is_fifo_and_never_overfills_the_slots(cancelled, n_free, n_ca
     live = [w.id for w in waiting if not w.cancelled]
     assert list(plan.admit) == live[: n_free + n_cancelled_running]
     assert set(plan.drop) == {w.id for w in waiting if w.cancelled}
+
+
+def test_admission_takes_owners_in_turn_the_fewest_running_first():
+    # The flooder queued first; the other owner's one request still gets the next slot.
+    waiting = [WaitingView(1, False, "flood"), WaitingView(2, False, "flood"), WaitingView(3, False, "flood"),
+               WaitingView(4, False, "other")]
+    assert plan_admission(waiting, [], n_free=1, running_owners=["flood", "flood"]).admit == (4,)
+    assert plan_admission(waiting, [], n_free=3, running_owners=["flood"]).admit == (4, 1, 2)
+    # Among owners with as many running, the one whose request waited longest goes first.
+    assert plan_admission(waiting, [], n_free=2, running_owners=["other"]).admit == (1, 2)
+    # A cancelled running sequence's slot is free, and its owner no longer counts it.
+    assert plan_admission(waiting, [7], n_free=0, running_owners=["other"]).admit == (1,)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abc"), st.booleans()), max_size=14),
+    st.lists(st.sampled_from("abc"), max_size=6),
+    st.integers(0, 8),
+)
+def test_admission_is_fair_and_keeps_each_owners_order(queued, running_owners, n_free):
+    waiting = [WaitingView(i, cancelled, owner) for i, (owner, cancelled) in enumerate(queued)]
+    plan = plan_admission(waiting, [], n_free, running_owners)
+    live = [w for w in waiting if not w.cancelled]
+    assert len(plan.admit) == min(n_free, len(live)) and len(set(plan.admit)) == len(plan.admit)
+    owner_of = {w.id: w.owner for w in live}
+    for owner in "abc":  # each owner's requests are admitted oldest first
+        mine = [w.id for w in live if w.owner == owner]
+        admitted = [i for i in plan.admit if owner_of[i] == owner]
+        assert admitted == mine[: len(admitted)]
+    # Balanced: no owner left waiting has fewer running than any admitted owner had when admitted.
+    running = Counter(running_owners)
+    for i in plan.admit:
+        leftover = {w.owner for w in live if w.id not in plan.admit}
+        assert all(running[owner_of[i]] <= running[o] for o in leftover)
+        running[owner_of[i]] += 1

@@ -15,7 +15,7 @@ from coderapi.weights.packaged import Progress, resolve_gguf
 EngineFactory = Callable[[ModelSpec], Engine]
 
 
-def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int) -> Engine:
+def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int, max_waiting_per_owner: int | None) -> Engine:
     from coderapi.engines.llama_cpp import LlamaCppEngine  # lazy: llama-cpp-python is optional
 
     return LlamaCppEngine(
@@ -24,6 +24,7 @@ def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int) -> Engi
         n_parallel=spec.n_parallel,
         n_threads=spec.n_threads or os.cpu_count(),
         max_waiting=max_waiting,
+        max_waiting_per_owner=max_waiting_per_owner,
         ngram_speculation=spec.speculation_ngram,
         exact_speculation=spec.speculation_exact,
         repack=spec.weight_repack,
@@ -73,6 +74,8 @@ def build_served_models(
             served.append(ServedModel(spec, CoderBackend(spec, engine), f"{engine.info.model_path} (scripted)"))
             continue
         path = resolve_gguf(spec.gguf, settings.resolved_model_cache_dir, progress)
-        engine = llama_cpp_engine(spec, path, settings.max_waiting_requests)
+        engine = llama_cpp_engine(
+            spec, path, settings.max_waiting_requests, settings.max_waiting_requests_per_user
+        )
         served.append(ServedModel(spec, CoderBackend(spec, engine), f"{path.name} via llama.cpp"))
     return served

@@ -42,6 +42,11 @@ def working_for(owner: Hashable) -> Iterator[None]:
         _OWNER.reset(token)
 
 
+def current_owner() -> Hashable | None:
+    """Whose work the current task does (`working_for`), e.g. to tell an engine whose request it runs."""
+    return _OWNER.get()
+
+
 @dataclass(eq=False)
 class _Job:
     owner: Hashable | None

@@ -7,7 +7,7 @@ Engines know nothing of HTTP, accounts or chat templates. Closing the iterator r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol, runtime_checkable
+from typing import AsyncIterator, Hashable, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ class SamplingParams:
     # Predicted Outputs: the tokens the output is expected to repeat (drafts for speculative
     # decoding; the output itself is what the model generates, with or without them).
     prediction_ids: tuple[int, ...] | None = None
+    # Whose request this is (a user id; None: nobody's in particular). Not a sampling setting: an
+    # engine that shares its places admits owners in turn and caps each one's share (capacity.py).
+    owner: Hashable | None = None
 
 
 @dataclass

@@ -7,7 +7,8 @@ It keeps the llama.cpp engine's contract (engines/llama_cpp/engine.py), so the A
 the real model would give it:
 - `generate` refuses at the call, before any iteration, what the real one refuses there
   (request_checks.py: empty prompt, unknown ids, a prompt that fills the context, ...; a full
-  queue is `Overloaded`; an engine not started is `ModelNotReady`);
+  queue is `Overloaded`, an owner's full share `RateLimited` (capacity.py); an engine not started
+  is `ModelNotReady`);
 - a grammar it cannot parse is refused at the first iteration (`InvalidRequest`, param `grammar`),
   as llama.cpp refuses it when the worker builds the sampler; a failure while generating is an
   `InternalError`;
@@ -26,9 +27,10 @@ from collections import OrderedDict, deque
 from typing import AsyncIterator, Callable
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent, TopLogprob
+from coderapi.engines.capacity import EngineCapacity
 from coderapi.engines.fake_grammar import Grammar, GrammarError, constrained_text
 from coderapi.engines.request_checks import check_request
-from coderapi.errors import InternalError, InvalidRequest, ModelNotReady, Overloaded
+from coderapi.errors import InternalError, InvalidRequest, ModelNotReady
 
 SPECIALS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
@@ -90,6 +92,7 @@ class FakeEngine:
         context_length: int = 4096,
         n_parallel: int = 4,
         max_waiting: int = 16,
+        max_waiting_per_owner: int | None = None,
         token_delay: float = 0.0,
     ) -> None:
         self.info = EngineInfo(
@@ -103,10 +106,8 @@ class FakeEngine:
         )
         self._script = script
         self._slots = asyncio.Semaphore(n_parallel)
-        self._n_parallel = n_parallel
-        self._max_waiting = max_waiting
+        self._capacity = EngineCapacity(n_parallel, max_waiting, max_waiting_per_owner)
         self._delay = token_delay
-        self._inflight = 0  # streams started and not finished, as the llama.cpp engine counts them
         self._running = 0
         self._ready = False
         # (prompt ids, params) of the latest generate calls, for tests of what the engine was asked
@@ -151,7 +152,7 @@ class FakeEngine:
         return self.detokenize([token_id])
 
     def stats(self) -> EngineStats:
-        return EngineStats(running=self._running, waiting=self._inflight - self._running)
+        return EngineStats(running=self._running, waiting=self._capacity.held - self._running)
 
     def _reply(self, prompt_ids: list[int], grammar: str | None) -> tuple[list[int], int | None]:
         """Blocking (a grammar is parsed and followed): run it off the event loop."""
@@ -191,21 +192,13 @@ class FakeEngine:
         if not self._ready:
             raise ModelNotReady("The model is still loading.")
         check_request(prompt_ids, params, n_vocab=self.info.vocab_size, n_ctx=self.info.context_length)
-        self._check_capacity()
+        self._capacity.check(params.owner)
         return self._stream(list(prompt_ids), params)
-
-    def _check_capacity(self) -> None:
-        if self._inflight >= self._n_parallel + self._max_waiting:
-            raise Overloaded(
-                f"The model is busy ({self._n_parallel} running, {self._max_waiting} waiting); retry shortly.",
-                retry_after=1.0,
-            )
 
     async def _stream(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         if not self._ready:
             raise ModelNotReady("The model is not loaded.")
-        self._check_capacity()  # re-checked: several generators may have been created at once
-        self._inflight += 1
+        self._capacity.enter(params.owner)  # re-checked: several generators may have been created at once
         queued_at = time.monotonic()
         try:
             await self._slots.acquire()
@@ -219,7 +212,7 @@ class FakeEngine:
                 self._running -= 1
                 self._slots.release()
         finally:
-            self._inflight -= 1
+            self._capacity.leave(params.owner)
 
     async def _events(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         reply, fail_after = await asyncio.to_thread(self._reply, prompt_ids, params.grammar)

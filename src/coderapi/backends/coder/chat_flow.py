@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator, Hashable
 
 from coderapi.backends.base import RequestTally
 from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
 from coderapi.backends.coder.families import TOOL_PARSERS, ToolParserFactory
 from coderapi.backends.coder.fanout import collect, interleave
+from coderapi.backends.fair_pool import current_owner
 from coderapi.backends.held_logprobs import check_held_logprobs
 from coderapi.backends.coder.lazy_grammar import lazy_tool_grammar
 from coderapi.backends.coder.lazy_tools import LazyTools
@@ -108,11 +109,14 @@ def _lazy_tools(backend: CoderBackend, request: ChatCompletionRequest, grammar: 
 
 
 async def prepare_chat(backend: CoderBackend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
-    """Checks, grammar, template and tokens, on the app's preparation threads (never the loop)."""
-    return await backend.prepare(prepare_chat_now, backend, request, request_id)
+    """Checks, grammar, template and tokens, on the app's preparation threads (never the loop); the
+    engine is told whose request it runs (the user the task works for)."""
+    return await backend.prepare(prepare_chat_now, backend, request, request_id, current_owner())
 
 
-def prepare_chat_now(backend: CoderBackend, request: ChatCompletionRequest, request_id: str) -> PreparedChat:
+def prepare_chat_now(
+    backend: CoderBackend, request: ChatCompletionRequest, request_id: str, owner: Hashable | None = None
+) -> PreparedChat:
     tools_active = bool(request.tools) and request.tool_choice != "none"
     verify = backend.engine.verify_grammar
     grammar = _grammar(request, tools_active, verify)
@@ -134,7 +138,8 @@ def prepare_chat_now(backend: CoderBackend, request: ChatCompletionRequest, requ
     predicted = prediction_ids(backend.engine, request.prediction)
     params = [
         sampling_params(
-            base, backend.spec.generation, max_tokens=budget, grammar=grammar, seed_offset=i, prediction=predicted
+            base, backend.spec.generation, max_tokens=budget, grammar=grammar, seed_offset=i, prediction=predicted,
+            owner=owner,
         )
         for i in range(request.n or 1)
     ]

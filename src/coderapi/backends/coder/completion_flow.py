@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator, Hashable
 
 from coderapi.backends.base import RequestTally
 from coderapi.backends.coder import grammars
 from coderapi.backends.coder.choice import ChoiceDelta, run_choice
 from coderapi.backends.coder.families import FimFormat, RepoFile
 from coderapi.backends.coder.fanout import collect, interleave
+from coderapi.backends.fair_pool import current_owner
 from coderapi.backends.held_logprobs import check_held_logprobs
 from coderapi.backends.coder.literal_text import LiteralText
 from coderapi.backends.coder.sampling import (
@@ -109,11 +110,14 @@ def _from_ids(backend: CoderBackend, ids: list[int], vocab: int) -> PreparedProm
 
 
 async def prepare_completion(backend: CoderBackend, request: CompletionRequest, request_id: str) -> PreparedCompletion:
-    """Prompts (tokenized or detokenized), budget and sampling, on the app's preparation threads."""
-    return await backend.prepare(prepare_completion_now, backend, request, request_id)
+    """Prompts (tokenized or detokenized), budget and sampling, on the app's preparation threads; the
+    engine is told whose request it runs (the user the task works for)."""
+    return await backend.prepare(prepare_completion_now, backend, request, request_id, current_owner())
 
 
-def prepare_completion_now(backend: CoderBackend, request: CompletionRequest, request_id: str) -> PreparedCompletion:
+def prepare_completion_now(
+    backend: CoderBackend, request: CompletionRequest, request_id: str, owner: Hashable | None = None
+) -> PreparedCompletion:
     prompts = _prompts(backend, request)
     longest = max(len(p.ids) for p in prompts)
     budget = completion_budget(
@@ -131,7 +135,9 @@ def prepare_completion_now(backend: CoderBackend, request: CompletionRequest, re
             choices=len(prompts) * request.n, budget=budget, top=request.logprobs,
             limit=backend.spec.max_answer_logprobs, param="logprobs", streamed=False,
         )
-    params = sampling_params(base, backend.spec.generation, max_tokens=budget, grammar=_grammar(backend, request))
+    params = sampling_params(
+        base, backend.spec.generation, max_tokens=budget, grammar=_grammar(backend, request), owner=owner
+    )
     predicted = prediction_ids(backend.engine, request.prediction)
     params = SamplingParams(**{**params.__dict__, "stop_token_ids": stop_ids, "prediction_ids": predicted})
     return PreparedCompletion(

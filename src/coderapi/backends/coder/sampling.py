@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Hashable, Iterator
 
 from coderapi.config import GenerationDefaults
 from coderapi.engines.base import SamplingParams
@@ -90,6 +90,7 @@ def sampling_params(
     grammar: str | None = None,
     seed_offset: int = 0,
     prediction: tuple[int, ...] | None = None,
+    owner: Hashable | None = None,
 ) -> SamplingParams:
     def pick(value, default):
         return default if value is None else value
@@ -109,4 +110,5 @@ def sampling_params(
         grammar=grammar,
         logprobs=request.logprobs,
         prediction_ids=prediction,
+        owner=owner,
     )

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 from pathlib import Path
 from typing import AsyncIterator
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
+from coderapi.engines.capacity import EngineCapacity
 from coderapi.engines.request_checks import check_request
-from coderapi.errors import ModelNotReady, Overloaded
+from coderapi.errors import ModelNotReady
 
 from .grammar_sandbox import GrammarSandbox
 from .sequences import Request
@@ -42,20 +42,21 @@ class LlamaCppEngine:
         n_parallel: int = 8,
         n_threads: int | None = None,
         max_waiting: int = 64,
+        max_waiting_per_owner: int | None = None,
         n_batch: int = 512,
         ngram_speculation: bool = True,
         exact_speculation: bool = True,
         repack: bool = True,
     ) -> None:
-        if n_ctx_per_seq < 16 or n_parallel < 1 or max_waiting < 0:
-            raise ValueError("n_ctx_per_seq >= 16, n_parallel >= 1 and max_waiting >= 0 required")
+        if n_ctx_per_seq < 16:
+            raise ValueError("n_ctx_per_seq >= 16 required")
         if n_batch <= n_parallel:
             raise ValueError("n_batch must exceed n_parallel, or prompts could never be evaluated")
         self.model_path = Path(model_path)
         self._n_ctx_per_seq = n_ctx_per_seq
         self._n_parallel = n_parallel
         self._n_threads = n_threads or os.cpu_count() or 1
-        self._max_waiting = max_waiting
+        self._capacity = EngineCapacity(n_parallel, max_waiting, max_waiting_per_owner)
         self._n_batch = n_batch
         self._speculation = {"ngram_speculation": ngram_speculation, "exact_speculation": exact_speculation}
         self._repack = repack
@@ -69,8 +70,6 @@ class LlamaCppEngine:
         )
         self._worker: Worker | None = None
         self._ready = False
-        self._inflight = 0  # generators started and not finished
-        self._lock = threading.Lock()
         self.grammar_sandbox = GrammarSandbox(self.model_path)  # its helper process starts in start()
 
     @property
@@ -148,28 +147,18 @@ class LlamaCppEngine:
     def generate(self, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         """Validate now (errors raise here, before any iteration) and return the stream."""
         self._validate(prompt_ids, params)
-        self._check_capacity()
+        self._capacity.check(params.owner)
         return self._stream(list(prompt_ids), params)
 
     def _validate(self, prompt: list[int], params: SamplingParams) -> None:
         check_request(prompt, params, n_vocab=self._model().n_vocab, n_ctx=self._n_ctx_per_seq)
 
-    def _check_capacity(self) -> None:
-        # Every in-flight request beyond the slots waits; refuse once max_waiting already wait.
-        if self._inflight >= self._n_parallel + self._max_waiting:
-            raise Overloaded(
-                f"The model is busy ({self._n_parallel} running, {self._max_waiting} waiting); "
-                "retry shortly.",
-                retry_after=1.0,
-            )
-
     async def _stream(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         worker = self._worker
         if worker is None or not self._ready or not worker.is_alive():
             raise ModelNotReady("The model is not loaded.")
-        with self._lock:
-            self._check_capacity()  # re-checked: several generators may have been created at once
-            self._inflight += 1
+        owner, capacity = params.owner, self._capacity
+        capacity.enter(owner)  # re-checked: several generators may have been created at once
         counted = True
         req = Request(prompt, params, asyncio.get_running_loop())
         try:
@@ -182,8 +171,7 @@ class LlamaCppEngine:
                     raise item
                 if item.finish_reason is not None:
                     req.finished = True
-                    with self._lock:  # release capacity now, even if the consumer never closes us
-                        self._inflight -= 1
+                    capacity.leave(owner)  # now, even if the consumer never closes us
                     counted = False
                     yield item
                     return
@@ -192,8 +180,7 @@ class LlamaCppEngine:
             if not req.finished:
                 req.cancelled = True  # the worker frees the sequence before its next step
             if counted:
-                with self._lock:
-                    self._inflight -= 1
+                capacity.leave(owner)
 
     def stats(self) -> EngineStats:
         worker = self._worker

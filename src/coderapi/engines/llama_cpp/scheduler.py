@@ -2,7 +2,7 @@
 
 Nothing here touches llama.cpp, a thread or a live sequence: the worker (worker.py) snapshots
 its waiting queue and running sequences (`SeqView`), asks `plan_admission` which requests to
-drop, free and admit, and `plan_step` which rows the step holds (a `StepPlan`); the worker then
+drop, free and admit (owners in turn), and `plan_step` which rows the step holds (a `StepPlan`); the worker then
 runs it. Drafts come from a `DraftSource` the worker passes in, a read-only query of the
 sequences' draft cursors (`Drafter.peek`, drafting.py) that `plan_step` asks only when a
 sequence may draft at all, with the exact number of rows it may have; the worker moves the
@@ -39,8 +39,9 @@ drafts keep the step's decode rows within it.
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Sequence
 
 # Draft rows per step when one sequence decodes (alone it keeps 63: _whole_row_groups). 64 rather than
 # 32: a 64-row step costs 17.7 one-row steps against 10.0 for 32 rows (bench/step_rows.py, 2,000 tokens
@@ -84,25 +85,44 @@ class SeqView:
 class WaitingView:
     id: int
     cancelled: bool
+    owner: Hashable | None = None  # whose request it is (SamplingParams.owner)
 
 
 @dataclass(frozen=True)
 class Admission:
-    """What happens to the queues before a step: all request ids, all in queue order."""
+    """What happens to the queues before a step (request ids)."""
 
     release: tuple[int, ...]  # running keys whose requests were cancelled: free their slots
     drop: tuple[int, ...]  # waiting requests cancelled before they got a slot
-    admit: tuple[int, ...]  # waiting requests that get a slot now (FIFO)
+    admit: tuple[int, ...]  # waiting requests that get a slot now, in the order they get it
 
 
-def plan_admission(waiting: Sequence[WaitingView], cancelled_running: Sequence[int], n_free: int) -> Admission:
-    """Drop the cancelled, free the slots of cancelled running ones, admit the oldest waiting."""
-    live = [w.id for w in waiting if not w.cancelled]
-    slots = n_free + len(cancelled_running)
+def plan_admission(
+    waiting: Sequence[WaitingView], cancelled_running: Sequence[int], n_free: int,
+    running_owners: Sequence[Hashable | None] = (),
+) -> Admission:
+    """Drop the cancelled, free the slots of cancelled running ones, and give the free slots to
+    waiting requests with owners in turn: each slot goes to the oldest request of the waiting owner
+    with the fewest sequences running (`running_owners`: the owners of those that keep running),
+    so one user's queue of requests holds back another's by one slot's turn, not by all of it.
+    With one owner (or none) this is first come, first served."""
+    live = [w for w in waiting if not w.cancelled]
+    running = Counter(running_owners)
+    queues: dict[Hashable | None, deque[int]] = {}
+    for w in live:  # in queue order, so each owner's queue and the owners' first places are ordered
+        queues.setdefault(w.owner, deque()).append(w.id)
+    order = {w.id: i for i, w in enumerate(live)}
+    admit: list[int] = []
+    for _ in range(min(len(live), max(0, n_free + len(cancelled_running)))):
+        owner = min(queues, key=lambda o: (running[o], order[queues[o][0]]))
+        admit.append(queues[owner].popleft())
+        running[owner] += 1
+        if not queues[owner]:
+            del queues[owner]
     return Admission(
         release=tuple(cancelled_running),
         drop=tuple(w.id for w in waiting if w.cancelled),
-        admit=tuple(live[: max(0, slots)]),
+        admit=tuple(admit),
     )
 
 

@@ -3,7 +3,7 @@
 One loop iteration: take new requests from the inbox (blocking only when idle, or for 10 ms when
 every running sequence waits for its reader); snapshot the queues and let the pure scheduler
 decide (scheduler.py): which cancelled requests to drop or free, which waiting ones to admit
-into free slots (FIFO; the prefix cache picks the slot), which drafts to use and which rows the
+into free slots (owners in turn; the prefix cache picks the slot), which drafts to use and which rows the
 step holds; run that plan with llama_decode, sample every sequence that produced logits, and
 hand the step's events to their event loops (outbox.py). Every decision is the scheduler's;
 this file only carries them out against llama.cpp.
@@ -220,18 +220,17 @@ class Worker(threading.Thread):
 
     def _admit_planned(self) -> bool:
         """Carry out one admission plan; True when some admission failed."""
-        waiting = [WaitingView(req.id, req.cancelled) for req in self.waiting]
+        waiting = [WaitingView(req.id, req.cancelled, req.params.owner) for req in self.waiting]
         cancelled = [seq.key for seq in self.running if seq.req.cancelled]
+        staying = [seq.req.params.owner for seq in self.running if not seq.req.cancelled]
         n_free = sum(not slot.busy for slot in self.pool.slots)
-        plan = plan_admission(waiting, cancelled, n_free)
-        if plan.drop:
-            dropped = set(plan.drop)
-            self.waiting = deque(req for req in self.waiting if req.id not in dropped)
+        plan = plan_admission(waiting, cancelled, n_free, staying)
+        leaving, admitted = {*plan.drop, *plan.admit}, {req.id: req for req in self.waiting if req.id in plan.admit}
+        self.waiting = deque(req for req in self.waiting if req.id not in leaving)
         for seq in [s for s in self.running if s.key in plan.release]:
             self._release(seq)  # its KV stays valid: kept as prefix cache
         failed = False
-        for _ in plan.admit:  # the plan's ids are the queue's head, in order
-            req = self.waiting.popleft()
+        for req in (admitted[req_id] for req_id in plan.admit):  # owners in turn (plan_admission)
             try:
                 self._admit(req)
             except Exception as exc:
