@@ -1,0 +1,128 @@
+"""One user's flood of many-choice generations against another user's one-token chats, on the embedded model.
+
+`coderapi serve` (the default registry, a temporary data directory) gets two users: the flooder (the
+bootstrap admin, two keys) and a victim. The victim sends a short chat completion every two seconds,
+first alone, then while the flooder's workers keep streaming chats with `n: 8` and a few hundred
+tokens each (every choice holds one of the model's places: its 8 sequence slots and the 64 waiting
+places behind them), as many at once as its concurrency caps allow. Printed: the victim's answers
+(status counts) and latency median and maximum in each phase, their ratio to the victim alone, and how
+the flooder's requests were answered. With `--before DIR` (a worktree of another revision: `git
+worktree add /tmp/before <rev>`) the same phases then run against that revision's server.
+
+    .venv/bin/python bench/engine_share.py [--seconds 90] [--workers 12] [--before DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from overhead import machine  # noqa: E402
+from prep_flood import _cli, served_from  # noqa: E402
+from servers import CODERAPI_MODEL, ROOT  # noqa: E402
+
+VICTIM_TIMEOUT = 150.0  # a victim request still unanswered then counts as "timeout"
+
+
+def _victim(base: str, key: str, until: float) -> list[tuple[float, str]]:
+    body = {"model": CODERAPI_MODEL, "max_tokens": 4, "temperature": 0,
+            "messages": [{"role": "user", "content": "Say hi."}]}
+    seen = []
+    with httpx.Client(base_url=base, timeout=VICTIM_TIMEOUT) as client:
+        while time.monotonic() < until:
+            started = time.monotonic()
+            try:
+                answer = client.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"})
+                outcome = str(answer.status_code)
+            except httpx.TimeoutException:
+                outcome = "timeout"
+            seen.append((time.monotonic() - started, outcome))
+            time.sleep(2)
+    return seen
+
+
+async def _flooder(client: httpx.AsyncClient, worker: int, key: str, until: float, codes: Counter) -> None:
+    body = {"model": CODERAPI_MODEL, "n": 8, "max_tokens": 300, "ignore_eos": True, "stream": True,
+            "messages": [{"role": "user", "content": f"Write a long essay on topic number {worker}."}]}
+    while time.monotonic() < until:
+        try:
+            async with client.stream("POST", "/v1/chat/completions", json=body,
+                                     headers={"authorization": f"Bearer {key}"}) as answer:
+                async for line in answer.aiter_lines():
+                    if '"error"' in line and answer.status_code == 200:
+                        codes["200, then an error event"] += 1
+                        break
+                    if time.monotonic() > until:
+                        break
+                codes[answer.status_code] += 1
+                if answer.status_code != 200:
+                    await asyncio.sleep(0.5)
+        except httpx.TransportError as exc:
+            codes[type(exc).__name__] += 1
+
+
+def _flood(base: str, keys: list[str], workers: int, until: float, report: multiprocessing.Queue) -> None:
+    """In a process of its own, so that its reading does not slow the victim's client."""
+    codes: Counter = Counter()
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=600) as client:
+            await asyncio.gather(*(_flooder(client, i, keys[i % len(keys)], until, codes) for i in range(workers)))
+
+    asyncio.run(run())
+    report.put(dict(codes))
+
+
+def _line(name: str, seen: list[tuple[float, str]], alone: float | None, codes: dict) -> str:
+    latencies = [s for s, _ in seen]
+    median = statistics.median(latencies)
+    ratio = f"{median / alone:.1f}×" if alone else "1.0×"
+    return (f"| {name} | {dict(Counter(o for _, o in seen))} | {median:.2f} | {max(latencies):.2f} | {ratio} | "
+            f"{codes or '-'} |")
+
+
+def measure(root: Path, label: str, seconds: float, workers: int) -> None:
+    with served_from(root) as (_, base, data_dir):
+        flooder = [_cli(root, "keys", "create", "admin@localhost", data_dir=data_dir) for _ in range(2)]
+        _cli(root, "users", "create", "victim@example.com", data_dir=data_dir, stdin="victim password 123\n")
+        victim = _cli(root, "keys", "create", "victim@example.com", data_dir=data_dir)
+        seen = _victim(base, victim, time.monotonic() + 10)
+        alone = statistics.median(s for s, _ in seen)
+        print(_line(f"{label}: victim alone", seen, None, {}), flush=True)
+        until = time.monotonic() + seconds
+        report: multiprocessing.Queue = multiprocessing.Queue()
+        flood = multiprocessing.Process(target=_flood, args=(base, flooder, workers, until, report))
+        flood.start()
+        time.sleep(5)  # the flood holds the model's places
+        seen = _victim(base, victim, until)
+        codes = report.get(timeout=900)
+        flood.join()
+        print(_line(f"{label}: {workers} workers streaming n=8 × 300 tokens", seen, alone, codes), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=90)
+    parser.add_argument("--workers", type=int, default=12)
+    parser.add_argument("--before", type=Path, help="a worktree of the revision to compare with")
+    args = parser.parse_args()
+    print(machine())
+    print("| phase | victim answers | victim p50 s | victim max s | p50 vs alone | flooder answers |")
+    print("|---|---|---|---|---|---|")
+    measure(ROOT, "this revision", args.seconds, args.workers)
+    if args.before is not None:
+        measure(args.before.resolve(), "before", args.seconds, args.workers)
+
+
+if __name__ == "__main__":
+    main()
