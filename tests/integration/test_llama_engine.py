@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -212,6 +213,52 @@ async def test_a_freed_slot_goes_to_the_owner_with_fewest_running(engine):
     await asyncio.wait_for(asyncio.gather(*tasks), 60)
     assert done[0] == "other"
     for gen in running[1:]:
+        await gen.aclose()
+    await wait_until(lambda: engine.stats().running == 0 and engine.stats().waiting == 0)
+
+
+async def test_a_flooders_sequence_is_set_aside_for_another_user_and_goes_on_after(engine):
+    prompt = engine.tokenize(chat("Count from one to ten in words."))
+    short = SamplingParams(max_tokens=40, temperature=0.0, ignore_eos=True)
+    alone = tokens(await collect(engine, prompt, short))
+    preempted_before = engine.stats().preemptions
+    long = SamplingParams(max_tokens=1000, temperature=0.0, ignore_eos=True, owner="flood")
+    ids = engine.tokenize(chat("Write an endless poem about the sea, the sky and the mountains."))
+    running = [engine.generate(ids, long) for _ in range(N_PARALLEL - 1)]
+    for gen in running:
+        await gen.__anext__()
+    # The flooder's fourth sequence holds the least in its KV: it is the one set aside.
+    mine = engine.generate(prompt, SamplingParams(max_tokens=40, temperature=0.0, ignore_eos=True, owner="flood"))
+    got = [await mine.__anext__() for _ in range(5)]
+    other = await asyncio.wait_for(collect(engine, ids, SamplingParams(max_tokens=3, temperature=0.0, owner="other")), 60)
+    assert len(other) == 3 and engine.stats().preemptions == preempted_before + 1
+    assert engine.stats().running == N_PARALLEL - 1  # the flooder's long ones still run: none had to end
+    got += [event async for event in mine]  # it goes on once the other's request has ended
+    assert len(got) == 40 and got[-1].finish_reason == "length"
+    assert sum(e.queue_seconds is not None for e in got) == 1  # the first event's, not again
+    assert tokens(got) == alone, (text(got), engine.detokenize(alone))
+    for gen in running:
+        await gen.aclose()
+    await wait_until(lambda: engine.stats().running == 0 and engine.stats().waiting == 0)
+
+
+async def test_a_sampled_sequence_under_a_grammar_keeps_its_state_when_set_aside(engine):
+    long = SamplingParams(max_tokens=1000, temperature=0.0, ignore_eos=True, owner="flood")
+    ids = engine.tokenize(chat("Write an endless poem about the sea, the sky and the mountains."))
+    running = [engine.generate(ids, long) for _ in range(N_PARALLEL - 1)]
+    for gen in running:
+        await gen.__anext__()
+    numbers = SamplingParams(max_tokens=48, temperature=1.0, seed=7, logprobs=2, owner="flood",
+                             grammar='root ::= "[" num ("," num)* "]"\nnum ::= [1-9] [0-9]?')
+    before = engine.stats().preemptions
+    mine = engine.generate(engine.tokenize(chat("List numbers.")), numbers)
+    got = [await mine.__anext__() for _ in range(4)]
+    await asyncio.wait_for(collect(engine, ids, SamplingParams(max_tokens=3, temperature=0.0, owner="other")), 60)
+    got += [event async for event in mine]
+    assert engine.stats().preemptions == before + 1
+    assert re.fullmatch(r"\[[1-9][0-9]?(,[1-9][0-9]?)*\]?", text(got)), text(got)  # the grammar held throughout
+    assert all(e.logprob is not None and len(e.top_logprobs) == 2 for e in got[:-1])
+    for gen in running:
         await gen.aclose()
     await wait_until(lambda: engine.stats().running == 0 and engine.stats().waiting == 0)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,7 @@ from coderapi.engines.llama_cpp.scheduler import (
     WaitingView,
     draft_budget,
     plan_admission,
+    plan_preemption,
     plan_step,
 )
 
@@ -359,3 +361,57 @@ def test_admission_is_fair_and_keeps_each_owners_order(queued, running_owners, n
         leftover = {w.owner for w in live if w.id not in plan.admit}
         assert all(running[owner_of[i]] <= running[o] for o in leftover)
         running[owner_of[i]] += 1
+
+
+# -- preemption -------------------------------------------------------------------------------------
+
+
+def running_of(owner, key, kv=100, **kw):
+    return replace(decoding(key, kv=kv), owner=owner, **kw)
+
+
+def test_a_waiting_owner_with_nothing_running_gets_the_flooders_cheapest_slot():
+    running = [running_of("flood", k, kv=100 + 10 * k) for k in range(4)]
+    waiting = [WaitingView(9, False, "flood"), WaitingView(10, False, "other")]
+    assert plan_preemption(running, waiting, n_free=0) == (0,)  # the least in its KV
+    # Two waiting requests of the other owner: it gets up to the flooder's count, no further.
+    waiting.append(WaitingView(11, False, "other"))
+    assert plan_preemption(running, waiting, n_free=0) == (0, 1)
+    more = [*waiting, WaitingView(12, False, "other")]
+    assert plan_preemption(running, more, n_free=0) == (0, 1)  # 2 and 2: no more
+
+
+def test_nothing_is_set_aside_without_need():
+    running = [running_of("flood", k) for k in range(4)]
+    assert plan_preemption(running, [WaitingView(9, False, "flood")], n_free=0) == ()  # one owner
+    assert plan_preemption(running, [WaitingView(9, False, "other")], n_free=1) == ()  # a slot is free
+    assert plan_preemption(running, [WaitingView(9, True, "other")], n_free=0) == ()  # cancelled
+    cancelling = [*running[:3], replace(running[3], cancelled=True)]  # its slot frees this step
+    assert plan_preemption(cancelling, [WaitingView(9, False, "other")], n_free=0) == ()
+    even = [running_of("a", 0), running_of("b", 1)]
+    assert plan_preemption(even, [WaitingView(9, False, "c")], n_free=0) == ()  # 1 vs 0: a gap of one
+    prefilling = [replace(running_of("flood", k), next_token=None, n_prompt_done=0) for k in range(4)]
+    assert plan_preemption(prefilling, [WaitingView(9, False, "other")], n_free=0) == ()  # none decodes
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abc"), st.integers(1, 500)), min_size=1, max_size=8),
+    st.lists(st.sampled_from("abcd"), max_size=10),
+)
+def test_preemption_never_sets_an_owner_below_a_waiting_one(running_spec, waiting_owners):
+    running = [running_of(owner, key, kv=kv) for key, (owner, kv) in enumerate(running_spec)]
+    waiting = [WaitingView(100 + i, False, owner) for i, owner in enumerate(waiting_owners)]
+    keys = plan_preemption(running, waiting, n_free=0)
+    assert len(set(keys)) == len(keys) <= len(waiting)
+    after = Counter(v.owner for v in running if v.key not in keys)
+    gained = Counter()
+    for key in keys:  # each slot set aside goes to the waiting owner with the fewest running
+        taker = min({w.owner for w in waiting if gained[w.owner] < waiting_owners.count(w.owner)},
+                    key=lambda o: (after[o] + gained[o], waiting_owners.index(o)))
+        gained[taker] += 1
+    final = after + gained
+    givers = {v.owner for v in running if v.key in keys}
+    assert all(final[g] >= final[t] for g in givers for t in gained)  # nobody was set below a taker
+    if keys == ():  # nothing set aside: no waiting owner is two or more short of the busiest
+        busiest = max(Counter(v.owner for v in running).values())
+        assert all(busiest - Counter(v.owner for v in running)[o] < 2 for o in waiting_owners)

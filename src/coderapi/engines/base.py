@@ -80,6 +80,7 @@ class EngineStats:
     prefix_cache_queries: int = 0  # prompt tokens looked up in the prefix cache
     prefix_cache_hits: int = 0  # of those, tokens found
     waiting_for_reader: int = 0  # sequences paused until their client reads what they made
+    preemptions: int = 0  # sequences set aside so that another user's request got a slot (so far)
 
 
 @runtime_checkable

@@ -56,11 +56,17 @@ class _EngineCollector:
             "Sequences held out of decode steps until their client reads what they generated.",
             labels=["model_name"],
         )
+        preempted = CounterMetricFamily(
+            "coderapi:num_preemptions",
+            "Sequences set aside (their slot given to another user's request), to go on later.",
+            labels=["model_name"],
+        )
         for name, stats in self._source():
+            preempted.add_metric([name], stats.preemptions)
             running.add_metric([name], stats.running)
             waiting.add_metric([name], stats.waiting)
             kv.add_metric([name], stats.kv_cache_usage)
             queries.add_metric([name], stats.prefix_cache_queries)
             hits.add_metric([name], stats.prefix_cache_hits)
             behind.add_metric([name], stats.waiting_for_reader)
-        return [running, waiting, kv, queries, hits, behind]
+        return [running, waiting, kv, queries, hits, behind, preempted]

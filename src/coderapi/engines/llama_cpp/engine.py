@@ -195,4 +195,5 @@ class LlamaCppEngine:
             prefix_cache_queries=latest.prefix_queries,
             prefix_cache_hits=latest.prefix_hits,
             waiting_for_reader=latest.waiting_for_reader,
+            preemptions=latest.preemptions,
         )

@@ -113,6 +113,25 @@ class SlotPool:
         i = slot.seq_id
         return (i > 0 and self.slots[i - 1].busy) or (i + 1 < len(self.slots) and self.slots[i + 1].busy)
 
+    def bind(self, ctx, placement: Placement) -> int:
+        """Make the placement's slot hold its kept prefix in `ctx` (llama.cpp copies a `source` stream at
+        the next decode) and return how many tokens it keeps. On a failure the slot goes back holding
+        nothing (its KV is unknown then)."""
+        slot, keep = placement.slot, placement.keep
+        try:
+            if placement.source is not None:
+                ctx.seq_cp(placement.source.seq_id, slot.seq_id)
+                slot.tokens = placement.source.tokens[:keep]
+            if not ctx.seq_rm(slot.seq_id, keep, -1):
+                ctx.seq_rm(slot.seq_id, -1, -1)
+                keep = 0
+            del slot.tokens[keep:]
+        except BaseException:
+            slot.tokens = []
+            self.release(slot)
+            raise
+        return keep
+
     def release(self, slot: Slot) -> None:
         self._clock += 1
         slot.busy = False

@@ -58,14 +58,16 @@ class SeqView:
     """What the scheduler knows of one running sequence, taken at the start of a step."""
 
     key: int  # unique among the running sequences (its slot's llama.cpp sequence id)
-    prompt_len: int
-    n_prompt_done: int  # prompt tokens already in the KV cache
+    prompt_len: int  # tokens to evaluate before it samples: its prompt (or, set aside once, its context)
+    n_prompt_done: int  # of those, already in the KV cache
     kv_len: int  # tokens the sequence's KV stream holds: the next one goes at this position
     next_token: int | None  # sampled and not yet fed: the sequence decodes
     n_generated: int
     max_tokens: int
     reproducible: bool = False  # greedy or seeded: split the last prompt token, exact drafts
     drafts: bool = False  # it has a drafter
+    owner: Hashable | None = None  # whose request it runs (SamplingParams.owner)
+    cancelled: bool = False
 
     @property
     def decoding(self) -> bool:
@@ -124,6 +126,46 @@ def plan_admission(
         drop=tuple(w.id for w in waiting if w.cancelled),
         admit=tuple(admit),
     )
+
+
+def plan_preemption(running: Sequence[SeqView], waiting: Sequence[WaitingView], n_free: int) -> tuple[int, ...]:
+    """Running sequences to set aside (their keys) so that waiting owners get their turn now.
+
+    Admission alone would make a user wait until one of the sequences ahead ends, which one user's
+    long generations can put off for many minutes. So while no slot is free and a waiting owner runs
+    at least two fewer sequences than the owner running the most, that owner gives up one decoding
+    sequence, the one with the least in its KV (the cheapest to evaluate again): it waits, with its
+    sampler and output so far, until admission gives it a slot back. The gap of two means no owner is
+    ever set back below another's count, so nothing moves to and fro; with one owner nothing is set
+    aside."""
+    live = [w for w in waiting if not w.cancelled]
+    staying = [v for v in running if not v.cancelled]
+    if not live or n_free > 0 or len(staying) < len(running):  # a slot is free, or frees this step
+        return ()
+    counts = Counter(v.owner for v in staying)
+    first_place: dict[Hashable | None, int] = {}
+    for i, w in enumerate(live):
+        first_place.setdefault(w.owner, i)
+    waiting_left = Counter(w.owner for w in live)
+    candidates: dict[Hashable | None, list[SeqView]] = {}
+    for v in sorted(staying, key=lambda v: v.kv_len):
+        if v.decoding and not v.prefilling:
+            candidates.setdefault(v.owner, []).append(v)
+    preempted: list[int] = []
+    while candidates and waiting_left:
+        taker = min(waiting_left, key=lambda o: (counts[o], first_place[o]))
+        giver = max(candidates, key=lambda o: (counts[o], -first_place.get(o, -1)))
+        if counts[giver] - counts[taker] < 2:
+            break
+        preempted.append(candidates[giver].pop(0).key)
+        if not candidates[giver]:
+            del candidates[giver]
+        counts[giver] -= 1
+        counts[taker] += 1
+        waiting_left[taker] -= 1
+        if not waiting_left[taker]:
+            del waiting_left[taker]
+    return tuple(preempted)
 
 
 DraftSource = Callable[[int, int, bool], Sequence[int]]

@@ -22,16 +22,18 @@ from dataclasses import dataclass, field
 from coderapi.engines.base import SamplingParams
 
 from .detok import Utf8Stream
-from .drafting import Drafter
+from .drafting import Drafter, Proposal
 from .prefix_cache import Slot
 from .sampling import Sampler
-from .scheduler import SeqView
+from .scheduler import SeqView, StepPlan
 
 _ids = itertools.count(1)
 
 
 class Request:
-    __slots__ = ("id", "prompt", "params", "loop", "queue", "cancelled", "finished", "created_at", "sent", "taken")
+    __slots__ = (
+        "id", "prompt", "params", "loop", "queue", "cancelled", "finished", "created_at", "sent", "taken", "set_aside",
+    )
 
     def __init__(
         self, prompt: list[int], params: SamplingParams, loop: asyncio.AbstractEventLoop | None
@@ -46,6 +48,7 @@ class Request:
         self.created_at = time.monotonic()
         self.sent = 0  # events the worker has sent (worker thread only)
         self.taken = 0  # events the consumer has taken off the queue (consumer only)
+        self.set_aside: Sequence | None = None  # preempted: its sequence, to go on with (worker thread only)
 
     @property
     def unread(self) -> int:
@@ -68,6 +71,7 @@ class Sequence:
         "split_last",
         "queue_seconds",
         "drafter",
+        "context",
     )
 
     def __init__(
@@ -90,6 +94,20 @@ class Sequence:
         params = req.params
         self.split_last = params.temperature <= 0.0 or params.seed is not None
         self.drafter = drafter
+        self.context = req.prompt  # what it evaluates before it samples (see `set_aside`)
+
+    def set_aside(self) -> None:
+        """Preempted (scheduler.plan_preemption): it gives up its slot. What its KV held and the token
+        it was about to feed become the context it evaluates when it gets a slot again; sampling
+        from that context's last row goes on where it stopped (its sampler, drafter and text kept)."""
+        self.context = [*self.slot.tokens, self.next_token]
+        self.next_token = None
+        self.req.set_aside = self
+
+    def resume(self, slot: Slot, cached: int) -> None:
+        """Back in `slot`, which holds the first `cached` tokens of its context."""
+        self.slot, self.n_prompt_done = slot, cached
+        self.req.set_aside = None
 
     @property
     def key(self) -> int:
@@ -98,12 +116,12 @@ class Sequence:
 
     @property
     def prefilling(self) -> bool:
-        return self.n_prompt_done < len(self.req.prompt)
+        return self.n_prompt_done < len(self.context)
 
     def view(self) -> SeqView:
         return SeqView(
             key=self.slot.seq_id,
-            prompt_len=len(self.req.prompt),
+            prompt_len=len(self.context),
             n_prompt_done=self.n_prompt_done,
             kv_len=len(self.slot.tokens),
             next_token=self.next_token,
@@ -111,6 +129,8 @@ class Sequence:
             max_tokens=self.req.params.max_tokens,
             reproducible=self.split_last,
             drafts=self.drafter is not None,
+            owner=self.req.params.owner,
+            cancelled=self.req.cancelled,
         )
 
 
@@ -126,6 +146,42 @@ class BatchPart:
     draft: list[int] = field(default_factory=list)  # tokens[1:] of a decode part: to verify
 
 
+def batch_parts(plan: StepPlan, by_key: dict[int, Sequence], proposals: dict[int, Proposal | None]) -> list[BatchPart]:
+    """A step plan as the sequences' batch parts; the drafts used are taken from their drafters."""
+    parts = []
+    for part in plan.decode:
+        seq = by_key[part.key]
+        draft = list(part.draft)
+        if seq.drafter is not None:  # anchors the cursor that drafted, as proposing would
+            seq.drafter.take(proposals.get(part.key), len(draft))
+        parts.append(BatchPart(seq, [part.token, *draft], part.start_pos, True, draft=draft))
+    for chunk in plan.prefill:
+        seq = by_key[chunk.key]
+        parts.append(BatchPart(seq, seq.context[chunk.start : chunk.stop], chunk.start_pos, chunk.wants_logits))
+    return parts
+
+
+def fill_batch(batch, parts: list[BatchPart]) -> None:
+    """Write the step's parts into a llama_batch, each row's logits wanted or not; sets the parts'
+    `logits_index`."""
+    i = 0
+    # Ascending seq ids: llama.cpp batches per-sequence KV streams together only in that order.
+    for part in sorted(parts, key=lambda p: p.seq.slot.seq_id):
+        seq_id = part.seq.slot.seq_id
+        for pos, token in enumerate(part.tokens, start=part.start_pos):
+            batch.token[i] = token
+            batch.pos[i] = pos
+            batch.seq_id[i][0] = seq_id
+            batch.logits[i] = 0
+            i += 1
+        if part.wants_logits:
+            rows = 1 + len(part.draft)  # the next token's row, then one per draft token
+            for row in range(i - rows, i):
+                batch.logits[row] = 1
+            part.logits_index = i - rows
+    batch.n_tokens = i
+
+
 @dataclass(frozen=True)
 class WorkerStats:
     """The worker's counters after its latest step, for other threads (one attribute swap)."""
@@ -136,3 +192,4 @@ class WorkerStats:
     prefix_queries: int = 0  # prompt tokens looked up in the prefix cache
     prefix_hits: int = 0  # of those, tokens kept from the cache
     waiting_for_reader: int = 0  # running sequences sitting out until their reader catches up
+    preemptions: int = 0  # sequences set aside for another user's turn, so far

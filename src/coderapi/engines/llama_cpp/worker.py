@@ -50,9 +50,9 @@ from .drafting import Proposal, drafter_for
 from .invariance import keep_unrepacked_matmuls_on_one_path, probe_exact_rows
 from .prefix_cache import SlotPool
 from .sampling import make_sampler
-from .scheduler import MATMUL_ROW_GROUP, ExactRows, StepPlan, WaitingView, plan_admission, plan_step
+from .scheduler import MATMUL_ROW_GROUP, ExactRows, WaitingView, plan_admission, plan_preemption, plan_step
 from .outbox import Outbox
-from .sequences import BatchPart, Request, Sequence, WorkerStats
+from .sequences import BatchPart, Request, Sequence, WorkerStats, batch_parts, fill_batch
 from .token_events import count_drafts, sample_row
 
 log = logging.getLogger("coderapi.engines.llama_cpp")
@@ -99,6 +99,7 @@ class Worker(threading.Thread):
         self.running: list[Sequence] = []
         self.prefix_queries = 0  # prompt tokens looked up in the prefix cache
         self.prefix_hits = 0  # of those, tokens kept from the cache
+        self.preemptions = 0  # sequences set aside for another user's turn
         self.published = WorkerStats()  # read by other threads; replaced whole after each step
         self._outbox = Outbox()
         self._batch = None
@@ -161,6 +162,8 @@ class Worker(threading.Thread):
         self._pull(block=False)
         for req in self.waiting:
             self._outbox.send(req, closed)
+            if req.set_aside is not None:
+                req.set_aside.sampler.free()
         self.waiting.clear()
         self._outbox.flush()
         self._free()
@@ -207,7 +210,7 @@ class Worker(threading.Thread):
         if not views:
             return True
         plan = plan_step(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows, peek, MATMUL_ROW_GROUP)
-        self._run_parts(self._parts(plan, by_key, proposals), isolate=True)
+        self._run_parts(batch_parts(plan, by_key, proposals), isolate=True)
         return False
 
     @staticmethod
@@ -215,8 +218,25 @@ class Worker(threading.Thread):
         return seq.req.unread < MAX_UNREAD_EVENTS
 
     def _apply_admission(self) -> None:
+        self._preempt_planned()
         while self._admit_planned():  # a request that failed admission left its slot free
             pass
+
+    def _preempt_planned(self) -> None:
+        """Set aside the sequences `plan_preemption` names; their requests wait again, in arrival order."""
+        if not self.waiting:
+            return
+        waiting = [WaitingView(req.id, req.cancelled, req.params.owner) for req in self.waiting]
+        n_free = sum(not slot.busy for slot in self.pool.slots)
+        keys = plan_preemption([seq.view() for seq in self.running], waiting, n_free)
+        for seq in [s for s in self.running if s.key in keys]:
+            seq.set_aside()
+            self.pool.release(seq.slot)  # its KV stays as a prefix cache, maybe for its own return
+            self.running.remove(seq)
+            self.waiting.append(seq.req)
+            self.preemptions += 1
+        if keys:
+            self.waiting = deque(sorted(self.waiting, key=lambda req: req.id))
 
     def _admit_planned(self) -> bool:
         """Carry out one admission plan; True when some admission failed."""
@@ -226,6 +246,9 @@ class Worker(threading.Thread):
         n_free = sum(not slot.busy for slot in self.pool.slots)
         plan = plan_admission(waiting, cancelled, n_free, staying)
         leaving, admitted = {*plan.drop, *plan.admit}, {req.id: req for req in self.waiting if req.id in plan.admit}
+        for req in self.waiting:
+            if req.id in plan.drop and req.set_aside is not None:
+                req.set_aside.sampler.free()
         self.waiting = deque(req for req in self.waiting if req.id not in leaving)
         for seq in [s for s in self.running if s.key in plan.release]:
             self._release(seq)  # its KV stays valid: kept as prefix cache
@@ -238,49 +261,35 @@ class Worker(threading.Thread):
                 failed = True
         return failed
 
-    def _parts(self, plan: StepPlan, by_key: dict[int, Sequence], proposals: dict[int, Proposal | None]) -> list[BatchPart]:
-        """The plan as the sequences' batch parts; the drafts used are taken from their drafters."""
-        parts = []
-        for part in plan.decode:
-            seq = by_key[part.key]
-            draft = list(part.draft)
-            if seq.drafter is not None:  # anchors the cursor that drafted, as proposing would
-                seq.drafter.take(proposals.get(part.key), len(draft))
-            parts.append(BatchPart(seq, [part.token, *draft], part.start_pos, True, draft=draft))
-        for chunk in plan.prefill:
-            seq = by_key[chunk.key]
-            tokens = seq.req.prompt[chunk.start : chunk.stop]
-            parts.append(BatchPart(seq, tokens, chunk.start_pos, chunk.wants_logits))
-        return parts
-
     def _admit(self, req: Request) -> None:
+        if req.set_aside is not None:
+            return self._resume(req.set_aside)
         sampler = make_sampler(self.model, req.params, req.prompt)
         try:
             placement = self.pool.acquire(req.prompt)
+            keep = self.pool.bind(self.ctx, placement)
         except BaseException:
             sampler.free()
             raise
         try:
-            self._place(req, sampler, placement)
-        except BaseException:  # the slot goes back; its KV is unknown now, so it holds nothing
+            drafter = drafter_for(req.prompt, req.params, self.ngram_speculation, self.n_ctx_per_seq)
+        except BaseException:
             sampler.free()
-            placement.slot.tokens.clear()
-            self.pool.release(placement.slot)
+            self.pool.release(placement.slot)  # its KV, the kept prefix, stays valid
             raise
-
-    def _place(self, req: Request, sampler, placement) -> None:
-        slot, keep = placement.slot, placement.keep
-        if placement.source is not None:  # llama.cpp copies the stream at the next decode
-            self.ctx.seq_cp(placement.source.seq_id, slot.seq_id)
-            slot.tokens = placement.source.tokens[:keep]
-        if not self.ctx.seq_rm(slot.seq_id, keep, -1):
-            self.ctx.seq_rm(slot.seq_id, -1, -1)
-            keep = 0
-        del slot.tokens[keep:]
         self.prefix_queries += len(req.prompt)
         self.prefix_hits += keep
-        drafter = drafter_for(req.prompt, req.params, self.ngram_speculation, self.n_ctx_per_seq)
-        self.running.append(Sequence(req, slot, sampler, keep, drafter))
+        self.running.append(Sequence(req, placement.slot, sampler, keep, drafter))
+
+    def _resume(self, seq: Sequence) -> None:
+        """A sequence set aside gets a slot again; it evaluates what the slot lacks of its context."""
+        try:
+            placement = self.pool.acquire(seq.context)
+            seq.resume(placement.slot, self.pool.bind(self.ctx, placement))
+        except BaseException:
+            seq.sampler.free()
+            raise
+        self.running.append(seq)
 
     # -- one decode step ------------------------------------------------------------------------
 
@@ -305,26 +314,8 @@ class Worker(threading.Thread):
                 self._fail(part.seq, InternalError(f"The inference engine's decode step {why}."))
 
     def _decode(self, parts: list[BatchPart]) -> int:
-        batch = self._batch
-        i = 0
-        # Ascending seq ids: llama.cpp batches per-sequence KV streams together only in that order.
-        for part in sorted(parts, key=lambda p: p.seq.slot.seq_id):
-            seq_id = part.seq.slot.seq_id
-            pos = part.start_pos
-            for token in part.tokens:
-                batch.token[i] = token
-                batch.pos[i] = pos
-                batch.seq_id[i][0] = seq_id
-                batch.logits[i] = 0
-                i += 1
-                pos += 1
-            if part.wants_logits:
-                rows = 1 + len(part.draft)  # the next token's row, then one per draft token
-                for row in range(i - rows, i):
-                    batch.logits[row] = 1
-                part.logits_index = i - rows
-        batch.n_tokens = i
-        rc = lc.llama_decode(self.ctx.ptr, batch)
+        fill_batch(self._batch, parts)
+        rc = lc.llama_decode(self.ctx.ptr, self._batch)
         if rc != 0:
             self._undo(parts)
         return rc
@@ -395,5 +386,5 @@ class Worker(threading.Thread):
     def _publish(self) -> None:
         self.published = WorkerStats(
             len(self.running), len(self.waiting), self.pool.tokens_held(), self.prefix_queries, self.prefix_hits,
-            sum(not self._reader_keeps_up(seq) for seq in self.running),
+            sum(not self._reader_keeps_up(seq) for seq in self.running), self.preemptions,
         )
