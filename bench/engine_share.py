@@ -2,14 +2,14 @@
 
 `coderapi serve` (the default registry, a temporary data directory) gets two users: the flooder (the
 bootstrap admin, two keys) and a victim. The victim sends a short chat completion every two seconds,
-first alone, then while the flooder's workers keep streaming chats with `n: 8` and a few hundred
-tokens each (every choice holds one of the model's places: its 8 sequence slots and the 64 waiting
+first alone, then while the flooder's workers keep streaming chats with `n: 8` and `--max-tokens`
+each (every choice holds one of the model's places: its 8 sequence slots and the 64 waiting
 places behind them), as many at once as its concurrency caps allow. Printed: the victim's answers
 (status counts) and latency median and maximum in each phase, their ratio to the victim alone, and how
 the flooder's requests were answered. With `--before DIR` (a worktree of another revision: `git
 worktree add /tmp/before <rev>`) the same phases then run against that revision's server.
 
-    .venv/bin/python bench/engine_share.py [--seconds 90] [--workers 12] [--before DIR]
+    .venv/bin/python bench/engine_share.py [--seconds 90] [--workers 12] [--max-tokens 300] [--before DIR]
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def _victim(base: str, key: str, until: float) -> list[tuple[float, str]]:
     return seen
 
 
-async def _flooder(client: httpx.AsyncClient, worker: int, key: str, until: float, codes: Counter) -> None:
-    body = {"model": CODERAPI_MODEL, "n": 8, "max_tokens": 300, "ignore_eos": True, "stream": True,
+async def _flooder(client: httpx.AsyncClient, worker: int, key: str, until: float, max_tokens: int, codes: Counter) -> None:
+    body = {"model": CODERAPI_MODEL, "n": 8, "max_tokens": max_tokens, "ignore_eos": True, "stream": True,
             "messages": [{"role": "user", "content": f"Write a long essay on topic number {worker}."}]}
     while time.monotonic() < until:
         try:
@@ -71,13 +71,13 @@ async def _flooder(client: httpx.AsyncClient, worker: int, key: str, until: floa
             codes[type(exc).__name__] += 1
 
 
-def _flood(base: str, keys: list[str], workers: int, until: float, report: multiprocessing.Queue) -> None:
+def _flood(base: str, keys: list[str], workers: int, max_tokens: int, until: float, report: multiprocessing.Queue) -> None:
     """In a process of its own, so that its reading does not slow the victim's client."""
     codes: Counter = Counter()
 
     async def run() -> None:
         async with httpx.AsyncClient(base_url=base, timeout=600) as client:
-            await asyncio.gather(*(_flooder(client, i, keys[i % len(keys)], until, codes) for i in range(workers)))
+            await asyncio.gather(*(_flooder(client, i, keys[i % len(keys)], until, max_tokens, codes) for i in range(workers)))
 
     asyncio.run(run())
     report.put(dict(codes))
@@ -91,7 +91,7 @@ def _line(name: str, seen: list[tuple[float, str]], alone: float | None, codes: 
             f"{codes or '-'} |")
 
 
-def measure(root: Path, label: str, seconds: float, workers: int) -> None:
+def measure(root: Path, label: str, seconds: float, workers: int, max_tokens: int) -> None:
     with served_from(root) as (_, base, data_dir):
         flooder = [_cli(root, "keys", "create", "admin@localhost", data_dir=data_dir) for _ in range(2)]
         _cli(root, "users", "create", "victim@example.com", data_dir=data_dir, stdin="victim password 123\n")
@@ -101,27 +101,28 @@ def measure(root: Path, label: str, seconds: float, workers: int) -> None:
         print(_line(f"{label}: victim alone", seen, None, {}), flush=True)
         until = time.monotonic() + seconds
         report: multiprocessing.Queue = multiprocessing.Queue()
-        flood = multiprocessing.Process(target=_flood, args=(base, flooder, workers, until, report))
+        flood = multiprocessing.Process(target=_flood, args=(base, flooder, workers, max_tokens, until, report))
         flood.start()
         time.sleep(5)  # the flood holds the model's places
         seen = _victim(base, victim, until)
         codes = report.get(timeout=900)
         flood.join()
-        print(_line(f"{label}: {workers} workers streaming n=8 × 300 tokens", seen, alone, codes), flush=True)
+        print(_line(f"{label}: {workers} workers streaming n=8 × {max_tokens} tokens", seen, alone, codes), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=90)
     parser.add_argument("--workers", type=int, default=12)
+    parser.add_argument("--max-tokens", type=int, default=300, help="of each of the flooder's choices")
     parser.add_argument("--before", type=Path, help="a worktree of the revision to compare with")
     args = parser.parse_args()
     print(machine())
     print("| phase | victim answers | victim p50 s | victim max s | p50 vs alone | flooder answers |")
     print("|---|---|---|---|---|---|")
-    measure(ROOT, "this revision", args.seconds, args.workers)
+    measure(ROOT, "this revision", args.seconds, args.workers, args.max_tokens)
     if args.before is not None:
-        measure(args.before.resolve(), "before", args.seconds, args.workers)
+        measure(args.before.resolve(), "before", args.seconds, args.workers, args.max_tokens)
 
 
 if __name__ == "__main__":
