@@ -230,7 +230,8 @@ async def test_a_flooders_sequence_is_set_aside_for_another_user_and_goes_on_aft
     # The flooder's fourth sequence holds the least in its KV: it is the one set aside.
     mine = engine.generate(prompt, SamplingParams(max_tokens=40, temperature=0.0, ignore_eos=True, owner="flood"))
     got = [await mine.__anext__() for _ in range(5)]
-    other = await asyncio.wait_for(collect(engine, ids, SamplingParams(max_tokens=3, temperature=0.0, owner="other")), 60)
+    asked = SamplingParams(max_tokens=3, temperature=0.0, owner="other")
+    other = await asyncio.wait_for(collect(engine, ids, asked), 60)
     assert len(other) == 3 and engine.stats().preemptions == preempted_before + 1
     assert engine.stats().running == N_PARALLEL - 1  # the flooder's long ones still run: none had to end
     got += [event async for event in mine]  # it goes on once the other's request has ended
@@ -260,6 +261,34 @@ async def test_a_sampled_sequence_under_a_grammar_keeps_its_state_when_set_aside
     assert all(e.logprob is not None and len(e.top_logprobs) == 2 for e in got[:-1])
     for gen in running:
         await gen.aclose()
+    await wait_until(lambda: engine.stats().running == 0 and engine.stats().waiting == 0)
+
+
+async def test_another_users_prompt_is_evaluated_beside_a_flood_of_long_prompts(engine):
+    words = "alpha beta gamma delta river stone cloud forest metal glass paper light shadow engine".split()
+    firsts: list[str] = []
+
+    async def long_prompt(i: int) -> None:  # ~1,960 tokens each, every one its own (no shared prefix)
+        text = " ".join(f"{words[(i * 7 + j) % len(words)]}{i}{j}" for j in range(400))
+        params = SamplingParams(max_tokens=1, temperature=0.0, owner="flood")
+        async for _ in engine.generate(engine.tokenize(chat("Summarize: " + text)), params):
+            firsts.append("flood")
+
+    before = engine.stats().preemptions
+    flood = [asyncio.create_task(long_prompt(i)) for i in range(N_PARALLEL)]
+    await wait_until(lambda: engine.stats().running == N_PARALLEL)
+    # Every slot holds a prompt being evaluated: one not yet begun is set aside, and the other
+    # user's prompt is evaluated in the next step rather than after the flooder's.
+    asked = SamplingParams(max_tokens=1, temperature=0.0, owner="other")
+    other = await asyncio.wait_for(collect(engine, chat("Say hi."), asked), 60)
+    firsts.append("other")
+    # At most the flooder's oldest prompt, as far along as it was, ends in the same step; first
+    # come, first served, it would come after all four.
+    assert len(other) == 1 and firsts.index("other") <= 1, firsts
+    assert engine.stats().preemptions > before
+    for task in flood:
+        task.cancel()
+    await asyncio.gather(*flood, return_exceptions=True)
     await wait_until(lambda: engine.stats().running == 0 and engine.stats().waiting == 0)
 
 

@@ -390,8 +390,13 @@ def test_nothing_is_set_aside_without_need():
     assert plan_preemption(cancelling, [WaitingView(9, False, "other")], n_free=0) == ()
     even = [running_of("a", 0), running_of("b", 1)]
     assert plan_preemption(even, [WaitingView(9, False, "c")], n_free=0) == ()  # 1 vs 0: a gap of one
-    prefilling = [replace(running_of("flood", k), next_token=None, n_prompt_done=0) for k in range(4)]
-    assert plan_preemption(prefilling, [WaitingView(9, False, "other")], n_free=0) == ()  # none decodes
+
+
+def test_a_prompt_not_yet_begun_is_the_cheapest_to_set_aside():
+    running = [running_of("flood", 0, kv=900), running_of("flood", 1, kv=40),
+               replace(running_of("flood", 2, kv=0), next_token=None, prompt_len=6000, n_prompt_done=0),
+               replace(running_of("flood", 3, kv=512), next_token=None, prompt_len=6000, n_prompt_done=512)]
+    assert plan_preemption(running, [WaitingView(9, False, "other")], n_free=0) == (2,)
 
 
 @given(
@@ -415,3 +420,46 @@ def test_preemption_never_sets_an_owner_below_a_waiting_one(running_spec, waitin
     if keys == ():  # nothing set aside: no waiting owner is two or more short of the busiest
         busiest = max(Counter(v.owner for v in running).values())
         assert all(busiest - Counter(v.owner for v in running)[o] < 2 for o in waiting_owners)
+
+
+# -- prompts of several owners ----------------------------------------------------------------------
+
+
+def owned_prompt(owner, key, prompt_len, done=0):
+    return replace(prefilling(key, prompt_len, done), owner=owner)
+
+
+def test_a_users_short_prompt_is_evaluated_beside_another_users_long_ones():
+    views = [owned_prompt("flood", 0, 6000), owned_prompt("flood", 1, 6000), owned_prompt("other", 2, 12)]
+    plan = plan_step(views, n_batch=512)
+    assert [(c.key, c.start, c.stop, c.wants_logits) for c in plan.prefill] == [(0, 0, 500, False), (2, 0, 12, True)]
+    # Two long prompts of two owners: half the rows each, whoever came first.
+    views = [owned_prompt("flood", 0, 6000), owned_prompt("flood", 1, 6000), owned_prompt("other", 2, 6000, 100)]
+    plan = plan_step(views, n_batch=512)
+    assert [(c.key, c.start, c.stop) for c in plan.prefill] == [(0, 0, 256), (2, 100, 356)]
+    # Decode rows come first, and the rest is shared.
+    plan = plan_step([decoding(5), *views], n_batch=512)
+    assert [(c.key, c.stop - c.start) for c in plan.prefill] == [(0, 256), (2, 255)]
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(1, 900), st.integers(0, 899)), min_size=1, max_size=8),
+       st.integers(1, 600))
+def test_prompt_rows_are_shared_max_min_fairly(prompts, n_batch):
+    views = [owned_prompt(owner, key, n, min(done, n - 1)) for key, (owner, n, done) in enumerate(prompts)]
+    plan = plan_step(views, n_batch=n_batch)
+    assert sum(c.stop - c.start for c in plan.prefill) <= n_batch
+    got, need = Counter(), Counter()
+    for v in views:
+        need[v.owner] += v.prompt_len - v.n_prompt_done
+    for chunk in plan.prefill:
+        view = views[chunk.key]
+        assert chunk.start == view.n_prompt_done and chunk.start_pos == view.kv_len
+        got[view.owner] += chunk.stop - chunk.start
+    if sum(got.values()) < n_batch:
+        assert got == need  # rows left over: every prompt got all it needs
+    fair = n_batch // len(need)
+    assert all(got[o] >= min(need[o], fair) for o in need)  # each owner at least its even share
+    for owner in need:  # an owner's rows go to its prompts in admission order
+        mine = [v for v in views if v.owner == owner]
+        served = [c.key for c in plan.prefill if views[c.key].owner == owner]
+        assert served == [v.key for v in mine][: len(served)]

@@ -10,8 +10,9 @@ cursors afterwards, for the drafts the plan used (`Drafter.take`). The same inpu
 the same plan, and no input is changed.
 
 Each step feeds one token for every decoding sequence, then spends what is left of `n_batch`
-on chunks of prompts still being evaluated, oldest admission first (chunked prefill). A long
-prompt therefore delays the running streams by at most one chunk per step.
+on chunks of prompts still being evaluated (chunked prefill), split evenly between owners and
+oldest admission first within each. A long prompt therefore delays the running streams by at most
+one chunk per step, and one owner's long prompts hold back another's by half the rows at most.
 
 Reproducible requests (greedy, or sampled with a seed) evaluate their last prompt token in a
 step of its own when they are the only running sequence. llama.cpp's CPU kernels are not
@@ -132,12 +133,12 @@ def plan_preemption(running: Sequence[SeqView], waiting: Sequence[WaitingView], 
     """Running sequences to set aside (their keys) so that waiting owners get their turn now.
 
     Admission alone would make a user wait until one of the sequences ahead ends, which one user's
-    long generations can put off for many minutes. So while no slot is free and a waiting owner runs
-    at least two fewer sequences than the owner running the most, that owner gives up one decoding
-    sequence, the one with the least in its KV (the cheapest to evaluate again): it waits, with its
-    sampler and output so far, until admission gives it a slot back. The gap of two means no owner is
-    ever set back below another's count, so nothing moves to and fro; with one owner nothing is set
-    aside."""
+    long generations (or long prompts) can put off for many minutes. So while no slot is free and a
+    waiting owner runs at least two fewer sequences than the owner running the most, that owner gives
+    up one sequence, the one with the least in its KV (the cheapest to evaluate again: often a prompt
+    not yet begun): it waits, with its sampler and output so far, until admission gives it a slot
+    back. The gap of two means no owner is ever set back below another's count, so nothing moves to
+    and fro; with one owner nothing is set aside."""
     live = [w for w in waiting if not w.cancelled]
     staying = [v for v in running if not v.cancelled]
     if not live or n_free > 0 or len(staying) < len(running):  # a slot is free, or frees this step
@@ -149,8 +150,7 @@ def plan_preemption(running: Sequence[SeqView], waiting: Sequence[WaitingView], 
     waiting_left = Counter(w.owner for w in live)
     candidates: dict[Hashable | None, list[SeqView]] = {}
     for v in sorted(staying, key=lambda v: v.kv_len):
-        if v.decoding and not v.prefilling:
-            candidates.setdefault(v.owner, []).append(v)
+        candidates.setdefault(v.owner, []).append(v)
     preempted: list[int] = []
     while candidates and waiting_left:
         taker = min(waiting_left, key=lambda o: (counts[o], first_place[o]))
@@ -253,7 +253,7 @@ def plan_step(
     drafts: DraftSource | None = None,
     row_group: int = 1,
 ) -> StepPlan:
-    """Decode rows first (one per decoding sequence, plus drafts), then prompt chunks in admission order.
+    """Decode rows first (one per decoding sequence, plus drafts), then prompt chunks shared between owners.
 
     Each decoding sequence with a drafter, in turn, may draft as many rows as the step can still
     spare (`drafts` is asked only when that is at least one). The plan never holds more than
@@ -315,17 +315,52 @@ def _whole_row_groups(decode: list[DecodePart], row_group: int) -> list[DecodePa
 
 
 def _prefill(running: Sequence[SeqView], budget: int) -> tuple[PrefillChunk, ...]:
-    """Chunks of the prompts still being evaluated, oldest admission first, within `budget` rows."""
-    chunks = []
+    """Chunks of the prompts still being evaluated, within `budget` rows, shared between owners.
+
+    The rows are split evenly between the owners with prompts to evaluate (an owner needing less
+    leaves the rest to the others), and each owner's share goes to its prompts in admission order.
+    So a user's short prompt is evaluated in the next step even behind another user's long ones,
+    and one user's queue of long prompts slows another's by half, not by all of it (with a
+    single owner: oldest admission first, as before)."""
+    spans: dict[int, tuple[int, int]] = {}  # key -> (start, end) of what is left to evaluate
+    by_owner: dict[Hashable | None, list[SeqView]] = {}
     alone = len(running) == 1
     for seq in running:
-        if budget <= 0:
-            break
         if seq.evaluating_prompt:
             start, end = seq.n_prompt_done, seq.prompt_len
             if seq.reproducible and alone and start < end - 1:
                 end -= 1  # the last prompt token gets a step of its own (see above)
-            stop = start + min(budget, end - start)
+            spans[seq.key] = (start, end)
+            by_owner.setdefault(seq.owner, []).append(seq)
+    shares = _fair_shares({o: sum(spans[s.key][1] - spans[s.key][0] for s in q) for o, q in by_owner.items()}, budget)
+    grants: dict[int, int] = {}
+    for owner, queue in by_owner.items():
+        for seq in queue:
+            start, end = spans[seq.key]
+            grants[seq.key] = min(shares[owner], end - start)
+            shares[owner] -= grants[seq.key]
+    chunks = []
+    for seq in running:  # in admission order, as the rows are laid out
+        if grants.get(seq.key, 0) > 0:
+            start = spans[seq.key][0]
+            stop = start + grants[seq.key]
             chunks.append(PrefillChunk(seq.key, seq.kv_len, start, stop, stop == seq.prompt_len))
-            budget -= stop - start
     return tuple(chunks)
+
+
+def _fair_shares(needs: dict[Hashable | None, int], budget: int) -> dict[Hashable | None, int]:
+    """`budget` split evenly among the `needs` (max-min fair: none gets more than it needs, what one
+    leaves goes to the others; a remainder to the first owners)."""
+    shares = dict.fromkeys(needs, 0)
+    wanting = [owner for owner, need in needs.items() if need > 0]
+    while budget > 0 and wanting:
+        each = max(1, budget // len(wanting))
+        for owner in list(wanting):
+            given = min(each, needs[owner] - shares[owner], budget)
+            shares[owner] += given
+            budget -= given
+            if shares[owner] == needs[owner]:
+                wanting.remove(owner)
+            if budget == 0:
+                break
+    return shares

@@ -97,11 +97,13 @@ class Sequence:
         self.context = req.prompt  # what it evaluates before it samples (see `set_aside`)
 
     def set_aside(self) -> None:
-        """Preempted (scheduler.plan_preemption): it gives up its slot. What its KV held and the token
-        it was about to feed become the context it evaluates when it gets a slot again; sampling
-        from that context's last row goes on where it stopped (its sampler, drafter and text kept)."""
-        self.context = [*self.slot.tokens, self.next_token]
-        self.next_token = None
+        """Preempted (scheduler.plan_preemption): it gives up its slot. A sequence that decodes makes
+        what its KV held and the token it was about to feed the context it evaluates when it gets a
+        slot again; sampling from that context's last row goes on where it stopped (its sampler,
+        drafter and text kept). One still evaluating its context evaluates the rest of it then."""
+        if self.next_token is not None:
+            self.context = [*self.slot.tokens, self.next_token]
+            self.next_token = None
         self.req.set_aside = self
 
     def resume(self, slot: Slot, cached: int) -> None:

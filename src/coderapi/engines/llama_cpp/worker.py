@@ -102,6 +102,7 @@ class Worker(threading.Thread):
         self.preemptions = 0  # sequences set aside for another user's turn
         self.published = WorkerStats()  # read by other threads; replaced whole after each step
         self._outbox = Outbox()
+        self._copy_pending = False  # a KV stream copy (prefix_cache.SlotPool.bind) not yet applied
         self._batch = None
         self._stopping = False
 
@@ -224,7 +225,7 @@ class Worker(threading.Thread):
 
     def _preempt_planned(self) -> None:
         """Set aside the sequences `plan_preemption` names; their requests wait again, in arrival order."""
-        if not self.waiting:
+        if not self.waiting or self._copy_pending:  # a slot's pending copy lands at the next decode
             return
         waiting = [WaitingView(req.id, req.cancelled, req.params.owner) for req in self.waiting]
         n_free = sum(not slot.busy for slot in self.pool.slots)
@@ -268,6 +269,7 @@ class Worker(threading.Thread):
         try:
             placement = self.pool.acquire(req.prompt)
             keep = self.pool.bind(self.ctx, placement)
+            self._copy_pending |= placement.source is not None
         except BaseException:
             sampler.free()
             raise
@@ -286,6 +288,7 @@ class Worker(threading.Thread):
         try:
             placement = self.pool.acquire(seq.context)
             seq.resume(placement.slot, self.pool.bind(self.ctx, placement))
+            self._copy_pending |= placement.source is not None
         except BaseException:
             seq.sampler.free()
             raise
@@ -316,6 +319,7 @@ class Worker(threading.Thread):
     def _decode(self, parts: list[BatchPart]) -> int:
         fill_batch(self._batch, parts)
         rc = lc.llama_decode(self.ctx.ptr, self._batch)
+        self._copy_pending = False  # llama_decode applies pending stream copies first
         if rc != 0:
             self._undo(parts)
         return rc
