@@ -4,12 +4,15 @@
 bootstrap admin, two keys) and a victim. The victim sends a short chat completion every two seconds,
 first alone, then while the flooder's workers keep streaming chats with `n: 8` and `--max-tokens`
 each (every choice holds one of the model's places: its 8 sequence slots and the 64 waiting
-places behind them), as many at once as its concurrency caps allow. Printed: the victim's answers
+places behind them), as many at once as its concurrency caps allow; with `--flood prompts` the
+workers instead send ~6,000-token prompts of their own for one token each (each prompt's evaluation
+holds a slot for a while, and every step's rows). Printed: the victim's answers
 (status counts) and latency median and maximum in each phase, their ratio to the victim alone, and how
 the flooder's requests were answered. With `--before DIR` (a worktree of another revision: `git
 worktree add /tmp/before <rev>`) the same phases then run against that revision's server.
 
-    .venv/bin/python bench/engine_share.py [--seconds 90] [--workers 12] [--max-tokens 300] [--before DIR]
+    .venv/bin/python bench/engine_share.py [--seconds 90] [--workers 12] [--max-tokens 300]
+        [--flood choices|prompts] [--before DIR]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from overhead import machine  # noqa: E402
 from prep_flood import _cli, served_from  # noqa: E402
 from servers import CODERAPI_MODEL, ROOT  # noqa: E402
 
+WORDS = "alpha beta gamma delta river stone cloud forest metal glass paper light shadow engine".split()
 VICTIM_TIMEOUT = 150.0  # a victim request still unanswered then counts as "timeout"
 
 
@@ -51,10 +55,21 @@ def _victim(base: str, key: str, until: float) -> list[tuple[float, str]]:
     return seen
 
 
-async def _flooder(client: httpx.AsyncClient, worker: int, key: str, until: float, max_tokens: int, codes: Counter) -> None:
-    body = {"model": CODERAPI_MODEL, "n": 8, "max_tokens": max_tokens, "ignore_eos": True, "stream": True,
+def _flood_body(flood: str, worker: int, rounds: int, max_tokens: int) -> dict:
+    if flood == "prompts":  # a prompt of ~6,000 tokens of its own each time (no prefix cache), 1 token out
+        words = (f"{WORDS[(worker * 31 + rounds * 7 + j) % len(WORDS)]}{worker}{rounds}{j}" for j in range(1200))
+        return {"model": CODERAPI_MODEL, "max_tokens": 1,
+                "messages": [{"role": "user", "content": "Summarize: " + " ".join(words)}]}
+    return {"model": CODERAPI_MODEL, "n": 8, "max_tokens": max_tokens, "ignore_eos": True, "stream": True,
             "messages": [{"role": "user", "content": f"Write a long essay on topic number {worker}."}]}
+
+
+async def _flooder(client: httpx.AsyncClient, worker: int, key: str, until: float, flood: tuple[str, int],
+                   codes: Counter) -> None:
+    rounds = 0
     while time.monotonic() < until:
+        rounds += 1
+        body = _flood_body(flood[0], worker, rounds, flood[1])
         try:
             async with client.stream("POST", "/v1/chat/completions", json=body,
                                      headers={"authorization": f"Bearer {key}"}) as answer:
@@ -71,13 +86,16 @@ async def _flooder(client: httpx.AsyncClient, worker: int, key: str, until: floa
             codes[type(exc).__name__] += 1
 
 
-def _flood(base: str, keys: list[str], workers: int, max_tokens: int, until: float, report: multiprocessing.Queue) -> None:
+def _flood(base: str, keys: list[str], workers: int, flood: tuple[str, int], until: float,
+           report: multiprocessing.Queue) -> None:
     """In a process of its own, so that its reading does not slow the victim's client."""
     codes: Counter = Counter()
 
     async def run() -> None:
         async with httpx.AsyncClient(base_url=base, timeout=600) as client:
-            await asyncio.gather(*(_flooder(client, i, keys[i % len(keys)], until, max_tokens, codes) for i in range(workers)))
+            await asyncio.gather(*(
+                _flooder(client, i, keys[i % len(keys)], until, flood, codes) for i in range(workers)
+            ))
 
     asyncio.run(run())
     report.put(dict(codes))
@@ -91,7 +109,7 @@ def _line(name: str, seen: list[tuple[float, str]], alone: float | None, codes: 
             f"{codes or '-'} |")
 
 
-def measure(root: Path, label: str, seconds: float, workers: int, max_tokens: int) -> None:
+def measure(root: Path, label: str, seconds: float, workers: int, flood: tuple[str, int]) -> None:
     with served_from(root) as (_, base, data_dir):
         flooder = [_cli(root, "keys", "create", "admin@localhost", data_dir=data_dir) for _ in range(2)]
         _cli(root, "users", "create", "victim@example.com", data_dir=data_dir, stdin="victim password 123\n")
@@ -101,13 +119,14 @@ def measure(root: Path, label: str, seconds: float, workers: int, max_tokens: in
         print(_line(f"{label}: victim alone", seen, None, {}), flush=True)
         until = time.monotonic() + seconds
         report: multiprocessing.Queue = multiprocessing.Queue()
-        flood = multiprocessing.Process(target=_flood, args=(base, flooder, workers, max_tokens, until, report))
-        flood.start()
+        flooding = multiprocessing.Process(target=_flood, args=(base, flooder, workers, flood, until, report))
+        flooding.start()
         time.sleep(5)  # the flood holds the model's places
         seen = _victim(base, victim, until)
         codes = report.get(timeout=900)
-        flood.join()
-        print(_line(f"{label}: {workers} workers streaming n=8 × {max_tokens} tokens", seen, alone, codes), flush=True)
+        flooding.join()
+        what = "~6,000-token prompts" if flood[0] == "prompts" else f"streaming n=8 × {flood[1]} tokens"
+        print(_line(f"{label}: {workers} workers {what}", seen, alone, codes), flush=True)
 
 
 def main() -> None:
@@ -115,14 +134,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=90)
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--max-tokens", type=int, default=300, help="of each of the flooder's choices")
+    parser.add_argument("--flood", choices=["choices", "prompts"], default="choices",
+                        help="choices: many-choice generations; prompts: long prompts, one token out")
     parser.add_argument("--before", type=Path, help="a worktree of the revision to compare with")
     args = parser.parse_args()
     print(machine())
     print("| phase | victim answers | victim p50 s | victim max s | p50 vs alone | flooder answers |")
     print("|---|---|---|---|---|---|")
-    measure(ROOT, "this revision", args.seconds, args.workers, args.max_tokens)
+    flood = (args.flood, args.max_tokens)
+    measure(ROOT, "this revision", args.seconds, args.workers, flood)
     if args.before is not None:
-        measure(args.before.resolve(), "before", args.seconds, args.workers, args.max_tokens)
+        measure(args.before.resolve(), "before", args.seconds, args.workers, flood)
 
 
 if __name__ == "__main__":
