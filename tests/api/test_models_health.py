@@ -34,4 +34,5 @@ def test_health_and_metrics(platform):
     text = httpx.get(platform.base + "/metrics", headers=METRICS_AUTH).text
     assert "coderapi:time_to_first_token_seconds_bucket" in text
     assert "coderapi:num_requests_running" in text
+    assert 'coderapi:num_preemptions_total{model_name="Qwen/Qwen2.5-Coder-0.5B-Instruct"} 0.0' in text
     assert 'coderapi:generation_tokens_total{model_name="Qwen/Qwen2.5-Coder-0.5B-Instruct"}' in text
