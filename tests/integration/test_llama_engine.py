@@ -264,6 +264,24 @@ async def test_a_sampled_sequence_under_a_grammar_keeps_its_state_when_set_aside
     await wait_until(lambda: engine.stats().running == 0 and engine.stats().waiting == 0)
 
 
+async def test_a_sequence_set_aside_can_be_cancelled_while_it_waits(engine):
+    long = SamplingParams(max_tokens=1000, temperature=0.7, seed=1, ignore_eos=True, owner="flood")
+    ids = engine.tokenize(chat("Write an endless poem."))
+    gens = [engine.generate(ids, long) for _ in range(N_PARALLEL)]
+    for gen in gens:
+        await gen.__anext__()
+    before = engine.stats().preemptions
+    asked = SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True, owner="other")
+    other = asyncio.create_task(collect(engine, ids, asked))
+    await wait_until(lambda: engine.stats().preemptions == before + 1)
+    assert engine.stats().waiting == 1  # the one set aside, with its sampler
+    for gen in gens:  # the one set aside among them: dropped from the queue, its sampler freed
+        await gen.aclose()
+    await wait_until(lambda: engine.stats().waiting == 0 and engine.stats().running == 1)
+    assert len(await asyncio.wait_for(other, 60)) == 200
+    await wait_until(lambda: engine.stats().running == 0)
+
+
 async def test_another_users_prompt_is_evaluated_beside_a_flood_of_long_prompts(engine):
     words = "alpha beta gamma delta river stone cloud forest metal glass paper light shadow engine".split()
     firsts: list[str] = []
