@@ -50,6 +50,14 @@ class ModelSpec(BaseModel):
         description="upstream_mode 'passthrough' only: connections (requests in flight) to each replica at most; "
         "a request beyond waits for one (up to 600 s), a stream holds one until it ends.",
     )
+    upstream_slots: int = Field(
+        0, ge=0,
+        description="upstream_mode 'coder' only: sequences all the replicas decode at once (llama-server: the "
+        "sum of their --parallel; vLLM: of their --max-num-seqs). Set, the gateway sends at most that many at "
+        "once and queues the rest itself (max_waiting_requests, max_waiting_requests_per_user), users in turn, "
+        "the one holding the fewest first; 0: every request is sent at once and waits in the replicas' own "
+        "first-come queues.",
+    )
     family: str = Field(
         "qwen2.5-coder",
         description="The model family the Coder layer speaks to (chat template fallback, FIM markup, tool-call "

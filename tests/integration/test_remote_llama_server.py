@@ -35,7 +35,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gateway(server, tmp_path_factory):
-    with coder_gateway(tmp_path_factory.mktemp("gw"), [server.root + "/v1"], "llama-server") as platform:
+    # The replica runs 2 sequences at once (-np 2): the gateway sends at most 2 and queues the rest itself.
+    with coder_gateway(tmp_path_factory.mktemp("gw"), [server.root + "/v1"], "llama-server", upstream_slots=2) as platform:
         yield platform
 
 

@@ -31,7 +31,9 @@ def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int, max_wai
     )
 
 
-def remote_engine(spec: ModelSpec, gguf_path: Path) -> Engine:
+def remote_engine(
+    spec: ModelSpec, gguf_path: Path, max_waiting: int = 64, max_waiting_per_owner: int | None = None
+) -> Engine:
     """The Coder layer's engine for backend 'upstream' in mode 'coder': the replicas' raw completions,
     tokenized with the local GGUF's vocabulary."""
     from coderapi.engines.remote import RemoteCompletionEngine
@@ -43,6 +45,9 @@ def remote_engine(spec: ModelSpec, gguf_path: Path) -> Engine:
         model=spec.upstream_model or spec.id,
         api_key=spec.upstream_api_key,
         context_length=spec.context_length,
+        slots=spec.upstream_slots,
+        max_waiting=max_waiting,
+        max_waiting_per_owner=max_waiting_per_owner,
     )
 
 
@@ -54,7 +59,10 @@ def build_served_models(
         if spec.backend == "upstream" and spec.upstream_mode == "coder":
             if not spec.upstream_urls:
                 raise ValueError(f"model {spec.id}: backend 'upstream' needs upstream_urls")
-            engine = remote_engine(spec, resolve_gguf(spec.gguf, settings.resolved_model_cache_dir, progress))
+            engine = remote_engine(
+                spec, resolve_gguf(spec.gguf, settings.resolved_model_cache_dir, progress),
+                settings.max_waiting_requests, settings.max_waiting_requests_per_user,
+            )
             where = f"{spec.upstream_api}: " + ", ".join(spec.upstream_urls)
             served.append(ServedModel(spec, CoderBackend(spec, engine), f"{where} (Coder layer, tokenizer {spec.gguf})"))
             continue

@@ -31,6 +31,8 @@ import httpx
 from pydantic_core import from_json  # its nesting limit is a ValueError, not json's RecursionError
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
+from coderapi.engines.capacity import EngineCapacity
+from coderapi.engines.fair_gate import FairGate
 from coderapi.engines.remote.assembler import TokenAssembler
 from coderapi.engines.remote.dialects import dialect
 from coderapi.engines.remote.errors import (
@@ -67,11 +69,17 @@ class RemoteCompletionEngine:
         check_interval: float = 5.0,
         verify_grammars: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
+        slots: int = 0,
+        max_waiting: int = 64,
+        max_waiting_per_owner: int | None = None,
     ) -> None:
         """`urls`: the replicas' base URLs (http://host:port/v1; llama-server's root works too).
         `gguf_path`: a local GGUF of the same tokenizer family (vocabulary only is loaded).
         `model`: the name the servers expect in `model` (openai-completions).
-        `transport`: httpx's (tests: a MockTransport)."""
+        `transport`: httpx's (tests: a MockTransport).
+        `slots`: sequences the replicas decode at once, all together; 0 sends every request at once.
+        Otherwise at most that many are sent, and `max_waiting` more (`max_waiting_per_owner` of one
+        owner's) wait here, owners in turn (fair_gate.py, capacity.py)."""
         if not urls:
             raise ValueError("the remote engine needs at least one replica URL")
         self._dialect = dialect(api)
@@ -92,6 +100,8 @@ class RemoteCompletionEngine:
 
             self._sandbox = GrammarSandbox(Path(gguf_path))
         self._ready = False
+        self._gate = FairGate(slots) if slots > 0 else None
+        self._capacity = EngineCapacity(slots, max_waiting, max_waiting_per_owner) if slots > 0 else None
 
     @property
     def ready(self) -> bool:
@@ -160,7 +170,7 @@ class RemoteCompletionEngine:
         return self.tokenizer.token_text(token_id)
 
     def stats(self) -> EngineStats:
-        return EngineStats(running=self._pool.outstanding)
+        return EngineStats(running=self._pool.outstanding, waiting=self._gate.waiting if self._gate else 0)
 
     # -- generation -----------------------------------------------------------------------------
 
@@ -171,12 +181,27 @@ class RemoteCompletionEngine:
         if not self._pool.any_healthy:
             raise self._pool.none_left()  # 503 with Retry-After until a health check passes
         self._validate(prompt_ids, params)
+        if self._capacity is not None:
+            self._capacity.check(params.owner)
         return self._stream(list(prompt_ids), params)
 
     def _validate(self, prompt: list[int], params: SamplingParams) -> None:
         check_request(prompt, params, n_vocab=self.info.vocab_size, n_ctx=self.info.context_length)
 
     async def _stream(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
+        if self._gate is None:
+            async for event in self._sent(prompt, params):
+                yield event
+            return
+        self._capacity.enter(params.owner)  # re-checked: several generators may have been created at once
+        try:
+            async with self._gate.place(params.owner):
+                async for event in self._sent(prompt, params):
+                    yield event
+        finally:
+            self._capacity.leave(params.owner)
+
+    async def _sent(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         body = self._dialect.body(prompt, params, self._model)
         assembler = TokenAssembler(self.tokenizer, len(prompt), params, self.info.context_length)
         last: CoderapiError | None = None

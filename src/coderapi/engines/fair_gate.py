@@ -1,0 +1,90 @@
+"""A fixed number of places (the sequences a pool of replicas decodes at once), given to owners in turn.
+
+Replicas queue what they cannot run yet first come, first served (llama-server's slots, vLLM's
+scheduler), so requests sent to them as they come let one user's burst hold everyone else back until
+it ran. With `upstream_slots` set, the remote engine sends at most that many at once and keeps the
+rest here, where a freed place goes to the waiting owner holding the fewest (among equals, the one
+whose request waited longest), as the embedded engine admits (llama_cpp/scheduler.py).
+
+Touched only on the event loop that serves the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter, deque
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Hashable
+
+
+class FairGate:
+    def __init__(self, places: int) -> None:
+        if places < 1:
+            raise ValueError("a gate needs at least one place")
+        self._free = places
+        self._holding: Counter[Hashable] = Counter()
+        self._waiting: dict[Hashable, deque[tuple[int, asyncio.Future]]] = {}
+        self._arrivals = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(queue) for queue in self._waiting.values())
+
+    @property
+    def held(self) -> int:
+        return sum(self._holding.values())
+
+    @asynccontextmanager
+    async def place(self, owner: Hashable) -> AsyncIterator[None]:
+        """Hold one place for the block, waiting for it in `owner`'s turn."""
+        if self._free > 0 and not self._waiting:
+            self._take(owner)
+        else:
+            await self._wait(owner)
+        try:
+            yield
+        finally:
+            self._give_back(owner)
+
+    async def _wait(self, owner: Hashable) -> None:
+        entry = (next(self._arrivals), asyncio.get_running_loop().create_future())
+        self._waiting.setdefault(owner, deque()).append(entry)
+        try:
+            await entry[1]  # set by _hand_over, which counted the place as ours already
+        except BaseException:
+            if entry[1].done() and not entry[1].cancelled():
+                self._give_back(owner)  # handed a place as we were cancelled: pass it on
+            else:
+                self._forget(owner, entry)
+            raise
+
+    def _take(self, owner: Hashable) -> None:
+        self._free -= 1
+        self._holding[owner] += 1
+
+    def _give_back(self, owner: Hashable) -> None:
+        self._free += 1
+        self._holding[owner] -= 1
+        if self._holding[owner] <= 0:
+            del self._holding[owner]
+        self._hand_over()
+
+    def _forget(self, owner: Hashable, entry: tuple[int, asyncio.Future]) -> None:
+        queue = self._waiting.get(owner)
+        if queue is not None and entry in queue:
+            queue.remove(entry)
+            if not queue:
+                del self._waiting[owner]
+
+    def _hand_over(self) -> None:
+        while self._free > 0 and self._waiting:
+            owner = min(self._waiting, key=lambda o: (self._holding[o], self._waiting[o][0][0]))
+            queue = self._waiting[owner]
+            _, future = queue.popleft()
+            if not queue:
+                del self._waiting[owner]
+            if future.done():  # its waiter was cancelled and is on its way out
+                continue
+            self._take(owner)
+            future.set_result(None)
