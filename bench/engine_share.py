@@ -12,13 +12,18 @@ the flooder's requests were answered. With `--before DIR` (a worktree of another
 worktree add /tmp/before <rev>`) the same phases then run against that revision's server.
 
     .venv/bin/python bench/engine_share.py [--seconds 90] [--workers 12] [--max-tokens 300]
-        [--flood choices|prompts] [--before DIR]
+        [--flood choices|prompts] [--before DIR | --upstream LLAMA_SERVER]
+
+With `--upstream`, the same phases run against coderapi in Coder mode in front of a llama-server
+(`-np 8`, the same GGUF), first with `upstream_slots: 8` (the gateway queues, users in turn), then 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import multiprocessing
 import statistics
 import sys
@@ -109,8 +114,8 @@ def _line(name: str, seen: list[tuple[float, str]], alone: float | None, codes: 
             f"{codes or '-'} |")
 
 
-def measure(root: Path, label: str, seconds: float, workers: int, flood: tuple[str, int]) -> None:
-    with served_from(root) as (_, base, data_dir):
+def measure(root: Path, label: str, seconds: float, workers: int, flood: tuple[str, int], **env: str) -> None:
+    with served_from(root, **env) as (_, base, data_dir):
         flooder = [_cli(root, "keys", "create", "admin@localhost", data_dir=data_dir) for _ in range(2)]
         _cli(root, "users", "create", "victim@example.com", data_dir=data_dir, stdin="victim password 123\n")
         victim = _cli(root, "keys", "create", "victim@example.com", data_dir=data_dir)
@@ -137,14 +142,36 @@ def main() -> None:
     parser.add_argument("--flood", choices=["choices", "prompts"], default="choices",
                         help="choices: many-choice generations; prompts: long prompts, one token out")
     parser.add_argument("--before", type=Path, help="a worktree of the revision to compare with")
+    parser.add_argument("--upstream", type=Path, metavar="LLAMA_SERVER",
+                        help="instead: coderapi in front of this llama-server binary, with and without upstream_slots")
     args = parser.parse_args()
     print(machine())
     print("| phase | victim answers | victim p50 s | victim max s | p50 vs alone | flooder answers |")
     print("|---|---|---|---|---|---|")
     flood = (args.flood, args.max_tokens)
+    if args.upstream is not None:
+        upstream(args, flood)
+        return
     measure(ROOT, "this revision", args.seconds, args.workers, flood)
     if args.before is not None:
         measure(args.before.resolve(), "before", args.seconds, args.workers, flood)
+
+
+def upstream(args, flood: tuple[str, int]) -> None:
+    """coderapi in Coder mode in front of one llama-server (-np 8) on the same GGUF: with the gateway's
+    queue (upstream_slots 8), then without it (0: every request sent at once, queued by llama-server)."""
+    from coderapi.config import EMBEDDED_MODEL
+    from coderapi.weights.packaged import resolve_gguf
+    from servers import MODEL_CACHE, llama_server
+
+    gguf = Path(resolve_gguf(EMBEDDED_MODEL, MODEL_CACHE))
+    with llama_server(args.upstream, gguf, threads=os.cpu_count() or 2, parallel=8, ctx_per_seq=8192) as server:
+        for slots in (8, 0):
+            models = [{"id": CODERAPI_MODEL, "backend": "upstream", "upstream_mode": "coder",
+                       "upstream_api": "llama-server", "upstream_urls": [server.base_url + "/v1"],
+                       "context_length": 8192, "upstream_slots": slots}]
+            measure(ROOT, f"llama-server -np 8, upstream_slots {slots}", args.seconds, args.workers, flood,
+                    CODERAPI_MODELS=json.dumps(models))
 
 
 if __name__ == "__main__":

@@ -118,14 +118,14 @@ def _line(name: str, seen: list[tuple[float, int]], alone: float | None, codes: 
 
 
 @contextmanager
-def served_from(root: Path) -> Iterator[tuple[subprocess.Popen, str, str]]:
-    """`coderapi serve` run from `root`'s sources on a fresh data directory: (process, base URL,
-    data directory), stopped and removed after."""
+def served_from(root: Path, **env: str) -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """`coderapi serve` run from `root`'s sources on a fresh data directory (`env`: more settings, as
+    CODERAPI_* variables): (process, base URL, data directory), stopped and removed after."""
     data_dir = tempfile.mkdtemp(prefix="coderapi-bench-")
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=_env(root, CODERAPI_DATA_DIR=data_dir, CODERAPI_MODEL_CACHE_DIR=str(MODEL_CACHE)),
+        env=_env(root, CODERAPI_DATA_DIR=data_dir, CODERAPI_MODEL_CACHE_DIR=str(MODEL_CACHE), **env),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root,  # a full pipe would block its log
     )
     try:
