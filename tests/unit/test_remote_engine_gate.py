@@ -95,3 +95,34 @@ async def test_without_slots_every_request_goes_to_the_replicas_at_once():
     replica.release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     await engine.close()
+
+
+@pytest.mark.parametrize("slots", [0, 1])
+async def test_closing_a_stream_closes_the_replicas_at_once_and_frees_its_place(slots):
+    closed = asyncio.Event()
+
+    def replica(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"data": [], "default_generation_settings": {"n_ctx": 4096}})
+
+        class Generating(httpx.AsyncByteStream):  # a replica still generating, until its response is closed
+            async def __aiter__(self):
+                yield sse(chunk("a", [97]))
+                await asyncio.Event().wait()
+
+            async def aclose(self) -> None:
+                closed.set()
+
+        return httpx.Response(200, stream=Generating())
+
+    engine = RemoteCompletionEngine(["http://a:1/v1"], Path("family.gguf"), model="m", context_length=4096,
+                                    verify_grammars=False, transport=httpx.MockTransport(replica), slots=slots)
+    engine.tokenizer = LoadedByteTokenizer()
+    await engine.start()
+    stream = engine.generate([1, 2, 3], SamplingParams(max_tokens=50, owner="a"))
+    await stream.__anext__()
+    await stream.aclose()
+    assert closed.is_set()  # now, not when the generators are collected
+    if slots:
+        assert engine._gate.held == 0 and engine._capacity.held == 0
+    await engine.close()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -189,17 +190,24 @@ class RemoteCompletionEngine:
         check_request(prompt, params, n_vocab=self.info.vocab_size, n_ctx=self.info.context_length)
 
     async def _stream(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
-        if self._gate is None:
-            async for event in self._sent(prompt, params):
+        # aclosing: closing this stream closes the replica's at once (not when it is collected), and
+        # before its place goes to the next request.
+        async with self._place(params.owner), aclosing(self._sent(prompt, params)) as sent:
+            async for event in sent:
                 yield event
+
+    @asynccontextmanager
+    async def _place(self, owner) -> AsyncIterator[None]:
+        """One of `upstream_slots` places at the replicas, waited for in the owner's turn (none: no gate)."""
+        if self._gate is None:
+            yield
             return
-        self._capacity.enter(params.owner)  # re-checked: several generators may have been created at once
+        self._capacity.enter(owner)  # re-checked: several generators may have been created at once
         try:
-            async with self._gate.place(params.owner):
-                async for event in self._sent(prompt, params):
-                    yield event
+            async with self._gate.place(owner):
+                yield
         finally:
-            self._capacity.leave(params.owner)
+            self._capacity.leave(owner)
 
     async def _sent(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         body = self._dialect.body(prompt, params, self._model)
@@ -208,8 +216,9 @@ class RemoteCompletionEngine:
         for replica in self._pool.order():
             with self._pool.lease(replica):
                 try:
-                    async for event in self._from_replica(replica, body, assembler):
-                        yield event
+                    async with aclosing(self._from_replica(replica, body, assembler)) as events:
+                        async for event in events:
+                            yield event
                     return
                 except _NoTokenYet as failed:
                     last = failed.error
