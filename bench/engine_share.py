@@ -36,7 +36,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from overhead import machine  # noqa: E402
-from prep_flood import _cli, served_from  # noqa: E402
+from prep_flood import _cli, _line, served_from  # noqa: E402
 from servers import CODERAPI_MODEL, ROOT  # noqa: E402
 
 WORDS = "alpha beta gamma delta river stone cloud forest metal glass paper light shadow engine".split()
@@ -104,14 +104,6 @@ def _flood(base: str, keys: list[str], workers: int, flood: tuple[str, int], unt
 
     asyncio.run(run())
     report.put(dict(codes))
-
-
-def _line(name: str, seen: list[tuple[float, str]], alone: float | None, codes: dict) -> str:
-    latencies = [s for s, _ in seen]
-    median = statistics.median(latencies)
-    ratio = f"{median / alone:.1f}×" if alone else "1.0×"
-    return (f"| {name} | {dict(Counter(o for _, o in seen))} | {median:.2f} | {max(latencies):.2f} | {ratio} | "
-            f"{codes or '-'} |")
 
 
 def measure(root: Path, label: str, seconds: float, workers: int, flood: tuple[str, int], **env: str) -> None:

@@ -70,6 +70,10 @@ class SlotPool:
     def has_free(self) -> bool:
         return any(not s.busy for s in self.slots)
 
+    @property
+    def n_free(self) -> int:
+        return sum(not s.busy for s in self.slots)
+
     def tokens_held(self) -> int:
         return sum(len(s.tokens) for s in self.slots)
 

@@ -228,8 +228,7 @@ class Worker(threading.Thread):
         if not self.waiting or self._copy_pending:  # a slot's pending copy lands at the next decode
             return
         waiting = [WaitingView(req.id, req.cancelled, req.params.owner) for req in self.waiting]
-        n_free = sum(not slot.busy for slot in self.pool.slots)
-        keys = plan_preemption([seq.view() for seq in self.running], waiting, n_free)
+        keys = plan_preemption([seq.view() for seq in self.running], waiting, self.pool.n_free)
         for seq in [s for s in self.running if s.key in keys]:
             seq.set_aside()
             self.pool.release(seq.slot)  # its KV stays as a prefix cache, maybe for its own return
@@ -244,8 +243,7 @@ class Worker(threading.Thread):
         waiting = [WaitingView(req.id, req.cancelled, req.params.owner) for req in self.waiting]
         cancelled = [seq.key for seq in self.running if seq.req.cancelled]
         staying = [seq.req.params.owner for seq in self.running if not seq.req.cancelled]
-        n_free = sum(not slot.busy for slot in self.pool.slots)
-        plan = plan_admission(waiting, cancelled, n_free, staying)
+        plan = plan_admission(waiting, cancelled, self.pool.n_free, staying)
         leaving, admitted = {*plan.drop, *plan.admit}, {req.id: req for req in self.waiting if req.id in plan.admit}
         for req in self.waiting:
             if req.id in plan.drop and req.set_aside is not None:
