@@ -88,6 +88,16 @@ class ModelSpec(BaseModel):
     context_length: int = Field(8192, description="Tokens per sequence (prompt + completion).")
     n_parallel: int = Field(8, description="Sequences decoded together (continuous batching).")
     n_threads: int | None = Field(None, description="CPU threads for llama.cpp (default: all cores).")
+    prompt_rows_while_decoding: int = Field(
+        256, ge=1, le=512,
+        description="Rows of a llama.cpp step given to prompts being evaluated while streams decode (a step "
+        "holds 512 rows: a token, and drafts, for each decoding sequence, the rest for prompt chunks; with "
+        "nothing decoding, prompts get all 512). Every stream waits for the whole step, so fewer rows keep "
+        "streams flowing while prompts arrive, for a little prompt throughput: measured on 2 cores "
+        "(bench/step_budget.py), 256 against 512 halved the longest gaps in streams at the same aggregate "
+        "tokens/s, and a long prompt beside 4 streams took 8% longer; 128 cut them to a third, for 5% of "
+        "aggregate and 18%.",
+    )
     speculation_ngram: bool = Field(
         True,
         description="Speculative decoding from the prompt and the output so far (n-gram lookup) for every "

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from coderapi.engines.base import SamplingParams
+from tests.integration.embedded import embedded_gguf
 from tests.integration.test_llama_engine import N_PARALLEL, chat, collect, engine, text, tokens, wait_until
 
 pytestmark = pytest.mark.model
@@ -133,3 +134,36 @@ async def test_another_users_prompt_is_evaluated_beside_a_flood_of_long_prompts(
         task.cancel()
     await asyncio.gather(*flood, return_exceptions=True)
     await wait_until(lambda: engine.stats().running == 0 and engine.stats().waiting == 0)
+
+
+async def test_a_long_prompt_beside_a_stream_takes_the_capped_rows_each_step():
+    """With `prompt_rows_while_decoding` 16, a ~400-token prompt arriving beside a decoding stream is
+    evaluated 16 rows a step over ~25 steps, the stream getting a token in each; without the cap it
+    would take one step of 511 rows."""
+    from coderapi.engines.llama_cpp import LlamaCppEngine
+
+    capped = LlamaCppEngine(embedded_gguf(), n_parallel=2, n_ctx_per_seq=1024, prompt_rows_while_decoding=16,
+                            ngram_speculation=False, exact_speculation=False)
+    await capped.start()
+    try:
+        stream = capped.generate(capped.tokenize(chat("Write an endless poem.")),
+                                 SamplingParams(max_tokens=400, temperature=0.0, ignore_eos=True))
+        await stream.__anext__()
+        seen: list[str] = []
+
+        async def read_stream() -> None:
+            async for _ in stream:
+                seen.append("stream")
+
+        reader = asyncio.create_task(read_stream())
+        text = " ".join(f"word{j}" for j in range(130))
+        long = capped.tokenize(chat("Summarize: " + text))
+        assert len(long) > 380
+        async for _ in capped.generate(long, SamplingParams(max_tokens=1, temperature=0.0)):
+            seen.append("prompt")
+        assert seen.index("prompt") >= 15, seen.index("prompt")  # the stream went on while it was evaluated
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await stream.aclose()
+    finally:
+        await capped.close()

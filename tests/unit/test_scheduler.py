@@ -76,20 +76,21 @@ def running_sets(draw):
     n_ctx = draw(st.integers(310, 400))
     found = draw(st.lists(st.integers(1, 12), max_size=4))
     exact_rows = draw(st.one_of(st.none(), st.just(ExactRows(tuple((64 << i, r) for i, r in enumerate(found))))))
-    return views, drafts, n_batch, n_ctx, exact_rows
+    prompt_cap = draw(st.one_of(st.none(), st.integers(1, 600)))  # prompt rows while sequences decode
+    return views, drafts, n_batch, n_ctx, exact_rows, prompt_cap
 
 
 @settings(max_examples=300, deadline=None)
 @given(running_sets(), st.sampled_from([1, 4]))
 def test_every_plan_keeps_the_rules(case, row_group):
-    views, drafts, n_batch, n_ctx, exact_rows = case
+    views, drafts, n_batch, n_ctx, exact_rows, prompt_cap = case
     before = copy.deepcopy((views, drafts))
     calls = []
-    plan = plan_step(views, n_batch, n_ctx, exact_rows, source(drafts, calls), row_group)
+    plan = plan_step(views, n_batch, n_ctx, exact_rows, source(drafts, calls), row_group, prompt_cap)
     assert (views, drafts) == before  # inputs untouched
-    assert plan == plan_step(views, n_batch, n_ctx, exact_rows, source(drafts), row_group)  # deterministic
+    assert plan == plan_step(views, n_batch, n_ctx, exact_rows, source(drafts), row_group, prompt_cap)  # deterministic
     assert plan.n_rows <= n_batch  # the budget is never exceeded
-    uncut = plan_step(views, n_batch, n_ctx, exact_rows, source(drafts))
+    uncut = plan_step(views, n_batch, n_ctx, exact_rows, source(drafts), 1, prompt_cap)
     if plan != uncut:  # drafts cut only to reach whole groups, in a step without prompt rows
         assert row_group > 1 and not plan.prefill and plan.n_rows % row_group == 0
         assert uncut.n_rows - row_group < plan.n_rows < uncut.n_rows
@@ -112,6 +113,11 @@ def test_every_plan_keeps_the_rules(case, row_group):
     assert sum(len(p.draft) for p in plan.decode) <= draft_budget(len(decoders))
 
     prefill = [v for v in views if not v.decoding]
+    prompt_rows = sum(c.stop - c.start for c in plan.prefill)
+    prompt_budget = n_batch - rows
+    if decoders and prompt_cap is not None:
+        prompt_budget = min(prompt_budget, prompt_cap)  # while sequences decode, prompts get the cap at most
+    assert prompt_rows <= prompt_budget
     by_key = {v.key: v for v in views}
     assert [c.key for c in plan.prefill] == [v.key for v in prefill][: len(plan.prefill)]  # admission order
     for i, chunk in enumerate(plan.prefill):
@@ -123,8 +129,8 @@ def test_every_plan_keeps_the_rules(case, row_group):
         if view.reproducible and len(views) == 1 and view.n_prompt_done < end - 1:
             end -= 1  # the split rule: the last prompt token waits for a step of its own
         last = i == len(plan.prefill) - 1
-        assert chunk.stop == end or (last and plan.n_rows == n_batch)  # only the budget cuts, and only the last
-    if plan.n_rows < n_batch:
+        assert chunk.stop == end or (last and prompt_rows == prompt_budget)  # only the budget cuts, and only the last
+    if prompt_rows < prompt_budget:
         assert len(plan.prefill) == len(prefill)  # rows left over: every prompt got its chunk
 
 
@@ -139,6 +145,18 @@ def test_decode_rows_come_first_and_prompts_share_what_is_left_in_admission_orde
     assert plan.n_rows == 400
     tight = plan_step(views, n_batch=3)
     assert [p.key for p in tight.decode] == [2, 7] and [(c.key, c.stop) for c in tight.prefill] == [(5, 1)]
+
+
+def test_prompts_beside_decoding_streams_get_the_cap_and_alone_the_whole_step():
+    views = [prefilling(5, 300), decoding(2), prefilling(0, 300), decoding(7)]
+    capped = plan_step(views, n_batch=512, prompt_rows_while_decoding=100)
+    assert [(c.key, c.start, c.stop) for c in capped.prefill] == [(5, 0, 100)]  # the oldest prompt first
+    assert capped.n_rows == 102  # the two decoding streams' tokens, then 100 prompt rows
+    prompts_only = [prefilling(5, 300), prefilling(0, 300)]
+    alone = plan_step(prompts_only, n_batch=512, prompt_rows_while_decoding=100)
+    assert [(c.key, c.stop) for c in alone.prefill] == [(5, 300), (0, 212)]  # nothing decodes: every row
+    roomy = plan_step(views, n_batch=400, prompt_rows_while_decoding=1000)
+    assert roomy.n_rows == 400  # a cap above the step's room changes nothing
 
 
 def test_a_reproducible_request_alone_evaluates_its_last_prompt_token_in_a_step_of_its_own():

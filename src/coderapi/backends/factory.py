@@ -23,6 +23,7 @@ def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int, max_wai
         n_ctx_per_seq=spec.context_length,
         n_parallel=spec.n_parallel,
         n_threads=spec.n_threads or os.cpu_count(),
+        prompt_rows_while_decoding=spec.prompt_rows_while_decoding,
         max_waiting=max_waiting,
         max_waiting_per_owner=max_waiting_per_owner,
         ngram_speculation=spec.speculation_ngram,

@@ -44,6 +44,7 @@ class LlamaCppEngine:
         max_waiting: int = 64,
         max_waiting_per_owner: int | None = None,
         n_batch: int = 512,
+        prompt_rows_while_decoding: int | None = None,
         ngram_speculation: bool = True,
         exact_speculation: bool = True,
         repack: bool = True,
@@ -52,12 +53,15 @@ class LlamaCppEngine:
             raise ValueError("n_ctx_per_seq >= 16 required")
         if n_batch <= n_parallel:
             raise ValueError("n_batch must exceed n_parallel, or prompts could never be evaluated")
+        if prompt_rows_while_decoding is not None and prompt_rows_while_decoding < 1:
+            raise ValueError("prompt_rows_while_decoding >= 1 required, or prompts beside streams could never be evaluated")
         self.model_path = Path(model_path)
         self._n_ctx_per_seq = n_ctx_per_seq
         self._n_parallel = n_parallel
         self._n_threads = n_threads or os.cpu_count() or 1
         self._capacity = EngineCapacity(n_parallel, max_waiting, max_waiting_per_owner)
         self._n_batch = n_batch
+        self._prompt_rows_while_decoding = prompt_rows_while_decoding
         self._speculation = {"ngram_speculation": ngram_speculation, "exact_speculation": exact_speculation}
         self._repack = repack
         self.info = EngineInfo(
@@ -86,6 +90,7 @@ class LlamaCppEngine:
             n_parallel=self._n_parallel,
             n_threads=self._n_threads,
             n_batch=self._n_batch,
+            prompt_rows_while_decoding=self._prompt_rows_while_decoding,
             repack=self._repack,
             **self._speculation,
         )

@@ -10,9 +10,13 @@ cursors afterwards, for the drafts the plan used (`Drafter.take`). The same inpu
 the same plan, and no input is changed.
 
 Each step feeds one token for every decoding sequence, then spends what is left of `n_batch`
-on chunks of prompts still being evaluated (chunked prefill), split evenly between owners and
-oldest admission first within each. A long prompt therefore delays the running streams by at most
-one chunk per step, and one owner's long prompts hold back another's by half the rows at most.
+(at most `prompt_rows_while_decoding` while any sequence decodes) on chunks of prompts still being
+evaluated (chunked prefill), split evenly between owners and oldest admission first within each. A
+long prompt therefore delays the running streams by at most one such chunk per step, and one owner's
+long prompts hold back another's by half the rows at most. Every decoding stream waits for the whole
+step, and a step costs about its rows (here 128 prompt rows per row cost what 512 do, plus a little
+per step: bench/step_rows.py, bench/step_budget.py), so the cap trades a little prompt throughput
+for shorter gaps in the streams.
 
 Reproducible requests (greedy, or sampled with a seed) evaluate their last prompt token in a
 step of its own when they are the only running sequence. llama.cpp's CPU kernels are not
@@ -252,13 +256,16 @@ def plan_step(
     exact_rows: ExactRows | None = None,
     drafts: DraftSource | None = None,
     row_group: int = 1,
+    prompt_rows_while_decoding: int | None = None,
 ) -> StepPlan:
     """Decode rows first (one per decoding sequence, plus drafts), then prompt chunks shared between owners.
 
     Each decoding sequence with a drafter, in turn, may draft as many rows as the step can still
     spare (`drafts` is asked only when that is at least one). The plan never holds more than
-    `n_batch` rows. A step of decode rows only keeps to whole groups of `row_group` rows where its
-    drafts allow (the worker passes MATMUL_ROW_GROUP; 1 keeps the drafts as drafted).
+    `n_batch` rows, and while any sequence decodes, at most `prompt_rows_while_decoding` of them are
+    prompt rows (each decoding stream waits for the whole step). A step of decode rows only keeps to
+    whole groups of `row_group` rows where its drafts allow (the worker passes MATMUL_ROW_GROUP; 1
+    keeps the drafts as drafted).
     """
     decoding = [seq for seq in running if seq.decoding]
     spare = min(draft_budget(len(decoding)), n_batch - len(decoding))  # draft rows left
@@ -277,7 +284,10 @@ def plan_step(
         decode.append(DecodePart(seq.key, seq.kv_len, seq.next_token, tuple(draft)))
     if not any(seq.evaluating_prompt for seq in running):  # decode rows only
         decode = _whole_row_groups(decode, row_group)
-    return StepPlan(tuple(decode), _prefill(running, n_batch - rows))
+    prompt_rows = n_batch - rows
+    if decoding and prompt_rows_while_decoding is not None:
+        prompt_rows = min(prompt_rows, prompt_rows_while_decoding)
+    return StepPlan(tuple(decode), _prefill(running, prompt_rows))
 
 
 def _exact_draft_limit(exact_rows: ExactRows, kv_len: int, rows_before: int, limit: int) -> int:

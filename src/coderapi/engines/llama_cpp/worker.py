@@ -73,6 +73,7 @@ class Worker(threading.Thread):
         n_parallel: int,
         n_threads: int,
         n_batch: int,
+        prompt_rows_while_decoding: int | None = None,
         ngram_speculation: bool = True,
         exact_speculation: bool = True,
         repack: bool = True,
@@ -83,6 +84,7 @@ class Worker(threading.Thread):
         self.n_parallel = n_parallel
         self.n_threads = n_threads
         self.n_batch = n_batch
+        self.prompt_rows_while_decoding = prompt_rows_while_decoding
         self.ngram_speculation = ngram_speculation
         self.exact_speculation = exact_speculation
         self.repack = repack
@@ -210,7 +212,8 @@ class Worker(threading.Thread):
         views = [seq.view() for seq in self.running if self._reader_keeps_up(seq)]
         if not views:
             return True
-        plan = plan_step(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows, peek, MATMUL_ROW_GROUP)
+        plan = plan_step(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows, peek, MATMUL_ROW_GROUP,
+                         self.prompt_rows_while_decoding)
         self._run_parts(batch_parts(plan, by_key, proposals), isolate=True)
         return False
 
