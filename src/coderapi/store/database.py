@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +48,29 @@ def alembic_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     return cfg
+
+
+@contextmanager
+def _pg_session_lock(connection, key: int, poll_seconds: float = 0.2) -> Iterator[None]:
+    """Hold PostgreSQL advisory lock `key` for the session, outside any transaction once taken.
+
+    Polled with pg_try_advisory_lock rather than waited for: a statement blocked in
+    pg_advisory_lock keeps its snapshot, and a CREATE INDEX CONCURRENTLY in the holder's
+    migration waits for every older snapshot to go, so the two would wait on each other."""
+    waited = False
+    while not connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+        connection.rollback()  # no snapshot held while waiting
+        if not waited:
+            log.info("waiting for another process's migrations to finish")
+            waited = True
+        time.sleep(poll_seconds)
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.rollback()  # a failed migration's transaction, if any; the session lock stays
+        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        connection.commit()
 
 
 def _is_memory_sqlite(url: URL) -> bool:
@@ -162,9 +186,14 @@ class Database:
 
     def _upgrade(self, revision: str) -> None:
         cfg = alembic_config()
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        if self.dialect != "postgresql":
+            with self.engine.begin() as connection:  # SQLite: every migration in one transaction
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, revision)
+            return
+        # PostgreSQL: a transaction per migration, so that one may build an index CONCURRENTLY
+        # (outside any transaction: migration 0006), under a lock held by the session.
+        with self.engine.connect() as connection, _pg_session_lock(connection, _PG_MIGRATION_LOCK):
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, revision)
 

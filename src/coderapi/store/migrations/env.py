@@ -1,7 +1,8 @@
 """Alembic environment for coderapi.
 
-`Database.upgrade()` passes its open connection in `config.attributes["connection"]`; without
-one (the `alembic` command line, given a `sqlalchemy.url`), an engine is made from the URL.
+`Database.upgrade()` passes its open connection in `config.attributes["connection"]` (on SQLite
+inside one transaction for every migration; on PostgreSQL outside any, holding the migration lock);
+without one (the `alembic` command line, given a `sqlalchemy.url`), an engine is made from the URL.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ def _configure(connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite ALTERs copy the table
         compare_type=True,
+        # Given a connection outside a transaction (PostgreSQL), each migration commits on its own,
+        # so one can step out of transactions (CREATE INDEX CONCURRENTLY, migration 0006).
+        transaction_per_migration=True,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -44,7 +48,7 @@ def run_online() -> None:
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url"))
     try:
-        with engine.begin() as connection:
+        with engine.connect() as connection:
             _configure(connection)
     finally:
         engine.dispose()

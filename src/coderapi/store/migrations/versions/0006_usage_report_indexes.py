@@ -26,11 +26,30 @@ USER_REPORTS = ("user_id", "created_at", "id", "status", "model", "key_prefix", 
 KEY_SPEND = ("key_id", "created_at", "cost")
 
 
+REBUILT = (  # (new index, its columns, the old index it replaces)
+    ("ix_usage_events_user_reports", USER_REPORTS, "ix_usage_events_user_id_created_at"),
+    ("ix_usage_events_key_spend", KEY_SPEND, "ix_usage_events_key_id_created_at"),
+)
+
+
 def upgrade() -> None:
-    op.create_index("ix_usage_events_user_reports", "usage_events", list(USER_REPORTS))
-    op.drop_index("ix_usage_events_user_id_created_at", table_name="usage_events")
-    op.create_index("ix_usage_events_key_spend", "usage_events", list(KEY_SPEND))
-    op.drop_index("ix_usage_events_key_id_created_at", table_name="usage_events")
+    if op.get_context().dialect.name == "postgresql":
+        _upgrade_postgresql()
+        return
+    for name, columns, old in REBUILT:
+        op.create_index(name, "usage_events", list(columns))
+        op.drop_index(old, table_name="usage_events")
+
+
+def _upgrade_postgresql() -> None:
+    """Built CONCURRENTLY, outside a transaction: gateways keep writing usage rows meanwhile (a
+    plain CREATE INDEX would hold every write to the table for as long as the build takes)."""
+    with op.get_context().autocommit_block():
+        for name, columns, old in REBUILT:
+            # A build that failed (a lost connection, say) leaves an invalid index of that name.
+            op.drop_index(name, table_name="usage_events", postgresql_concurrently=True, if_exists=True)
+            op.create_index(name, "usage_events", list(columns), postgresql_concurrently=True)
+            op.drop_index(old, table_name="usage_events", postgresql_concurrently=True, if_exists=True)
 
 
 def downgrade() -> None:
