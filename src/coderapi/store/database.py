@@ -68,9 +68,12 @@ def _pg_session_lock(connection, key: int, poll_seconds: float = 0.2) -> Iterato
     try:
         yield
     finally:
-        connection.rollback()  # a failed migration's transaction, if any; the session lock stays
-        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-        connection.commit()
+        try:
+            connection.rollback()  # a failed migration's transaction, if any; the session lock stays
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            connection.commit()
+        except OperationalError:  # the session is gone, and its lock with it
+            log.warning("migration lock: the session ended before it was released", exc_info=True)
 
 
 def _is_memory_sqlite(url: URL) -> bool:
