@@ -92,7 +92,8 @@ async def headline(server: servers.Server, args, top: int, rep: int) -> dict:
 
 def start(name: str, args, gguf: Path):
     if name.startswith("coderapi"):
-        return servers.coderapi(gguf, repack=name == "coderapi")
+        return servers.coderapi(gguf, model_settings=None if name == "coderapi" else {"weight_repack": False},
+                                name=name)
     if name == "llama-server":
         return servers.llama_server(Path(args.llama_server), gguf, args.threads, args.parallel, args.ctx_per_seq)
     return servers.llama_cpp_python(gguf, args.threads, 8192)

@@ -97,18 +97,15 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def coderapi(gguf: Path, *, repack: bool = True, model_settings: dict | None = None,
-             name: str | None = None) -> Iterator[Server]:
-    """The default registry; `repack=False`: the same model with `weight_repack` off; `model_settings`:
-    the same model with those ModelSpec fields."""
+def coderapi(gguf: Path, *, model_settings: dict | None = None, name: str = "coderapi") -> Iterator[Server]:
+    """The default registry; `model_settings`: the same model with those ModelSpec fields."""
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="coderapi-bench-")
     metrics_token = secrets.token_urlsafe(24)
     env = {**os.environ, "CODERAPI_DATA_DIR": data_dir, "CODERAPI_MODEL_CACHE_DIR": str(MODEL_CACHE),
            "CODERAPI_METRICS_TOKEN": metrics_token}
-    settings = {**({} if repack else {"weight_repack": False}), **(model_settings or {})}
-    if settings:
-        env["CODERAPI_MODELS"] = json.dumps([{"id": CODERAPI_MODEL, **settings}])
+    if model_settings:
+        env["CODERAPI_MODELS"] = json.dumps([{"id": CODERAPI_MODEL, **model_settings}])
     proc = subprocess.Popen(
         [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
@@ -117,7 +114,6 @@ def coderapi(gguf: Path, *, repack: bool = True, model_settings: dict | None = N
         key = bootstrap_key(proc)
         base = f"http://127.0.0.1:{port}"
         _wait_ready(proc, f"{base}/health")
-        name = name or ("coderapi" if repack else "coderapi (no repack)")
         yield Server(name, base, proc.pid, {"Authorization": f"Bearer {key}"}, CODERAPI_MODEL,
                      metrics_headers={"Authorization": f"Bearer {metrics_token}"})
     finally:
