@@ -72,13 +72,14 @@ def request_body(model: str, name: str, with_prediction: bool) -> dict:
 
 @contextmanager
 def coderapi(ngram: bool, exact: bool, repack: bool = True, threads: int | None = None, tree: Path = ROOT,
-             ggml: Path | None = None):
+             ggml: Path | None = None, settings: dict | None = None):
     """A coderapi server on the 0.5B; `tree`: the checkout whose src/ it runs, `ggml`: a folder whose
-    libggml-base.so.0 and libggml-cpu.so.0 it preloads instead of the installed ones (bench/edits_ab.py)."""
+    libggml-base.so.0 and libggml-cpu.so.0 it preloads instead of the installed ones, `settings`: more
+    of the model's fields (bench/edits_ab.py)."""
     port = servers.free_port()
     data_dir = tempfile.mkdtemp(prefix="coderapi-edits-")
     model = {"id": MODEL_ID, "context_length": 4096, "n_parallel": 2, "speculation_ngram": ngram,
-             "speculation_exact": exact, "weight_repack": repack, "n_threads": threads}
+             "speculation_exact": exact, "weight_repack": repack, "n_threads": threads, **(settings or {})}
     env = {**os.environ, "CODERAPI_DATA_DIR": data_dir, "CODERAPI_MODEL_CACHE_DIR": str(GGUF.parent),
            "CODERAPI_MODELS": json.dumps([model])}
     if tree != ROOT:

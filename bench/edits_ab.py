@@ -1,7 +1,7 @@
 """Two revisions of coderapi on the edit tasks of bench/edits.py, paired request by request.
 
 Single runs of bench/edits.py move by 10-15% with this host, more than a scheduling change gains.
-Here both revisions serve at once (weight_repack off, exact speculation: one server with
+Here both revisions serve at once (weight_repack off unless --repack, exact speculation: one server with
 `prediction`, one with n-gram drafts only, for each revision), and every task goes to the two
 revisions back to back, in alternating order, so a slower spell of the host weighs on both. Only
 one request runs at a time. Prints each request, the totals, the speed ratio and whether the two
@@ -12,12 +12,15 @@ revisions gave the same answers.
 
 Two llama.cpp builds under the same revision instead: `--before-ggml DIR` preloads DIR's
 libggml-base.so.0 and libggml-cpu.so.0 (e.g. unzipped from an older cached wheel's llama_cpp/lib/)
-into the "before" servers, and `--before` defaults to this checkout.
+into the "before" servers, and `--before` defaults to this checkout. Two settings under the same
+revision: `--before-settings '{"speculation_cost_gate": false}'` (model fields for the "before"
+servers); `--repack` runs every server with weight_repack on (the default model's setting).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -36,6 +39,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, default=ROOT, help="a checkout of the other revision")
     parser.add_argument("--before-ggml", type=Path, help="a folder of the other llama.cpp build's ggml libraries")
+    parser.add_argument("--before-settings", type=json.loads, default=None, help="model fields, as JSON")
+    parser.add_argument("--repack", action="store_true", help="weight_repack on, every server")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     trees = {"before": args.before.resolve(), "after": ROOT}
@@ -45,8 +50,9 @@ def main() -> None:
         clients = {}
         for rev, tree in trees.items():
             for mode in MODES:
-                server = coderapi(ngram=mode == "n-gram", exact=True, repack=False, threads=os.cpu_count(), tree=tree,
-                                  ggml=args.before_ggml if rev == "before" else None)
+                server = coderapi(ngram=mode == "n-gram", exact=True, repack=args.repack, threads=os.cpu_count(),
+                                  tree=tree, ggml=args.before_ggml if rev == "before" else None,
+                                  settings=args.before_settings if rev == "before" else None)
                 base, headers, model = stack.enter_context(server)
                 clients[rev, mode] = stack.enter_context(httpx.Client(base_url=base, headers=headers, timeout=900))
         print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
