@@ -23,7 +23,8 @@ PROMPT = ("<|im_start|>user\nRename the function rgb_to_hls to rgb_to_hls_color.
 
 
 async def main(gguf: Path) -> dict:
-    engine = LlamaCppEngine(gguf, n_parallel=1, n_ctx_per_seq=2048, ngram_speculation=False, repack=False)
+    engine = LlamaCppEngine(gguf, n_parallel=1, n_ctx_per_seq=2048, ngram_speculation=False, repack=False,
+                            draft_gate=False)
     await engine.start()
     try:
         prompt = engine.tokenize(PROMPT)

@@ -12,6 +12,7 @@ import llama_cpp as lc
 import pytest
 
 from coderapi.engines.base import SamplingParams, TokenEvent
+from coderapi.engines.llama_cpp.draft_value import StepCosts
 from tests.integration.embedded import embedded_gguf
 
 pytestmark = pytest.mark.model
@@ -32,12 +33,13 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def engines():
-    """(plain: no n-gram drafts, speculating: n-gram drafts on), two sequences each."""
+    """(plain: no n-gram drafts, speculating: n-gram drafts on), two sequences each. Both verify every
+    draft within the limits (draft_gate off): these tests are about verification, not about when it pays."""
     path = embedded_gguf()
     from coderapi.engines.llama_cpp import LlamaCppEngine
 
-    plain = LlamaCppEngine(path, n_parallel=2, n_ctx_per_seq=2048, ngram_speculation=False)
-    speculating = LlamaCppEngine(path, n_parallel=2, n_ctx_per_seq=2048, ngram_speculation=True)
+    plain = LlamaCppEngine(path, n_parallel=2, n_ctx_per_seq=2048, ngram_speculation=False, draft_gate=False)
+    speculating = LlamaCppEngine(path, n_parallel=2, n_ctx_per_seq=2048, ngram_speculation=True, draft_gate=False)
     asyncio.run(plain.start())
     asyncio.run(speculating.start())
     yield plain, speculating
@@ -105,6 +107,43 @@ async def test_refused_drafts_are_counted_and_removed_from_the_kv_cache(engines)
     assert ids(again) == reference
 
 
+async def test_drafts_are_verified_only_where_the_step_costs_say_they_pay(engines):
+    """The worker plans with its step costs (measured at load when draft_gate is on, set here): where
+    extra rows cost nothing a prediction is verified; where every extra row costs two one-row steps, no
+    draft can raise the tokens per unit of time and none is verified, and the answer is the same."""
+    plain, _ = engines
+    worker = plain._worker
+    greedy = SamplingParams(max_tokens=40, temperature=0.0)
+    prompt = PROMPTS[1]
+    reference = ids(await run(plain, prompt, greedy))
+    predicted = SamplingParams(max_tokens=40, temperature=0.0, prediction_ids=tuple(reference))
+    try:
+        worker.step_costs = StepCosts((1, 65), (0,), ((1.0, 1.0),))
+        free = await run(plain, prompt, predicted)
+        worker.step_costs = StepCosts((1, 65), (0,), ((1.0, 129.0),))  # each row costs two one-row steps
+        linear = await run(plain, prompt, predicted)
+    finally:
+        worker.step_costs = None
+    assert ids(free) == ids(linear) == reference
+    assert free[-1].accepted_prediction_tokens > 0
+    assert (linear[-1].accepted_prediction_tokens, linear[-1].rejected_prediction_tokens) == (0, 0)
+    assert kv_matches_slots(plain)
+
+
+def test_step_costs_are_measured_at_load_when_the_draft_gate_is_on():
+    from coderapi.engines.llama_cpp import LlamaCppEngine
+
+    engine = LlamaCppEngine(embedded_gguf(), n_parallel=1, n_ctx_per_seq=512, ngram_speculation=False)
+    asyncio.run(engine.start())
+    try:
+        costs = engine._worker.step_costs
+    finally:
+        asyncio.run(engine.close())
+    assert costs.rows == (1, 2, 3, 4, 8, 16, 32, 64) and costs.contexts == (128, 512 - 65 - 1)
+    for seconds in costs.seconds:
+        assert all(s > 0 for s in seconds) and seconds[-1] > 1.5 * seconds[0]  # 64 rows cost more than one
+
+
 async def test_penalties_logprobs_and_grammar_stay_consistent_with_drafts(engines):
     plain, _ = engines
     prompt = PROMPTS[2]
@@ -158,7 +197,8 @@ async def test_without_weight_repacking_exact_drafts_are_longer_and_still_identi
     so exact speculation verifies longer drafts; greedy answers still equal the same engine's plain ones."""
     from coderapi.engines.llama_cpp import LlamaCppEngine
 
-    engine = LlamaCppEngine(embedded_gguf(), n_parallel=1, n_ctx_per_seq=2048, ngram_speculation=False, repack=False)
+    engine = LlamaCppEngine(embedded_gguf(), n_parallel=1, n_ctx_per_seq=2048, ngram_speculation=False, repack=False,
+                            draft_gate=False)
     await engine.start()
     try:
         exact = engine._worker.exact_rows

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coderapi.engines.llama_cpp.drafting import (
+    MIN_DRAFT,
+    OUTCOMES_KEPT,
     DraftCursor,
     Drafter,
     accepted_prefix,
@@ -106,6 +111,46 @@ def test_drafter_prefers_the_prediction_and_counts_per_source():
     assert drafter.propose(4, use_context=True) == [5, 4, 4]
     drafter.verified(1, 0)
     assert (drafter.context_stats.accepted, drafter.context_stats.rejected) == (0, 1)
+
+
+def test_a_draft_not_verified_is_shadowed_and_teaches_the_estimate_without_counting():
+    context = DraftCursor([1, 2, 3, 9, 1, 2], grows=True, capacity=16, min_match=2, first_draft=4)
+    drafter = Drafter(None, context)
+    assert context.expected_accepted(4) == 0.0  # an n-gram source earns its first drafts by shadowing
+    proposal = drafter.peek(4, use_context=True)
+    assert proposal.tokens == [3, 9, 1, 2]
+    assert drafter.take(proposal, 0) == []  # not verified: followed
+    for token in (3, 9, 7):  # the output agrees twice, then goes elsewhere
+        drafter.observe(token)
+    assert context.outcomes == deque([(4, 2)])
+    assert (context.stats.accepted, context.stats.rejected) == (0, 0)  # no usage figure moves
+    assert context.k == MIN_DRAFT  # 4 // 2: the length adapts to shadows too
+    assert context.expected_accepted(4) == 2.0 and context.expected_accepted(1) == 1.0
+
+
+def test_a_verified_draft_supersedes_a_shadow():
+    prediction = DraftCursor(list(range(20)), grows=False, aligned_at_start=True, first_draft=8, trusted=True)
+    assert prediction.expected_accepted(8) == 8.0  # trusted before any outcome
+    prediction.shadow(0, 8)
+    prediction.observe(0)
+    prediction.anchor(1)  # a real draft from where the shadow had reached
+    for token in (1, 2, 3):
+        prediction.observe(token)
+    prediction.verified(3, 3)
+    assert prediction.outcomes == deque([(3, 3)]) and prediction.stats.accepted == 3
+
+
+def test_the_estimate_extends_whole_runs_at_the_hit_rate_and_cuts_runs_that_ended():
+    cursor = DraftCursor(list(range(100)), grows=False)
+    cursor.verified(8, 8)
+    cursor.verified(8, 2)
+    rate = 10 / 11  # 10 accepted, 1 miss
+    assert cursor.expected_accepted(4) == pytest.approx((4 + 2) / 2)
+    longer = 8 + rate * (1 - rate ** 8) / (1 - rate)  # the whole run of 8, then 8 more at the rate
+    assert cursor.expected_accepted(16) == pytest.approx((longer + 2) / 2)
+    for _ in range(OUTCOMES_KEPT):  # only the recent outcomes count
+        cursor.verified(4, 0)
+    assert cursor.expected_accepted(16) == 0.0
 
 
 @given(tokens, tokens)

@@ -12,6 +12,7 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coderapi.engines.llama_cpp.draft_value import DraftOffer
 from coderapi.engines.llama_cpp.drafting import DraftCursor, Drafter
 from coderapi.engines.llama_cpp.scheduler import (
     ExactRows,
@@ -39,10 +40,10 @@ def constant(rows: int) -> ExactRows:
 def source(proposals: dict[int, list[int]], calls: list | None = None):
     """A DraftSource answering from fixed proposals, longer than asked on purpose: the plan cuts."""
 
-    def drafts(key: int, limit: int, use_context: bool) -> list[int]:
+    def drafts(key: int, limit: int, use_context: bool) -> DraftOffer:
         if calls is not None:
             calls.append((key, limit, use_context))
-        return proposals.get(key, [])
+        return DraftOffer(proposals.get(key, []))
 
     return drafts
 
@@ -272,7 +273,7 @@ def _new_drafts(views, drafters, n_batch, n_ctx, exact_rows):
 
     def peek(key, limit, use_context):
         proposals[key] = p = drafters[key].peek(limit, use_context=use_context)
-        return p.tokens if p else []
+        return DraftOffer(p.tokens if p else [])
 
     plan = plan_step(views, n_batch, n_ctx, None if exact_rows is None else constant(exact_rows), peek)
     for part in plan.decode:

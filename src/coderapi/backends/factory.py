@@ -28,6 +28,7 @@ def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int, max_wai
         max_waiting_per_owner=max_waiting_per_owner,
         ngram_speculation=spec.speculation_ngram,
         exact_speculation=spec.speculation_exact,
+        draft_gate=spec.speculation_cost_gate,
         repack=spec.weight_repack,
     )
 

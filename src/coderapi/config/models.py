@@ -108,6 +108,16 @@ class ModelSpec(BaseModel):
         "unpatched build gives no drafts past ~256 tokens), so their answers never change; off: longer "
         "drafts, faster, but an answer may differ where two tokens nearly tie.",
     )
+    speculation_cost_gate: bool = Field(
+        True,
+        description="Verify a draft (from `prediction` or n-grams) only where it is expected to pay: llama.cpp "
+        "steps of 1-64 rows are timed at start (~5 s) and the worker's own time per step as it runs, each draft "
+        "source's hit rate is learnt from its last 8 drafts (those not verified are followed against the "
+        "output), and a draft is verified when it raises the step's expected tokens per second. On 2 cores, "
+        "repacked, a 3-row step costs ~3 one-row steps: verifying every n-gram draft made lone decoding 0.89-0.90x "
+        "llama-server's, against 0.98-1.01x with the gate (bench/lone_decode.py). Off: every draft within "
+        "the limits is verified.",
+    )
     weight_repack: bool = Field(
         True,
         description="Repack quantized weights for llama.cpp's faster multi-row kernels (for many concurrent "

@@ -15,14 +15,19 @@ at the first place at or after where alignment was lost (so the rest of the file
 used, in order), else at the last place before it. The search runs in numpy over the reference.
 
 How many tokens to draft adapts per cursor: it doubles after a draft was wholly accepted and
-halves after one was cut short, between `MIN_DRAFT` and `max_draft`. Not below 2: on 2 cores a
-step of 2 rows costs nearly twice one row, 3 or 4 rows little more than 2 (measured on the 0.5B).
+halves after one was cut short, between `MIN_DRAFT` and `max_draft`. Each cursor also keeps its
+last outcomes (drafted, accepted) and from them estimates what a draft of n tokens would have
+accepted (`expected_accepted`), which the scheduler weighs against the step's cost by rows
+(draft_value.py). A draft the scheduler does not verify is *shadowed*: the cursor anchors where
+it starts and checks it against the output tokens as they come, so the estimate keeps learning
+(and the length keeps adapting) at no cost; shadowed outcomes count in no usage figure.
 
 Pure logic, no llama.cpp: tests/unit/test_drafting.py checks it on plain token lists.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +69,7 @@ MIN_DRAFT = 2
 # pairs (1.55x vs 1.45x, 1.40x vs 1.22x own plain); 64 gained nothing measurable (1.016x, bench/edits_ab.py)
 # while n-gram drafts are rejected more often than a prediction's, each rejected row a step's work wasted.
 NGRAM_MAX_DRAFT = 32
+OUTCOMES_KEPT = 8  # recent drafts (verified or shadowed) behind the estimate: code changes course
 
 
 class DraftCursor:
@@ -80,7 +86,10 @@ class DraftCursor:
         max_draft: int = 16,
         first_draft: int = 4,
         aligned_at_start: bool = False,
+        trusted: bool = False,
     ) -> None:
+        """`trusted`: with no outcome yet, expect a draft to be accepted whole (a prediction, which the
+        client says the output repeats); else expect nothing until a shadowed draft shows otherwise."""
         size = max(len(reference) + (capacity if grows else 0), 1)
         self.ref = np.zeros(size, dtype=np.int32)
         self.ref[: len(reference)] = reference
@@ -94,9 +103,14 @@ class DraftCursor:
         self.floor = 0  # where alignment was last lost: re-anchoring prefers to move forward
         self.output: list[int] = []  # the output's last max_match tokens
         self.stats = DraftStats()
+        self.trusted = trusted
+        self.outcomes: deque[tuple[int, int]] = deque(maxlen=OUTCOMES_KEPT)  # (drafted, accepted)
+        self._shadow: tuple[int, int] | None = None  # (start, length) of a draft followed, not verified
 
     def observe(self, token: int) -> None:
         """One more output token, in order."""
+        if self._shadow is not None:
+            self._follow_shadow(token)
         if self.ptr is not None:
             if self.ptr < self.n and int(self.ref[self.ptr]) == token:
                 self.ptr += 1
@@ -154,10 +168,55 @@ class DraftCursor:
         """The outcome of verifying `drafted` tokens: adapt the draft length, count."""
         self.stats.accepted += accepted
         self.stats.rejected += drafted - accepted
-        if drafted and accepted == drafted:
+        self._learn(drafted, accepted)
+
+    def anchor(self, start: int) -> None:
+        """A draft from `start` is verified this step (it supersedes a shadowed one)."""
+        self.ptr = start
+        self._shadow = None
+
+    def shadow(self, start: int, length: int) -> None:
+        """Follow the draft of `length` tokens from `start` without verifying it (one at a time)."""
+        if self._shadow is None and length > 0:
+            self.ptr = start
+            self._shadow = (start, length)
+
+    def _follow_shadow(self, token: int) -> None:
+        start, length = self._shadow
+        matched = self.ptr - start if self.ptr is not None else 0
+        if self.ptr is not None and self.ptr < self.n and int(self.ref[self.ptr]) == token:
+            if matched + 1 == length:
+                self._shadow = None
+                self._learn(length, length)
+        else:
+            self._shadow = None
+            self._learn(length, matched)
+
+    def _learn(self, drafted: int, accepted: int) -> None:
+        if not drafted:
+            return
+        self.outcomes.append((drafted, accepted))
+        if accepted == drafted:
             self.k = min(self.max_draft, self.k * 2)
-        elif drafted:
+        else:
             self.k = max(MIN_DRAFT, self.k // 2)
+
+    def expected_accepted(self, n: int) -> float:
+        """Tokens a draft of `n` would have accepted, over the recent outcomes: a run cut short
+        counts what it reached (up to n); a draft accepted whole counts its length, then the rest
+        of the n at the outcomes' per-token hit rate (accepted / (accepted + misses))."""
+        if not self.outcomes:
+            return float(n) if self.trusted else 0.0
+        accepted = sum(a for _, a in self.outcomes)
+        misses = sum(a < d for d, a in self.outcomes)
+        rate = accepted / (accepted + max(misses, 1))  # never 1: a run ends somewhere
+        total = 0.0
+        for drafted, got in self.outcomes:
+            if got < drafted or n <= drafted:
+                total += min(got, n)
+            else:  # at least `drafted` in a row, and on at the hit rate
+                total += drafted + rate * (1 - rate ** (n - drafted)) / (1 - rate)
+        return total / len(self.outcomes)
 
 
 @dataclass(frozen=True)
@@ -192,14 +251,18 @@ class Drafter:
         return None
 
     def take(self, proposal: Proposal | None, n: int) -> list[int]:
-        """Use the first `n` tokens of `proposal` as this step's draft (n <= 0: no draft).
+        """Use the first `n` tokens of `proposal` as this step's draft (n <= 0: no draft, the
+        proposal's cursor follows it as a shadow).
 
         Exactly what `propose(n)` would have done at the time of `peek`: the cursor that drafted
         is anchored where its draft starts and is the one `verified` will credit."""
         self._last = None
-        if proposal is None or n <= 0:
+        if proposal is None:
             return []
-        proposal.cursor.ptr = proposal.start
+        if n <= 0:  # not worth verifying now: followed, to learn whether it would have been
+            proposal.cursor.shadow(proposal.start, len(proposal.tokens))
+            return []
+        proposal.cursor.anchor(proposal.start)
         self._last = proposal.cursor
         return proposal.tokens[:n]
 
@@ -225,7 +288,7 @@ def drafter_for(prompt: list[int], params: SamplingParams, ngram: bool, n_ctx_pe
     predicted = None
     if params.prediction_ids:
         predicted = DraftCursor(list(params.prediction_ids), grows=False, aligned_at_start=True, max_draft=MAX_DRAFT_ROWS,
-                                first_draft=8)
+                                first_draft=8, trusted=True)
     context = None
     if ngram:
         capacity = min(params.max_tokens, n_ctx_per_seq)

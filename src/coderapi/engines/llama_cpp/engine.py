@@ -48,6 +48,7 @@ class LlamaCppEngine:
         ngram_speculation: bool = True,
         exact_speculation: bool = True,
         repack: bool = True,
+        draft_gate: bool = True,
     ) -> None:
         if n_ctx_per_seq < 16:
             raise ValueError("n_ctx_per_seq >= 16 required")
@@ -62,7 +63,8 @@ class LlamaCppEngine:
         self._capacity = EngineCapacity(n_parallel, max_waiting, max_waiting_per_owner)
         self._n_batch = n_batch
         self._prompt_rows_while_decoding = prompt_rows_while_decoding
-        self._speculation = {"ngram_speculation": ngram_speculation, "exact_speculation": exact_speculation}
+        self._speculation = {"ngram_speculation": ngram_speculation, "exact_speculation": exact_speculation,
+                             "draft_gate": draft_gate}
         self._repack = repack
         self.info = EngineInfo(
             model_path=str(self.model_path),

@@ -56,9 +56,10 @@ def keep_unrepacked_matmuls_on_one_path() -> None:
     os.environ.setdefault(TILED_MATMUL_SWITCH, "0")
 
 
-def probe_exact_rows(model, ctx, batch, n_ctx_per_seq: int, n_batch: int) -> ExactRows:
+def probe_exact_rows(model, ctx, batch, n_ctx_per_seq: int, n_batch: int, *, keep_cache: bool = False) -> ExactRows:
     """Invariant rows at checkpoint lengths up to the context, stopping where only 1 holds; at most
-    the rows a step may verify (a token and MAX_DRAFT_ROWS drafts) or `n_batch`."""
+    the rows a step may verify (a token and MAX_DRAFT_ROWS drafts) or `n_batch`. `keep_cache`: sequence 0
+    keeps the tokens evaluated up to the last checkpoint (for step_timing.py), else it is left empty."""
     max_rows = min(MAX_DRAFT_ROWS + 1, n_batch)
     lengths = []
     length = FIRST_CHECKPOINT
@@ -87,7 +88,8 @@ def probe_exact_rows(model, ctx, batch, n_ctx_per_seq: int, n_batch: int) -> Exa
         past_the_switch = found[-1][0] >= SPLIT_KV_CELLS  # a fall to 1 row before it stopped the probe
         return ExactRows(found, beyond=min(r for _, r in found) if past_the_switch else 1)
     finally:
-        ctx.seq_rm(0, -1, -1)
+        if not keep_cache:
+            ctx.seq_rm(0, -1, -1)
 
 
 def probed_row_counts(max_rows: int) -> list[int]:

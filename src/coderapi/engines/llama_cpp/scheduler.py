@@ -34,7 +34,9 @@ paid from a per-step budget that shrinks as more sequences decode (`draft_budget
 draft row costs a fraction of a step and an accepted one saves a whole step; in a full batch
 the step is compute-bound and a row costs nearly what it may save. Context (n-gram) drafts,
 less often right than a prediction, are only made while at most `NGRAM_MAX_DECODING`
-sequences decode.
+sequences decode. Within the budget, a draft is verified only where the step's measured cost by
+rows and the draft source's recent hit rate say it raises the tokens per unit of time
+(draft_value.py); a draft not verified is still followed by its source, to learn its hit rate.
 
 Reproducible requests (greedy, or seeded) get the same answer with drafts as without: when the
 worker knows how many rows a step may hold with every row's logits bit-identical to a one-row
@@ -47,6 +49,8 @@ from __future__ import annotations
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 from typing import Callable, Hashable, Sequence
+
+from .draft_value import DraftOffer, StepCosts, best_draft_length
 
 # Draft rows per step when one sequence decodes (alone it keeps 63: _whole_row_groups). 64 rather than
 # 32: a 64-row step costs 17.7 one-row steps against 10.0 for 32 rows (bench/step_rows.py, 2,000 tokens
@@ -172,9 +176,10 @@ def plan_preemption(running: Sequence[SeqView], waiting: Sequence[WaitingView], 
     return tuple(preempted)
 
 
-DraftSource = Callable[[int, int, bool], Sequence[int]]
-"""(key, limit, use_context) -> up to `limit` tokens that sequence would draft now (context
-n-gram drafts only when `use_context`). A query: asking must change nothing."""
+DraftSource = Callable[[int, int, bool], DraftOffer]
+"""(key, limit, use_context) -> the draft that sequence would make now, up to `limit` tokens (context
+n-gram drafts only when `use_context`), and what its source expects of it. A query: asking must
+change nothing."""
 
 
 @dataclass(frozen=True)
@@ -257,11 +262,13 @@ def plan_step(
     drafts: DraftSource | None = None,
     row_group: int = 1,
     prompt_rows_while_decoding: int | None = None,
+    costs: StepCosts | None = None,
 ) -> StepPlan:
     """Decode rows first (one per decoding sequence, plus drafts), then prompt chunks shared between owners.
 
     Each decoding sequence with a drafter, in turn, may draft as many rows as the step can still
-    spare (`drafts` is asked only when that is at least one). The plan never holds more than
+    spare (`drafts` is asked only when that is at least one); with `costs`, only as many of them as
+    raise the step's expected tokens per cost most, if any (draft_value.py). The plan never holds more than
     `n_batch` rows, and while any sequence decodes, at most `prompt_rows_while_decoding` of them are
     prompt rows (each decoding stream waits for the whole step). A step of decode rows only keeps to
     whole groups of `row_group` rows where its drafts allow (the worker passes MATMUL_ROW_GROUP; 1
@@ -270,6 +277,7 @@ def plan_step(
     decoding = [seq for seq in running if seq.decoding]
     spare = min(draft_budget(len(decoding)), n_batch - len(decoding))  # draft rows left
     rows = len(decoding)
+    tokens = float(len(decoding))  # the step's expected tokens: one per decoding sequence, plus drafts'
     decode = []
     for seq in decoding:
         draft: Sequence[int] = ()
@@ -278,9 +286,12 @@ def plan_step(
             if exact_rows is not None and seq.reproducible:  # reproducible: keep the step invariant
                 limit = _exact_draft_limit(exact_rows, seq.kv_len, rows, limit)
             if limit > 0:
-                draft = drafts(seq.key, limit, len(decoding) <= NGRAM_MAX_DECODING)[:limit]
-                spare -= len(draft)
-                rows += len(draft)
+                offer = drafts(seq.key, limit, len(decoding) <= NGRAM_MAX_DECODING)
+                n, expected = best_draft_length(offer, limit, costs, rows, tokens, seq.kv_len)
+                draft = offer.tokens[:n]
+                spare -= n
+                rows += n
+                tokens += expected
         decode.append(DecodePart(seq.key, seq.kv_len, seq.next_token, tuple(draft)))
     if not any(seq.evaluating_prompt for seq in running):  # decode rows only
         decode = _whole_row_groups(decode, row_group)

@@ -28,7 +28,9 @@ logits, and `_verify` samples them in order with the request's own sampler, exac
 decoding would, one token at a time (penalties, grammar and the seeded RNG see the same
 tokens in the same order): the draft holds while the sampled token equals the drafted one.
 The first sampled token that differs (or the one after the last draft) is the next token, as
-without a draft; the refused draft's positions are removed from the KV cache.
+without a draft; the refused draft's positions are removed from the KV cache. With `draft_gate`,
+the cost of a step by its rows is measured at load (step_timing.py) and the plan verifies a draft
+only where it is expected to pay (draft_value.py).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 
 import llama_cpp as lc
@@ -46,11 +50,15 @@ from coderapi.engines.base import TokenEvent
 from coderapi.errors import InternalError, ModelNotReady
 
 from .model import LlamaContext, LlamaModel
+from .draft_value import DraftOffer, StepCosts
 from .drafting import Proposal, drafter_for
 from .invariance import keep_unrepacked_matmuls_on_one_path, probe_exact_rows
 from .prefix_cache import SlotPool
 from .sampling import make_sampler
-from .scheduler import MATMUL_ROW_GROUP, ExactRows, WaitingView, plan_admission, plan_preemption, plan_step
+from .scheduler import (
+    MATMUL_ROW_GROUP, MAX_DRAFT_ROWS, ExactRows, WaitingView, plan_admission, plan_preemption, plan_step,
+)
+from .step_timing import measure_step_costs
 from .outbox import Outbox
 from .sequences import BatchPart, Request, Sequence, WorkerStats, batch_parts, fill_batch
 from .token_events import count_drafts, sample_row
@@ -77,6 +85,7 @@ class Worker(threading.Thread):
         ngram_speculation: bool = True,
         exact_speculation: bool = True,
         repack: bool = True,
+        draft_gate: bool = True,
     ) -> None:
         super().__init__(name="llama-cpp-worker", daemon=True)
         self.model_path = model_path
@@ -88,7 +97,9 @@ class Worker(threading.Thread):
         self.ngram_speculation = ngram_speculation
         self.exact_speculation = exact_speculation
         self.repack = repack
+        self.draft_gate = draft_gate
         self.exact_rows: ExactRows | None = None  # set at load when exact_speculation (invariance.py)
+        self.step_costs: StepCosts | None = None  # set at load when draft_gate (step_timing.py)
         if exact_speculation and not repack:  # before any worker runs a matmul (invariance.py)
             keep_unrepacked_matmuls_on_one_path()
         self.ready: concurrent.futures.Future = concurrent.futures.Future()
@@ -107,6 +118,7 @@ class Worker(threading.Thread):
         self._copy_pending = False  # a KV stream copy (prefix_cache.SlotPool.bind) not yet applied
         self._batch = None
         self._stopping = False
+        self._step_kv = -1  # tokens cached before the current step (-1: no step yet; for StepCosts.overhead)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -121,17 +133,31 @@ class Worker(threading.Thread):
         try:
             stalled = False  # the last step had nothing to run: every sequence waits for its reader
             while not self._stopping:
+                self._step_kv, started = -1, time.perf_counter()
                 try:
                     idle = not self.running and not self.waiting
                     self._pull(block=idle or stalled, timeout=READER_WAIT_SECONDS if stalled and not idle else None)
+                    started = time.perf_counter()
                     stalled = self._step()
                 except Exception:  # a bug, not a request's fault: fail the running ones, go on
                     log.exception("llama.cpp worker step failed")
                     self._fail_running()
                 self._publish()  # before the events go out: whoever sees them sees this step's stats
                 self._outbox.flush()
+                self._time_overhead(time.perf_counter() - started)
         finally:
             self._shutdown()
+
+    def _time_overhead(self, step_seconds: float) -> None:
+        """What a step took beyond what the load-time timing gives its llama_decode, averaged into the
+        step costs the plan weighs drafts with: the worker's own work (planning, sampling, handing events
+        over) and the event loops' on the same cores, which slow llama.cpp's threads once a step."""
+        costs = self.step_costs
+        if costs is None or self._step_kv < 0 or self._batch.n_tokens > MAX_DRAFT_ROWS + 1:
+            return  # no step, or one with a prompt's rows (their own filling and sampling)
+        predicted = costs.at(self._batch.n_tokens, self._step_kv) - costs.overhead
+        beyond = max(0.0, step_seconds - predicted)
+        self.step_costs = replace(costs, overhead=costs.overhead * 0.95 + beyond * 0.05)
 
     def _fail_running(self) -> None:
         for seq in list(self.running):
@@ -153,9 +179,17 @@ class Worker(threading.Thread):
         for i in range(self.n_batch):
             self._batch.n_seq_id[i] = 1
         if self.exact_speculation:
-            self.exact_rows = probe_exact_rows(self.model, self.ctx, self._batch, self.n_ctx_per_seq, self.n_batch)
+            # Its cache is kept for the step timing below, which then need not evaluate a long context again.
+            self.exact_rows = probe_exact_rows(self.model, self.ctx, self._batch, self.n_ctx_per_seq, self.n_batch,
+                                               keep_cache=self.draft_gate)
             log.info("speculation: greedy and seeded drafts verified in steps of at most (tokens cached, rows) %s "
                      "(%d rows past the last)", self.exact_rows.checkpoints, self.exact_rows.beyond)
+        if self.draft_gate:
+            costs = measure_step_costs(self.model, self.ctx, self._batch, min(MAX_DRAFT_ROWS + 1, self.n_batch),
+                                       self.n_ctx_per_seq, self.n_batch)
+            self.step_costs = costs
+            log.info("speculation: decode steps of %s rows take %s ms at %s tokens cached", costs.rows,
+                     " and ".join(str([round(s * 1000, 1) for s in times]) for times in costs.seconds), costs.contexts)
 
     def _shutdown(self) -> None:
         closed = ModelNotReady("The inference engine is shutting down.")
@@ -205,15 +239,17 @@ class Worker(threading.Thread):
         by_key = {seq.key: seq for seq in self.running}
         proposals: dict[int, Proposal | None] = {}
 
-        def peek(key: int, limit: int, use_context: bool) -> list[int]:  # read-only: see DraftSource
+        def peek(key: int, limit: int, use_context: bool) -> DraftOffer:  # read-only: see DraftSource
             proposals[key] = proposal = by_key[key].drafter.peek(limit, use_context=use_context)
-            return proposal.tokens if proposal is not None else []
+            if proposal is None:
+                return DraftOffer(())
+            return DraftOffer(proposal.tokens, proposal.cursor.expected_accepted)
 
         views = [seq.view() for seq in self.running if self._reader_keeps_up(seq)]
         if not views:
             return True
         plan = plan_step(views, self.n_batch, self.n_ctx_per_seq, self.exact_rows, peek, MATMUL_ROW_GROUP,
-                         self.prompt_rows_while_decoding)
+                         self.prompt_rows_while_decoding, self.step_costs)
         self._run_parts(batch_parts(plan, by_key, proposals), isolate=True)
         return False
 
@@ -320,6 +356,7 @@ class Worker(threading.Thread):
     def _decode(self, parts: list[BatchPart]) -> int:
         fill_batch(self._batch, parts)
         rc = lc.llama_decode(self.ctx.ptr, self._batch)
+        self._step_kv = max(part.start_pos for part in parts)
         self._copy_pending = False  # llama_decode applies pending stream copies first
         if rc != 0:
             self._undo(parts)
