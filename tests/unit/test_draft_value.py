@@ -99,3 +99,10 @@ def test_the_plan_drafts_only_what_pays_counting_the_drafts_before():
     assert [len(p.draft) for p in plan.decode] == [10, 0]
     ungated = plan_step([decoding(0), decoding(1)], 512, drafts=lambda key, limit, ctx: offers[key])
     assert [len(p.draft) for p in ungated.decode] == [10, 10]
+
+
+def test_a_steps_time_beyond_the_measured_decode_is_averaged_into_the_overhead():
+    measured = StepCosts((1, 3), (0,), ((0.016, 0.048),))
+    after = measured.after_step(1, 500, 0.017)  # 1 ms beyond the one-row step's decode
+    assert after.overhead == pytest.approx(0.05 * 0.001) and after.seconds == measured.seconds
+    assert after.after_step(3, 500, 0.040).overhead == pytest.approx(0.95 * after.overhead)  # faster: nothing beyond

@@ -22,7 +22,7 @@ Pure: no llama.cpp, no clock. tests/unit/test_draft_value.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 
@@ -54,6 +54,13 @@ class StepCosts:
                       for times in self.seconds]
         decode = _linear(self.contexts, by_context, max(kv_len, self.contexts[0]))
         return max(decode, min(by_context)) + self.overhead
+
+    def after_step(self, rows: int, kv_len: int, seconds: float) -> StepCosts:
+        """These costs with a decode-only step's whole time averaged into `overhead`: what it took beyond
+        the load-time timing of its llama_decode (the worker's own work, and the event loops' on the same
+        cores, which slow llama.cpp's threads once a step)."""
+        beyond = max(0.0, seconds - (self.at(rows, kv_len) - self.overhead))
+        return replace(self, overhead=self.overhead * 0.95 + beyond * 0.05)
 
 
 @dataclass(frozen=True)

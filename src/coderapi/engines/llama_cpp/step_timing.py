@@ -9,18 +9,38 @@ which saves evaluating the long context again. About 5 s on 2 cores for the 0.5B
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 
 import llama_cpp as lc
 
 from .draft_value import StepCosts
-from .invariance import PROBE_TEXT, _decode
+from .invariance import PROBE_TEXT, _decode, probe_exact_rows
+from .scheduler import MAX_DRAFT_ROWS, ExactRows
+
+log = logging.getLogger("coderapi.engines.llama_cpp")
 
 ROW_COUNTS = (1, 2, 3, 4, 8, 16, 32, 64)
 LONG, SHORT = 1024, 128
 ROUNDS = 3
 ONE_ROW_REPEATS = 3  # per round: the cheapest step is the noisiest
+
+
+def calibrate_speculation(model, ctx, batch, n_ctx_per_seq: int, n_batch: int, *, exact: bool,
+                          timed: bool) -> tuple[ExactRows | None, StepCosts | None]:
+    """At load, on the worker thread: the rows exact speculation may verify (when `exact`) and the step
+    costs drafts are weighed with (when `timed`); the timing reuses the probe's cache."""
+    exact_rows = costs = None
+    if exact:
+        exact_rows = probe_exact_rows(model, ctx, batch, n_ctx_per_seq, n_batch, keep_cache=timed)
+        log.info("speculation: greedy and seeded drafts verified in steps of at most (tokens cached, rows) %s "
+                 "(%d rows past the last)", exact_rows.checkpoints, exact_rows.beyond)
+    if timed:
+        costs = measure_step_costs(model, ctx, batch, min(MAX_DRAFT_ROWS + 1, n_batch), n_ctx_per_seq, n_batch)
+        log.info("speculation: decode steps of %s rows take %s ms at %s tokens cached", costs.rows,
+                 " and ".join(str([round(s * 1000, 1) for s in times]) for times in costs.seconds), costs.contexts)
+    return exact_rows, costs
 
 
 def measure_step_costs(model, ctx, batch, max_rows: int, n_ctx_per_seq: int, n_batch: int) -> StepCosts:

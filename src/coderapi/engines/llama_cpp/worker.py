@@ -41,7 +41,6 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import replace
 from pathlib import Path
 
 import llama_cpp as lc
@@ -52,13 +51,13 @@ from coderapi.errors import InternalError, ModelNotReady
 from .model import LlamaContext, LlamaModel
 from .draft_value import DraftOffer, StepCosts
 from .drafting import Proposal, drafter_for
-from .invariance import keep_unrepacked_matmuls_on_one_path, probe_exact_rows
+from .invariance import keep_unrepacked_matmuls_on_one_path
 from .prefix_cache import SlotPool
 from .sampling import make_sampler
 from .scheduler import (
     MATMUL_ROW_GROUP, MAX_DRAFT_ROWS, ExactRows, WaitingView, plan_admission, plan_preemption, plan_step,
 )
-from .step_timing import measure_step_costs
+from .step_timing import calibrate_speculation
 from .outbox import Outbox
 from .sequences import BatchPart, Request, Sequence, WorkerStats, batch_parts, fill_batch
 from .token_events import count_drafts, sample_row
@@ -149,15 +148,9 @@ class Worker(threading.Thread):
             self._shutdown()
 
     def _time_overhead(self, step_seconds: float) -> None:
-        """What a step took beyond what the load-time timing gives its llama_decode, averaged into the
-        step costs the plan weighs drafts with: the worker's own work (planning, sampling, handing events
-        over) and the event loops' on the same cores, which slow llama.cpp's threads once a step."""
-        costs = self.step_costs
-        if costs is None or self._step_kv < 0 or self._batch.n_tokens > MAX_DRAFT_ROWS + 1:
-            return  # no step, or one with a prompt's rows (their own filling and sampling)
-        predicted = costs.at(self._batch.n_tokens, self._step_kv) - costs.overhead
-        beyond = max(0.0, step_seconds - predicted)
-        self.step_costs = replace(costs, overhead=costs.overhead * 0.95 + beyond * 0.05)
+        if self.step_costs is not None and self._step_kv >= 0 and self._batch.n_tokens <= MAX_DRAFT_ROWS + 1:
+            # a step of decode rows only: a prompt's rows bring their own filling and sampling
+            self.step_costs = self.step_costs.after_step(self._batch.n_tokens, self._step_kv, step_seconds)
 
     def _fail_running(self) -> None:
         for seq in list(self.running):
@@ -178,18 +171,10 @@ class Worker(threading.Thread):
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
         for i in range(self.n_batch):
             self._batch.n_seq_id[i] = 1
-        if self.exact_speculation:
-            # Its cache is kept for the step timing below, which then need not evaluate a long context again.
-            self.exact_rows = probe_exact_rows(self.model, self.ctx, self._batch, self.n_ctx_per_seq, self.n_batch,
-                                               keep_cache=self.draft_gate)
-            log.info("speculation: greedy and seeded drafts verified in steps of at most (tokens cached, rows) %s "
-                     "(%d rows past the last)", self.exact_rows.checkpoints, self.exact_rows.beyond)
-        if self.draft_gate:
-            costs = measure_step_costs(self.model, self.ctx, self._batch, min(MAX_DRAFT_ROWS + 1, self.n_batch),
-                                       self.n_ctx_per_seq, self.n_batch)
-            self.step_costs = costs
-            log.info("speculation: decode steps of %s rows take %s ms at %s tokens cached", costs.rows,
-                     " and ".join(str([round(s * 1000, 1) for s in times]) for times in costs.seconds), costs.contexts)
+        self.exact_rows, self.step_costs = calibrate_speculation(
+            self.model, self.ctx, self._batch, self.n_ctx_per_seq, self.n_batch,
+            exact=self.exact_speculation, timed=self.draft_gate,
+        )
 
     def _shutdown(self) -> None:
         closed = ModelNotReady("The inference engine is shutting down.")
