@@ -52,6 +52,11 @@ class GreedyPicker:
             or params.frequency_penalty != 0.0
             or params.presence_penalty != 0.0
         )
+        # Bias and penalties that can only lower a logit leave the raw argmax the answer whenever
+        # they do not touch it (the common case): then the row is scanned once and nothing else runs.
+        self.only_lowers = (
+            self.repeat >= 1 and self.freq >= 0 and self.present >= 0 and not (self.bias_values > 0).any()
+        )
         self.window: deque[int] = deque(maxlen=max(last_n, 1))
         self.counts: Counter[int] = Counter()
         if self.penalize:
@@ -65,6 +70,13 @@ class GreedyPicker:
 
     def pick(self, row: np.ndarray) -> int:
         """The greedy token of this logits row after bias and penalties; the row is left as it was."""
+        if self.only_lowers:
+            # Every touched logit ends at or below its raw value (IEEE rounding cannot lift v/r,
+            # v*r or v-c past v for r >= 1, c >= 0), and every token before the raw argmax is
+            # strictly below it: an untouched argmax stays the first maximum.
+            token = int(row.argmax())
+            if token not in self.counts and token not in self.bias_index:
+                return token
         ids, values = self._adjusted(row)
         if ids is None:
             return int(row.argmax())
@@ -99,6 +111,13 @@ class GreedyPicker:
             return None, None
         if not self.counts:
             return self.bias_ids, row[self.bias_ids] + self.bias_values
+        if not self.bias_ids.size:  # penalties only: the window's tokens, each counted
+            ids = np.fromiter(self.counts.keys(), dtype=np.int64, count=len(self.counts))
+            counts = np.fromiter(self.counts.values(), dtype=_F32, count=len(self.counts))
+            values = row[ids]
+            penalized = np.where(values <= 0, values * self.repeat, values / self.repeat)
+            penalized -= counts * self.freq + self.present
+            return ids, penalized
         # The biased tokens, then the penalized ones without a bias (at most last_n of them).
         n_bias = self.bias_ids.size
         extra = [t for t in self.counts if t not in self.bias_index]
