@@ -243,6 +243,8 @@ class Worker(threading.Thread):
         return seq.req.unread < MAX_UNREAD_EVENTS
 
     def _apply_admission(self) -> None:
+        if not self.waiting and not any(seq.req.cancelled for seq in self.running):
+            return  # most steps: nothing to plan (saves the plans' lists on every token)
         self._preempt_planned()
         while self._admit_planned():  # a request that failed admission left its slot free
             pass
