@@ -97,8 +97,10 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def coderapi(gguf: Path, *, model_settings: dict | None = None, name: str = "coderapi") -> Iterator[Server]:
-    """The default registry; `model_settings`: the same model with those ModelSpec fields."""
+def coderapi(gguf: Path, *, model_settings: dict | None = None, name: str = "coderapi",
+             tree: Path = ROOT) -> Iterator[Server]:
+    """The default registry; `model_settings`: the same model with those ModelSpec fields; `tree`:
+    the checkout whose src/ it runs (another revision, e.g. a `git worktree`)."""
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix="coderapi-bench-")
     metrics_token = secrets.token_urlsafe(24)
@@ -106,9 +108,11 @@ def coderapi(gguf: Path, *, model_settings: dict | None = None, name: str = "cod
            "CODERAPI_METRICS_TOKEN": metrics_token}
     if model_settings:
         env["CODERAPI_MODELS"] = json.dumps([{"id": CODERAPI_MODEL, **model_settings}])
+    if tree != ROOT:
+        env["PYTHONPATH"] = str(tree / "src")
     proc = subprocess.Popen(
         [sys.executable, "-m", "coderapi", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tree,
     )
     try:
         key = bootstrap_key(proc)
@@ -138,16 +142,23 @@ def llama_cpp_python(gguf: Path, threads: int, n_ctx: int) -> Iterator[Server]:
 
 
 @contextmanager
-def llama_server(binary: Path, gguf: Path, threads: int, parallel: int, ctx_per_seq: int) -> Iterator[Server]:
+def llama_server(binary: Path, gguf: Path, threads: int, parallel: int, ctx_per_seq: int, *,
+                 huge_pages: bool = False, name: str = "llama-server") -> Iterator[Server]:
+    """`huge_pages`: the model read into memory (`--load-mode none`) and glibc asking for transparent huge
+    pages on its large blocks (GLIBC_TUNABLES=glibc.malloc.hugetlb=1): what coderapi's `huge_pages` does."""
     port = free_port()
+    extra, env = [], dict(os.environ)
+    if huge_pages:
+        extra = ["--load-mode", "none"]
+        env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
     proc = subprocess.Popen(
         [str(binary), "-m", str(gguf), "-np", str(parallel), "-c", str(ctx_per_seq * parallel), "-t", str(threads),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--host", "127.0.0.1", "--port", str(port), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(proc, f"{base}/health")
-        yield Server("llama-server", base, proc.pid, model="default")
+        yield Server(name, base, proc.pid, model="default")
     finally:
         _stop(proc)
