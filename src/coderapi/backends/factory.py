@@ -30,6 +30,7 @@ def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int, max_wai
         exact_speculation=spec.speculation_exact,
         draft_gate=spec.speculation_cost_gate,
         repack=spec.weight_repack,
+        huge_pages=spec.huge_pages,
     )
 
 

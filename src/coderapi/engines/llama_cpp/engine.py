@@ -49,6 +49,7 @@ class LlamaCppEngine:
         exact_speculation: bool = True,
         repack: bool = True,
         draft_gate: bool = True,
+        huge_pages: bool = True,
     ) -> None:
         if n_ctx_per_seq < 16:
             raise ValueError("n_ctx_per_seq >= 16 required")
@@ -66,6 +67,7 @@ class LlamaCppEngine:
         self._speculation = {"ngram_speculation": ngram_speculation, "exact_speculation": exact_speculation,
                              "draft_gate": draft_gate}
         self._repack = repack
+        self._huge_pages = huge_pages
         self.info = EngineInfo(
             model_path=str(self.model_path),
             context_length=n_ctx_per_seq,
@@ -94,6 +96,7 @@ class LlamaCppEngine:
             n_batch=self._n_batch,
             prompt_rows_while_decoding=self._prompt_rows_while_decoding,
             repack=self._repack,
+            huge_pages=self._huge_pages,
             **self._speculation,
         )
         self._worker = worker

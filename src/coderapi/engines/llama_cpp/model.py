@@ -45,8 +45,10 @@ def init_backend() -> None:
 class LlamaModel:
     """A loaded model and its vocabulary (read-only after loading, so thread-safe)."""
 
-    def __init__(self, path: Path, *, repack: bool = True, vocab_only: bool = False) -> None:
-        """`vocab_only`: the tokenizer alone (no weights), e.g. for a remote engine's local counting."""
+    def __init__(self, path: Path, *, repack: bool = True, huge_pages: bool = False, vocab_only: bool = False) -> None:
+        """`vocab_only`: the tokenizer alone (no weights), e.g. for a remote engine's local counting;
+        `huge_pages`: the weights read into anonymous memory, not mapped from the file, so that
+        they can move onto huge pages (huge_pages.py)."""
         init_backend()
         params = lc.llama_model_default_params()
         params.n_gpu_layers = 0
@@ -56,6 +58,8 @@ class LlamaModel:
         # logits can depend on what else is in the batch; the scheduler keeps a request served
         # alone on one path (see scheduler.py).
         params.use_extra_bufts = repack
+        if huge_pages:
+            params.load_mode = lc.LLAMA_LOAD_MODE_NONE  # read, not mapped: anonymous memory
         model = lc.llama_model_load_from_file(str(path).encode(), params)
         if not model:
             what = "the vocabulary" if vocab_only else "the model"

@@ -50,6 +50,7 @@ from coderapi.errors import InternalError, ModelNotReady
 
 from .model import LlamaContext, LlamaModel
 from .draft_value import DraftOffer, StepCosts
+from .huge_pages import advise_huge_pages, anonymous_regions, own_maps
 from .drafting import Proposal, drafter_for
 from .invariance import keep_unrepacked_matmuls_on_one_path
 from .prefix_cache import SlotPool
@@ -85,6 +86,7 @@ class Worker(threading.Thread):
         exact_speculation: bool = True,
         repack: bool = True,
         draft_gate: bool = True,
+        huge_pages: bool = True,
     ) -> None:
         super().__init__(name="llama-cpp-worker", daemon=True)
         self.model_path = model_path
@@ -97,6 +99,7 @@ class Worker(threading.Thread):
         self.exact_speculation = exact_speculation
         self.repack = repack
         self.draft_gate = draft_gate
+        self.huge_pages = huge_pages
         self.exact_rows: ExactRows | None = None  # set at load when exact_speculation (invariance.py)
         self.step_costs: StepCosts | None = None  # set at load when draft_gate (step_timing.py)
         if exact_speculation and not repack:  # before any worker runs a matmul (invariance.py)
@@ -162,12 +165,15 @@ class Worker(threading.Thread):
                     self.running.remove(seq)
 
     def _load(self) -> None:
-        self.model = LlamaModel(self.model_path, repack=self.repack)
+        mapped_before = anonymous_regions(own_maps())
+        self.model = LlamaModel(self.model_path, repack=self.repack, huge_pages=self.huge_pages)
         self.metadata = self.model.metadata()
         self.ctx = LlamaContext(
             self.model, n_ctx=self.n_ctx_per_seq * self.n_parallel, n_seq_max=self.n_parallel,
             n_batch=self.n_batch, n_threads=self.n_threads,
         )
+        if self.huge_pages:  # before the step timing below, which should see the pages steps will run on
+            log.info("model memory on huge pages: %d MiB", advise_huge_pages(mapped_before) >> 20)
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
         for i in range(self.n_batch):
             self._batch.n_seq_id[i] = 1
