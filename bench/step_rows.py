@@ -10,7 +10,9 @@ coderapi runs it with exact speculation: ggml's tiled K-quant matmul off, unless
 Row counts that are multiples of 4 cost least per row: the scheduler keeps to them (scheduler.py,
 _whole_row_groups); try e.g. --rows 4,5,8,12,13,28,29,32,33.
 
-    .venv/bin/python bench/step_rows.py [--rows 1,2,3,4,8,16,32,64] [--context 1024] [--reps 5]
+    .venv/bin/python bench/step_rows.py [--rows 1,2,3,4,8,16,32,64] [--context 1024] [--reps 5] [--huge-pages]
+
+`--huge-pages`: the model's memory on transparent huge pages, as the engine's `huge_pages` setting does.
 """
 
 from __future__ import annotations
@@ -30,14 +32,18 @@ sys.path.insert(0, str(ROOT / "src"))
 import llama_cpp as lc  # noqa: E402
 
 from coderapi.engines.llama_cpp.invariance import _decode, keep_unrepacked_matmuls_on_one_path  # noqa: E402
+from coderapi.engines.llama_cpp.huge_pages import advise_huge_pages, anonymous_regions, own_maps  # noqa: E402
 from coderapi.engines.llama_cpp.model import LlamaContext, LlamaModel, init_backend  # noqa: E402
 
 GGUF = ROOT / "data" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 
 
-def step_costs(repack: bool, rows: list[int], context: int, reps: int) -> dict[int, float]:
-    model = LlamaModel(GGUF, repack=repack)
+def step_costs(repack: bool, rows: list[int], context: int, reps: int, huge_pages: bool = False) -> dict[int, float]:
+    mapped_before = anonymous_regions(own_maps())
+    model = LlamaModel(GGUF, repack=repack, huge_pages=huge_pages)
     ctx = LlamaContext(model, n_ctx=context + max(rows) + 16, n_seq_max=1, n_batch=512, n_threads=os.cpu_count())
+    if huge_pages:
+        advise_huge_pages(mapped_before)
     batch = lc.llama_batch_init(512, 0, 1)
     for i in range(512):
         batch.n_seq_id[i] = 1
@@ -68,15 +74,17 @@ def main() -> None:
     parser.add_argument("--tiled-kernel", action="store_true",
                         help="leave ggml's tiled K-quant matmul on for unrepacked weights (coderapi turns it off "
                              "for unrepacked models with exact speculation)")
+    parser.add_argument("--huge-pages", action="store_true", help="the model's memory on transparent huge pages")
     args = parser.parse_args()
     if not args.tiled_kernel:
         keep_unrepacked_matmuls_on_one_path()
     rows = sorted({1, *(int(r) for r in args.rows.split(","))})
     init_backend()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"machine: {platform.node()} · {os.cpu_count()} cores · {cpu}; {GGUF.name}; {args.context} tokens cached")
+    print(f"machine: {platform.node()} · {os.cpu_count()} cores · {cpu}; {GGUF.name}; {args.context} tokens cached; "
+          f"huge pages {'on' if args.huge_pages else 'off'}")
     print(f"{'rows k':>7} | {'repacked: cost(k)/cost(1)':>26} {'k/cost':>7} | {'not repacked: cost(k)/cost(1)':>30} {'k/cost':>7}")
-    results = {repack: step_costs(repack, rows, args.context, args.reps) for repack in (True, False)}
+    results = {repack: step_costs(repack, rows, args.context, args.reps, args.huge_pages) for repack in (True, False)}
     for k in rows:
         cells = []
         for repack in (True, False):
