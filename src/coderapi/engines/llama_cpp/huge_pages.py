@@ -11,7 +11,8 @@ for this, so the model loads without mmap (LlamaModel's `huge_pages`). Nothing c
 the same bytes, on other pages. Measured on a 2-core VM (bench/lone_decode.py --peer-huge-pages, 12
 paired rounds): lone decoding 1.049x llama-server's with this, 0.969x without; llama-server given the
 same (--load-mode none, GLIBC_TUNABLES=glibc.malloc.hugetlb=1) 1.034x its own default.
-Where the kernel refuses (THP `never`, an old kernel, no memory to compact), the pages stay as they are.
+Where THP is `never` the worker leaves the file mapped (`thp_available`); where the kernel refuses a
+collapse (before 6.1, no memory to compact), those pages stay as they are.
 """
 
 from __future__ import annotations
@@ -89,8 +90,6 @@ def huge_page_bytes() -> int:
 def advise_huge_pages(before: set[Region]) -> int:
     """Ask for huge pages on the large anonymous mappings that are not in `before` (a snapshot
     taken before the load); the bytes of this process now on huge pages."""
-    if not thp_available():
-        return 0
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     for region in anonymous_regions(own_maps()) - before:
@@ -102,7 +101,8 @@ def advise_huge_pages(before: set[Region]) -> int:
             continue
         # One huge page at a time: a range never touched (a buffer's unused end) refuses, the rest
         # still moves; later faults in the region get huge pages anyway (MADV_HUGEPAGE above).
-        refused = sum(libc.madvise(page, HUGE_PAGE, MADV_COLLAPSE) != 0 for page in range(aligned.start, aligned.end, HUGE_PAGE))
+        pages = range(aligned.start, aligned.end, HUGE_PAGE)
+        refused = sum(libc.madvise(page, HUGE_PAGE, MADV_COLLAPSE) != 0 for page in pages)
         if refused:
             log.debug("MADV_COLLAPSE refused %d of %d huge pages", refused, aligned.size // HUGE_PAGE)
     return huge_page_bytes()
