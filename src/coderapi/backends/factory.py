@@ -75,7 +75,9 @@ def build_served_models(
 
             # `gguf` names the tokenizer that counts a stream the upstream reported no usage for.
             tokenizer = TokenCounter(lambda spec=spec: resolve_gguf(spec.gguf, settings.resolved_model_cache_dir))
-            backend = UpstreamBackend(spec, tokenizer)
+            backend = UpstreamBackend(
+                spec, tokenizer, settings.max_waiting_requests, settings.max_waiting_requests_per_user
+            )
             served.append(ServedModel(spec, backend, "upstream: " + ", ".join(spec.upstream_urls)))
             continue
         if engine_factory is not None or spec.backend == "fake":

@@ -49,7 +49,7 @@ class ModelSpec(BaseModel):
     )
     upstream_slots: int = Field(
         0, ge=0,
-        description="upstream_mode 'coder' only: sequences all the replicas decode at once (llama-server: the "
+        description="Sequences all the replicas decode at once (llama-server: the "
         "sum of their --parallel; vLLM: of their --max-num-seqs). Set, the gateway sends at most that many at "
         "once and queues the rest itself (max_waiting_requests, max_waiting_requests_per_user), users in turn, "
         "the one holding the fewest first; 0: every request is sent at once and waits in the replicas' own "

@@ -4,8 +4,8 @@ llama-server, another coderapi): least-outstanding routing, failover before the 
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
-from typing import AsyncIterator, Callable, TypeVar
+from contextlib import aclosing, asynccontextmanager
+from typing import AsyncIterator, Callable, Hashable, TypeVar
 
 import aiohttp
 import httpx
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import to_json
 
 from coderapi.backends.base import ChatAnswer, CompletionAnswer, RequestTally
+from coderapi.backends.fair_pool import current_owner
 from coderapi.backends.held_logprobs import check_held_logprobs
 from coderapi.config import ModelSpec
 from coderapi.backends.upstream.client import (
@@ -25,6 +26,8 @@ from coderapi.backends.upstream.usage import UsageCaps, UsageMeter
 from coderapi.engines.remote.errors import (
     ProtocolError, bad_answer, error_for, json_object, status_fails_over, stream_failed, unreachable,
 )
+from coderapi.engines.capacity import EngineCapacity
+from coderapi.engines.fair_gate import FairGate
 from coderapi.engines.remote.pool import Replica, ReplicaPool
 from coderapi.errors import CoderapiError, retry_after_seconds
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
@@ -44,7 +47,13 @@ WHOLE_ANSWER_LOGPROBS = 16_384
 
 
 class UpstreamBackend:
-    def __init__(self, spec: ModelSpec, counter: TokenCounter | None = None) -> None:
+    def __init__(
+        self, spec: ModelSpec, counter: TokenCounter | None = None, max_waiting: int = 64,
+        max_waiting_per_owner: int | None = None,
+    ) -> None:
+        """With `spec.upstream_slots`, at most that many requests are at the replicas at once; up to
+        `max_waiting` more (`max_waiting_per_owner` of one user's) wait here, users in turn, the one
+        holding the fewest first (fair_gate.py), as the Coder layer's remote engine queues."""
         if not spec.upstream_urls:
             raise ValueError(f"model {spec.id}: backend 'upstream' needs upstream_urls")
         self.spec = spec
@@ -55,6 +64,9 @@ class UpstreamBackend:
         self._pool = ReplicaPool(spec.upstream_urls, self._health_client)
         self._client = UpstreamClient(spec.upstream_api_key, spec.upstream_connections_per_replica)
         self._counter = counter or TokenCounter(None)  # counts streams the upstream did not report
+        slots = spec.upstream_slots
+        self._gate = FairGate(slots) if slots > 0 else None
+        self._capacity = EngineCapacity(slots, max_waiting, max_waiting_per_owner) if slots > 0 else None
 
     @property
     def ready(self) -> bool:
@@ -217,8 +229,12 @@ class UpstreamBackend:
     async def _forward(self, path: str, request, tally: RequestTally, answer_type, chunk_type):
         body = self._body(request)
         meter = UsageMeter(request, tally, UsageCaps.of(request, self.spec), self._counter)
+        owner = current_owner()  # the stream is read outside the request's `working_for`: taken now
+        if self._capacity is not None:
+            self._capacity.check(owner)  # refused now, as an HTTP error (counted once it waits)
         if request.stream:
-            return self._chunks(path, body, meter, chunk_type, request.wants_usage)
+            chunks = self._chunks(path, body, meter, chunk_type, request.wants_usage)
+            return chunks if self._gate is None else self._in_turn(owner, chunks)
         # A whole answer is parsed at once on the event loop: bounded tighter than the Coder layer's
         # held answers, whose entries are built one token at a time (see WHOLE_ANSWER_LOGPROBS).
         top, param = _logprob_alternatives(request)
@@ -226,9 +242,29 @@ class UpstreamBackend:
             choices=1, budget=meter.caps.completion, top=top, param=param, streamed=False,
             limit=min(self.spec.max_answer_logprobs, WHOLE_ANSWER_LOGPROBS),
         )
-        result, usage = await self._whole(path, body, answer_type)
+        async with self._place(owner):
+            result, usage = await self._whole(path, body, answer_type)
         tally.mark_first_token()
         return await self._finish(result, usage, meter)
+
+    async def _in_turn(self, owner: Hashable | None, chunks: AsyncIterator) -> AsyncIterator:
+        """`chunks` once a place is free; the place is held until the stream ends or is closed."""
+        async with self._place(owner), aclosing(chunks) as stream:
+            async for chunk in stream:
+                yield chunk
+
+    @asynccontextmanager
+    async def _place(self, owner: Hashable | None) -> AsyncIterator[None]:
+        """One of `upstream_slots` places at the replicas, waited for in the owner's turn (none: no gate)."""
+        if self._gate is None:
+            yield
+            return
+        self._capacity.enter(owner)  # re-checked: several requests may have passed `check` at once
+        try:
+            async with self._gate.place(owner):
+                yield
+        finally:
+            self._capacity.leave(owner)
 
     async def _finish(self, result, usage, meter: UsageMeter):
         result.model = self.served_model
