@@ -86,15 +86,15 @@ async def test_the_replica_gets_at_most_slots_requests_and_a_freed_place_goes_to
     await backend.start()
     try:
         flood = [asyncio.create_task(ask(backend, "flood", f"f{i}", stream=i % 2 == 1)) for i in range(4)]
-        await until(lambda: len(replica.seen) == 2 and backend._gate.waiting == 2)
+        await until(lambda: len(replica.seen) == 2 and backend._queue.gate.waiting == 2)
         other = asyncio.create_task(ask(backend, "other", "o"))
-        await until(lambda: backend._gate.waiting == 3)
+        await until(lambda: backend._queue.gate.waiting == 3)
         await asyncio.sleep(0.1)
         assert replica.seen == ["f0", "f1"]  # the rest wait at the gateway, not at the replica
         replica.release.set()
         assert await asyncio.wait_for(asyncio.gather(*flood, other), 10) == ["ok"] * 5
         assert replica.seen[2] == "o"  # first come, first served, it would have been f2
-        assert backend._capacity.held == 0 and backend._gate.held == 0  # every place given back
+        assert backend._queue.capacity.held == 0 and backend._queue.gate.held == 0  # every place given back
     finally:
         await backend.close()
 
@@ -104,11 +104,11 @@ async def test_a_users_share_of_the_waiting_places_and_the_whole_queue_are_bound
     await backend.start()
     try:
         held = [asyncio.create_task(ask(backend, "flood", f"f{i}")) for i in range(2)]  # 1 sent, 1 waiting
-        await until(lambda: backend._capacity.held == 2)
+        await until(lambda: backend._queue.capacity.held == 2)
         with pytest.raises(RateLimited):  # its share: the slot and one waiting place
             await ask(backend, "flood", "f2", stream=True)
         others = [asyncio.create_task(ask(backend, f"user{i}", f"u{i}")) for i in range(2)]
-        await until(lambda: backend._capacity.held == 4)
+        await until(lambda: backend._queue.capacity.held == 4)
         with pytest.raises(Overloaded):  # 1 + 3 places in all
             await ask(backend, "late", "l")
         replica.release.set()
@@ -127,14 +127,14 @@ async def test_a_stream_closed_while_it_waits_gives_its_place_back(replica):
         with working_for("b"):
             stream = await backend.chat(request, RequestTally())
         waiting = asyncio.create_task(anext(stream))
-        await until(lambda: backend._gate.waiting == 1)
+        await until(lambda: backend._queue.gate.waiting == 1)
         waiting.cancel()  # the client left while queued
         with pytest.raises(asyncio.CancelledError):
             await waiting
         await stream.aclose()
-        assert backend._gate.waiting == 0 and backend._capacity.held == 1
+        assert backend._queue.gate.waiting == 0 and backend._queue.capacity.held == 1
         replica.release.set()
         assert await asyncio.wait_for(first, 10) == "ok"
-        assert backend._capacity.held == 0 and replica.seen == ["first"]
+        assert backend._queue.capacity.held == 0 and replica.seen == ["first"]
     finally:
         await backend.close()

@@ -124,5 +124,5 @@ async def test_closing_a_stream_closes_the_replicas_at_once_and_frees_its_place(
     await stream.aclose()
     assert closed.is_set()  # now, not when the generators are collected
     if slots:
-        assert engine._gate.held == 0 and engine._capacity.held == 0
+        assert engine._queue.gate.held == 0 and engine._queue.capacity.held == 0
     await engine.close()

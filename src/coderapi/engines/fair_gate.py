@@ -17,6 +17,8 @@ from collections import Counter, deque
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Hashable
 
+from coderapi.engines.capacity import EngineCapacity
+
 
 class FairGate:
     def __init__(self, places: int) -> None:
@@ -88,3 +90,27 @@ class FairGate:
                 continue
             self._take(owner)
             future.set_result(None)
+
+
+class GatewayQueue:
+    """What a gateway with `upstream_slots` runs requests through, in Coder mode (the remote engine)
+    and pass-through alike: `slots` places at the replicas (`gate`) and the requests that may hold or
+    wait for one (`capacity`: `max_waiting` in all, `max_waiting_per_owner` of one owner's)."""
+
+    def __init__(self, slots: int, max_waiting: int, max_waiting_per_owner: int | None = None) -> None:
+        self.gate = FairGate(slots)
+        self.capacity = EngineCapacity(slots, max_waiting, max_waiting_per_owner)
+
+    def check(self, owner: Hashable) -> None:
+        """Refuse now (503 all full, 429 the owner's share), counting nothing: an HTTP error at the call."""
+        self.capacity.check(owner)
+
+    @asynccontextmanager
+    async def place(self, owner: Hashable) -> AsyncIterator[None]:
+        """One place at the replicas for the block, waited for in `owner`'s turn."""
+        self.capacity.enter(owner)  # re-checked: several requests may have passed `check` at once
+        try:
+            async with self.gate.place(owner):
+                yield
+        finally:
+            self.capacity.leave(owner)

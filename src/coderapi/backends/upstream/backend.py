@@ -4,7 +4,7 @@ llama-server, another coderapi): least-outstanding routing, failover before the 
 from __future__ import annotations
 
 import logging
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing, asynccontextmanager, nullcontext
 from typing import AsyncIterator, Callable, Hashable, TypeVar
 
 import aiohttp
@@ -26,8 +26,7 @@ from coderapi.backends.upstream.usage import UsageCaps, UsageMeter
 from coderapi.engines.remote.errors import (
     ProtocolError, bad_answer, error_for, json_object, status_fails_over, stream_failed, unreachable,
 )
-from coderapi.engines.capacity import EngineCapacity
-from coderapi.engines.fair_gate import FairGate
+from coderapi.engines.fair_gate import GatewayQueue
 from coderapi.engines.remote.pool import Replica, ReplicaPool
 from coderapi.errors import CoderapiError, retry_after_seconds
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
@@ -65,8 +64,7 @@ class UpstreamBackend:
         self._client = UpstreamClient(spec.upstream_api_key, spec.upstream_connections_per_replica)
         self._counter = counter or TokenCounter(None)  # counts streams the upstream did not report
         slots = spec.upstream_slots
-        self._gate = FairGate(slots) if slots > 0 else None
-        self._capacity = EngineCapacity(slots, max_waiting, max_waiting_per_owner) if slots > 0 else None
+        self._queue = GatewayQueue(slots, max_waiting, max_waiting_per_owner) if slots > 0 else None
 
     @property
     def ready(self) -> bool:
@@ -230,11 +228,11 @@ class UpstreamBackend:
         body = self._body(request)
         meter = UsageMeter(request, tally, UsageCaps.of(request, self.spec), self._counter)
         owner = current_owner()  # the stream is read outside the request's `working_for`: taken now
-        if self._capacity is not None:
-            self._capacity.check(owner)  # refused now, as an HTTP error (counted once it waits)
+        if self._queue is not None:
+            self._queue.check(owner)  # refused now, as an HTTP error (counted once it waits)
         if request.stream:
             chunks = self._chunks(path, body, meter, chunk_type, request.wants_usage)
-            return chunks if self._gate is None else self._in_turn(owner, chunks)
+            return chunks if self._queue is None else self._in_turn(owner, chunks)
         # A whole answer is parsed at once on the event loop: bounded tighter than the Coder layer's
         # held answers, whose entries are built one token at a time (see WHOLE_ANSWER_LOGPROBS).
         top, param = _logprob_alternatives(request)
@@ -242,29 +240,16 @@ class UpstreamBackend:
             choices=1, budget=meter.caps.completion, top=top, param=param, streamed=False,
             limit=min(self.spec.max_answer_logprobs, WHOLE_ANSWER_LOGPROBS),
         )
-        async with self._place(owner):
+        async with self._queue.place(owner) if self._queue else nullcontext():
             result, usage = await self._whole(path, body, answer_type)
         tally.mark_first_token()
         return await self._finish(result, usage, meter)
 
     async def _in_turn(self, owner: Hashable | None, chunks: AsyncIterator) -> AsyncIterator:
         """`chunks` once a place is free; the place is held until the stream ends or is closed."""
-        async with self._place(owner), aclosing(chunks) as stream:
+        async with self._queue.place(owner), aclosing(chunks) as stream:
             async for chunk in stream:
                 yield chunk
-
-    @asynccontextmanager
-    async def _place(self, owner: Hashable | None) -> AsyncIterator[None]:
-        """One of `upstream_slots` places at the replicas, waited for in the owner's turn (none: no gate)."""
-        if self._gate is None:
-            yield
-            return
-        self._capacity.enter(owner)  # re-checked: several requests may have passed `check` at once
-        try:
-            async with self._gate.place(owner):
-                yield
-        finally:
-            self._capacity.leave(owner)
 
     async def _finish(self, result, usage, meter: UsageMeter):
         result.model = self.served_model

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing, nullcontext
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -32,8 +32,7 @@ import httpx
 from pydantic_core import from_json  # its nesting limit is a ValueError, not json's RecursionError
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
-from coderapi.engines.capacity import EngineCapacity
-from coderapi.engines.fair_gate import FairGate
+from coderapi.engines.fair_gate import GatewayQueue
 from coderapi.engines.remote.assembler import TokenAssembler
 from coderapi.engines.remote.dialects import dialect
 from coderapi.engines.remote.errors import (
@@ -101,8 +100,7 @@ class RemoteCompletionEngine:
 
             self._sandbox = GrammarSandbox(Path(gguf_path))
         self._ready = False
-        self._gate = FairGate(slots) if slots > 0 else None
-        self._capacity = EngineCapacity(slots, max_waiting, max_waiting_per_owner) if slots > 0 else None
+        self._queue = GatewayQueue(slots, max_waiting, max_waiting_per_owner) if slots > 0 else None
 
     @property
     def ready(self) -> bool:
@@ -171,7 +169,7 @@ class RemoteCompletionEngine:
         return self.tokenizer.token_text(token_id)
 
     def stats(self) -> EngineStats:
-        return EngineStats(running=self._pool.outstanding, waiting=self._gate.waiting if self._gate else 0)
+        return EngineStats(running=self._pool.outstanding, waiting=self._queue.gate.waiting if self._queue else 0)
 
     # -- generation -----------------------------------------------------------------------------
 
@@ -182,8 +180,8 @@ class RemoteCompletionEngine:
         if not self._pool.any_healthy:
             raise self._pool.none_left()  # 503 with Retry-After until a health check passes
         self._validate(prompt_ids, params)
-        if self._capacity is not None:
-            self._capacity.check(params.owner)
+        if self._queue is not None:
+            self._queue.check(params.owner)
         return self._stream(list(prompt_ids), params)
 
     def _validate(self, prompt: list[int], params: SamplingParams) -> None:
@@ -192,22 +190,10 @@ class RemoteCompletionEngine:
     async def _stream(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         # aclosing: closing this stream closes the replica's at once (not when it is collected), and
         # before its place goes to the next request.
-        async with self._place(params.owner), aclosing(self._sent(prompt, params)) as sent:
+        place = self._queue.place(params.owner) if self._queue else nullcontext()
+        async with place, aclosing(self._sent(prompt, params)) as sent:
             async for event in sent:
                 yield event
-
-    @asynccontextmanager
-    async def _place(self, owner) -> AsyncIterator[None]:
-        """One of `upstream_slots` places at the replicas, waited for in the owner's turn (none: no gate)."""
-        if self._gate is None:
-            yield
-            return
-        self._capacity.enter(owner)  # re-checked: several generators may have been created at once
-        try:
-            async with self._gate.place(owner):
-                yield
-        finally:
-            self._capacity.leave(owner)
 
     async def _sent(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[TokenEvent]:
         body = self._dialect.body(prompt, params, self._model)
