@@ -32,18 +32,16 @@ sys.path.insert(0, str(ROOT / "src"))
 import llama_cpp as lc  # noqa: E402
 
 from coderapi.engines.llama_cpp.invariance import _decode, keep_unrepacked_matmuls_on_one_path  # noqa: E402
-from coderapi.engines.llama_cpp.huge_pages import advise_huge_pages, anonymous_regions, own_maps  # noqa: E402
+from coderapi.engines.llama_cpp.huge_pages import onto_huge_pages  # noqa: E402
 from coderapi.engines.llama_cpp.model import LlamaContext, LlamaModel, init_backend  # noqa: E402
 
 GGUF = ROOT / "data" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 
 
 def step_costs(repack: bool, rows: list[int], context: int, reps: int, huge_pages: bool = False) -> dict[int, float]:
-    mapped_before = anonymous_regions(own_maps())
-    model = LlamaModel(GGUF, repack=repack, huge_pages=huge_pages)
-    ctx = LlamaContext(model, n_ctx=context + max(rows) + 16, n_seq_max=1, n_batch=512, n_threads=os.cpu_count())
-    if huge_pages:
-        advise_huge_pages(mapped_before)
+    with onto_huge_pages(huge_pages):
+        model = LlamaModel(GGUF, repack=repack, huge_pages=huge_pages)
+        ctx = LlamaContext(model, n_ctx=context + max(rows) + 16, n_seq_max=1, n_batch=512, n_threads=os.cpu_count())
     batch = lc.llama_batch_init(512, 0, 1)
     for i in range(512):
         batch.n_seq_id[i] = 1

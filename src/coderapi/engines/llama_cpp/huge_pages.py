@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 log = logging.getLogger("coderapi.engines.llama_cpp")
 
@@ -106,3 +108,13 @@ def advise_huge_pages(before: set[Region]) -> int:
         if refused:
             log.debug("MADV_COLLAPSE refused %d of %d huge pages", refused, aligned.size // HUGE_PAGE)
     return huge_page_bytes()
+
+
+@contextmanager
+def onto_huge_pages(enabled: bool) -> Iterator[None]:
+    """The large anonymous mappings the block creates (a model, its context) asked onto huge pages
+    at its end, when `enabled`."""
+    before = anonymous_regions(own_maps()) if enabled else set()
+    yield
+    if enabled:
+        log.info("model memory on huge pages: %d MiB", advise_huge_pages(before) >> 20)

@@ -50,7 +50,7 @@ from coderapi.errors import InternalError, ModelNotReady
 
 from .model import LlamaContext, LlamaModel
 from .draft_value import DraftOffer, StepCosts
-from .huge_pages import advise_huge_pages, anonymous_regions, own_maps, thp_available
+from .huge_pages import onto_huge_pages, thp_available
 from .drafting import Proposal, drafter_for
 from .invariance import keep_unrepacked_matmuls_on_one_path
 from .prefix_cache import SlotPool
@@ -166,15 +166,13 @@ class Worker(threading.Thread):
 
     def _load(self) -> None:
         huge_pages = self.huge_pages and thp_available()  # else the file stays mapped (shared page cache)
-        mapped_before = anonymous_regions(own_maps())
-        self.model = LlamaModel(self.model_path, repack=self.repack, huge_pages=huge_pages)
+        with onto_huge_pages(huge_pages):  # before the step timing below: it should see the pages steps run on
+            self.model = LlamaModel(self.model_path, repack=self.repack, huge_pages=huge_pages)
+            self.ctx = LlamaContext(
+                self.model, n_ctx=self.n_ctx_per_seq * self.n_parallel, n_seq_max=self.n_parallel,
+                n_batch=self.n_batch, n_threads=self.n_threads,
+            )
         self.metadata = self.model.metadata()
-        self.ctx = LlamaContext(
-            self.model, n_ctx=self.n_ctx_per_seq * self.n_parallel, n_seq_max=self.n_parallel,
-            n_batch=self.n_batch, n_threads=self.n_threads,
-        )
-        if huge_pages:  # before the step timing below, which should see the pages steps will run on
-            log.info("model memory on huge pages: %d MiB", advise_huge_pages(mapped_before) >> 20)
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
         for i in range(self.n_batch):
             self._batch.n_seq_id[i] = 1
