@@ -3,10 +3,10 @@
 One loop iteration: take new requests from the inbox (blocking only when idle, or for 10 ms when
 every running sequence waits for its reader); snapshot the queues and let the pure scheduler
 decide (scheduler.py): which cancelled requests to drop or free, which waiting ones to admit
-into free slots (owners in turn; the prefix cache picks the slot), which drafts to use and which rows the
-step holds; run that plan with llama_decode, sample every sequence that produced logits, and
-hand the step's events to their event loops (outbox.py). Every decision is the scheduler's;
-this file only carries them out against llama.cpp.
+into free slots (owners in turn; the prefix cache picks the slot; admission_steps.py carries it
+out), which drafts to use and which rows the step holds; run that plan with llama_decode, sample
+every sequence that produced logits, and hand the step's events to their event loops (outbox.py).
+Every decision is the scheduler's; this file only carries them out against llama.cpp.
 
 What crosses threads, and nothing else: the inbox (a thread-safe queue), each request's queue,
 `cancelled` flag and event counts (sequences.py), the `ready` future, and `published`, the
@@ -48,16 +48,14 @@ import llama_cpp as lc
 from coderapi.engines.base import TokenEvent
 from coderapi.errors import InternalError, ModelNotReady
 
+from .admission_steps import AdmissionSteps
 from .model import LlamaContext, LlamaModel
 from .draft_value import DraftOffer, StepCosts
 from .huge_pages import onto_huge_pages, thp_available
-from .drafting import Proposal, drafter_for
+from .drafting import Proposal
 from .invariance import keep_unrepacked_matmuls_on_one_path
 from .prefix_cache import SlotPool
-from .sampling import make_sampler
-from .scheduler import (
-    MATMUL_ROW_GROUP, MAX_DRAFT_ROWS, ExactRows, WaitingView, plan_admission, plan_preemption, plan_step,
-)
+from .scheduler import MATMUL_ROW_GROUP, MAX_DRAFT_ROWS, ExactRows, plan_step
 from .step_timing import calibrate_speculation
 from .outbox import Outbox
 from .sequences import BatchPart, Request, Sequence, WorkerStats, batch_parts, fill_batch
@@ -72,7 +70,7 @@ MAX_UNREAD_EVENTS = 256
 READER_WAIT_SECONDS = 0.01  # how long an idle worker waits for a reader (or a new request)
 
 
-class Worker(threading.Thread):
+class Worker(AdmissionSteps, threading.Thread):
     def __init__(
         self,
         model_path: Path,
@@ -246,82 +244,6 @@ class Worker(threading.Thread):
     @staticmethod
     def _reader_keeps_up(seq: Sequence) -> bool:
         return seq.req.unread < MAX_UNREAD_EVENTS
-
-    def _apply_admission(self) -> None:
-        if not self.waiting and not any(seq.req.cancelled for seq in self.running):
-            return  # most steps: nothing to plan (saves the plans' lists on every token)
-        self._preempt_planned()
-        while self._admit_planned():  # a request that failed admission left its slot free
-            pass
-
-    def _preempt_planned(self) -> None:
-        """Set aside the sequences `plan_preemption` names; their requests wait again, in arrival order."""
-        if not self.waiting or self._copy_pending:  # a slot's pending copy lands at the next decode
-            return
-        waiting = [WaitingView(req.id, req.cancelled, req.params.owner) for req in self.waiting]
-        keys = plan_preemption([seq.view() for seq in self.running], waiting, self.pool.n_free)
-        for seq in [s for s in self.running if s.key in keys]:
-            seq.set_aside()
-            self.pool.release(seq.slot)  # its KV stays as a prefix cache, maybe for its own return
-            self.running.remove(seq)
-            self.waiting.append(seq.req)
-            self.preemptions += 1
-        if keys:
-            self.waiting = deque(sorted(self.waiting, key=lambda req: req.id))
-
-    def _admit_planned(self) -> bool:
-        """Carry out one admission plan; True when some admission failed."""
-        waiting = [WaitingView(req.id, req.cancelled, req.params.owner) for req in self.waiting]
-        cancelled = [seq.key for seq in self.running if seq.req.cancelled]
-        staying = [seq.req.params.owner for seq in self.running if not seq.req.cancelled]
-        plan = plan_admission(waiting, cancelled, self.pool.n_free, staying)
-        leaving, admitted = {*plan.drop, *plan.admit}, {req.id: req for req in self.waiting if req.id in plan.admit}
-        for req in self.waiting:
-            if req.id in plan.drop and req.set_aside is not None:
-                req.set_aside.sampler.free()
-        self.waiting = deque(req for req in self.waiting if req.id not in leaving)
-        for seq in [s for s in self.running if s.key in plan.release]:
-            self._release(seq)  # its KV stays valid: kept as prefix cache
-        failed = False
-        for req in (admitted[req_id] for req_id in plan.admit):  # owners in turn (plan_admission)
-            try:
-                self._admit(req)
-            except Exception as exc:
-                self._outbox.send(req, exc)
-                failed = True
-        return failed
-
-    def _admit(self, req: Request) -> None:
-        if req.set_aside is not None:
-            return self._resume(req.set_aside)
-        sampler = make_sampler(self.model, req.params, req.prompt)
-        try:
-            placement = self.pool.acquire(req.prompt)
-            keep = self.pool.bind(self.ctx, placement)
-            self._copy_pending |= placement.source is not None
-        except BaseException:
-            sampler.free()
-            raise
-        try:
-            drafter = drafter_for(req.prompt, req.params, self.ngram_speculation, self.n_ctx_per_seq)
-        except BaseException:
-            sampler.free()
-            self.pool.release(placement.slot)  # its KV, the kept prefix, stays valid
-            raise
-        self.prefix_queries += len(req.prompt)
-        self.prefix_hits += keep
-        self.running.append(Sequence(req, placement.slot, sampler, keep, drafter))
-
-    def _resume(self, seq: Sequence) -> None:
-        """A sequence set aside gets a slot again; it evaluates what the slot lacks of its context."""
-        try:
-            placement = self.pool.acquire(seq.context)
-            seq.resume(placement.slot, self.pool.bind(self.ctx, placement))
-            self._copy_pending |= placement.source is not None
-        except BaseException:
-            seq.sampler.free()
-            raise
-        self.running.append(seq)
 
     # -- one decode step ------------------------------------------------------------------------
 
