@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from coderapi.backends.base import RequestTally
 from coderapi.backends.fair_pool import working_for
+from coderapi.backends.stats import engine_stats
 from coderapi.backends.upstream import UpstreamBackend
 from coderapi.config import ModelSpec
 from coderapi.errors import Overloaded, RateLimited
@@ -91,10 +92,13 @@ async def test_the_replica_gets_at_most_slots_requests_and_a_freed_place_goes_to
         await until(lambda: backend._queue.gate.waiting == 3)
         await asyncio.sleep(0.1)
         assert replica.seen == ["f0", "f1"]  # the rest wait at the gateway, not at the replica
+        stats = engine_stats(backend)  # what /metrics reports as running and waiting
+        assert (stats.running, stats.waiting) == (2, 3)
         replica.release.set()
         assert await asyncio.wait_for(asyncio.gather(*flood, other), 10) == ["ok"] * 5
         assert replica.seen[2] == "o"  # first come, first served, it would have been f2
         assert backend._queue.capacity.held == 0 and backend._queue.gate.held == 0  # every place given back
+        assert (engine_stats(backend).running, engine_stats(backend).waiting) == (0, 0)
     finally:
         await backend.close()
 

@@ -11,6 +11,10 @@ __all__ = ["EngineStats", "engine_stats"]
 
 
 def engine_stats(backend: Backend) -> EngineStats | None:
-    """The counters of `backend`'s engine; None for a backend without one (pass-through upstream)."""
+    """The counters of `backend`'s engine, or of the backend itself where it has no engine (the
+    pass-through upstream counts its requests at the replicas and those waiting at the gateway)."""
     engine = getattr(backend, "engine", None)
-    return None if engine is None else engine.stats()
+    if engine is not None:
+        return engine.stats()
+    own = getattr(backend, "stats", None)
+    return None if own is None else own()

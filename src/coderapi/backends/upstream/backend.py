@@ -26,6 +26,7 @@ from coderapi.backends.upstream.usage import UsageCaps, UsageMeter
 from coderapi.engines.remote.errors import (
     ProtocolError, bad_answer, error_for, json_object, status_fails_over, stream_failed, unreachable,
 )
+from coderapi.engines.base import EngineStats
 from coderapi.engines.fair_gate import GatewayQueue
 from coderapi.engines.remote.pool import Replica, ReplicaPool
 from coderapi.errors import CoderapiError, retry_after_seconds
@@ -73,6 +74,10 @@ class UpstreamBackend:
     @property
     def context_length(self) -> int:
         return self.spec.context_length
+
+    def stats(self) -> EngineStats:
+        """Requests at the replicas now and those waiting at the gateway for a place (/metrics)."""
+        return EngineStats(running=self._pool.outstanding, waiting=self._queue.gate.waiting if self._queue else 0)
 
     async def start(self) -> None:
         await self._client.start()
