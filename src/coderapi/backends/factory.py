@@ -10,6 +10,7 @@ from coderapi.backends.coder.backend import CoderBackend
 from coderapi.backends.served import ServedModel
 from coderapi.config import ModelSpec, Settings
 from coderapi.engines.base import Engine
+from coderapi.engines.shared_slots import SharedSlots
 from coderapi.weights.packaged import Progress, resolve_gguf
 
 EngineFactory = Callable[[ModelSpec], Engine]
@@ -34,8 +35,18 @@ def llama_cpp_engine(spec: ModelSpec, gguf_path: Path, max_waiting: int, max_wai
     )
 
 
+def shared_slots(spec: ModelSpec, settings: Settings) -> SharedSlots | None:
+    """`upstream_slots` counted across every gateway on the settings' Redis, where one is set."""
+    if not settings.redis_url or spec.upstream_slots < 1:
+        return None
+    # One set per served model id; the hash tag keeps it in one cluster slot with nothing else.
+    key = f"coderapi:slots:{{{spec.id}}}"
+    return SharedSlots(settings.redis_url, key, spec.upstream_slots, failure_mode=settings.redis_failure_mode)
+
+
 def remote_engine(
-    spec: ModelSpec, gguf_path: Path, max_waiting: int = 64, max_waiting_per_owner: int | None = None
+    spec: ModelSpec, gguf_path: Path, max_waiting: int = 64, max_waiting_per_owner: int | None = None,
+    shared: SharedSlots | None = None,
 ) -> Engine:
     """The Coder layer's engine for backend 'upstream' in mode 'coder': the replicas' raw completions,
     tokenized with the local GGUF's vocabulary."""
@@ -51,6 +62,7 @@ def remote_engine(
         slots=spec.upstream_slots,
         max_waiting=max_waiting,
         max_waiting_per_owner=max_waiting_per_owner,
+        shared_slots=shared,
     )
 
 
@@ -64,7 +76,7 @@ def build_served_models(
                 raise ValueError(f"model {spec.id}: backend 'upstream' needs upstream_urls")
             engine = remote_engine(
                 spec, resolve_gguf(spec.gguf, settings.resolved_model_cache_dir, progress),
-                settings.max_waiting_requests, settings.max_waiting_requests_per_user,
+                settings.max_waiting_requests, settings.max_waiting_requests_per_user, shared_slots(spec, settings),
             )
             where = f"{spec.upstream_api}: " + ", ".join(spec.upstream_urls)
             served.append(ServedModel(spec, CoderBackend(spec, engine), f"{where} (Coder layer, tokenizer {spec.gguf})"))
@@ -76,7 +88,8 @@ def build_served_models(
             # `gguf` names the tokenizer that counts a stream the upstream reported no usage for.
             tokenizer = TokenCounter(lambda spec=spec: resolve_gguf(spec.gguf, settings.resolved_model_cache_dir))
             backend = UpstreamBackend(
-                spec, tokenizer, settings.max_waiting_requests, settings.max_waiting_requests_per_user
+                spec, tokenizer, settings.max_waiting_requests, settings.max_waiting_requests_per_user,
+                shared_slots(spec, settings),
             )
             served.append(ServedModel(spec, backend, "upstream: " + ", ".join(spec.upstream_urls)))
             continue

@@ -53,7 +53,8 @@ class ModelSpec(BaseModel):
         "sum of their --parallel; vLLM: of their --max-num-seqs). Set, the gateway sends at most that many at "
         "once and queues the rest itself (max_waiting_requests, max_waiting_requests_per_user), users in turn, "
         "the one holding the fewest first; 0: every request is sent at once and waits in the replicas' own "
-        "first-come queues.",
+        "first-come queues. With redis_url set, the count is shared by every gateway on that Redis (leases that "
+        "a gateway which stops gives back within 30 s); without it, each gateway counts its own.",
     )
     family: str = Field(
         "qwen2.5-coder",

@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, description="Port to listen on.")
     data_dir: Path = Field(Path("data"), description="Where the SQLite database and model cache live.")
     database_url: str | None = Field(None, description="SQLAlchemy URL (default: SQLite in data_dir).")
-    redis_url: str | None = Field(None, description="Redis URL for shared rate limits (default: in-process).")
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL for rate limits and upstream_slots shared by several gateways (default: in-process).",
+    )
     redis_failure_mode: Literal["open", "closed"] = Field(
         "open",
         description="When Redis cannot be reached: 'open' admits requests under this process's own "

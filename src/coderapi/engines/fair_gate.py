@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter, deque
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import AsyncIterator, Hashable
 
 from coderapi.engines.capacity import EngineCapacity
+from coderapi.engines.shared_slots import SharedSlots
 
 
 class FairGate:
@@ -95,11 +96,21 @@ class FairGate:
 class GatewayQueue:
     """What a gateway with `upstream_slots` runs requests through, in Coder mode (the remote engine)
     and pass-through alike: `slots` places at the replicas (`gate`) and the requests that may hold or
-    wait for one (`capacity`: `max_waiting` in all, `max_waiting_per_owner` of one owner's)."""
+    wait for one (`capacity`: `max_waiting` in all, `max_waiting_per_owner` of one owner's). With
+    `shared` (several gateways on one Redis), a request given its place here also takes one of the
+    `slots` counted across gateways before it goes (shared_slots.py)."""
 
-    def __init__(self, slots: int, max_waiting: int, max_waiting_per_owner: int | None = None) -> None:
+    def __init__(
+        self, slots: int, max_waiting: int, max_waiting_per_owner: int | None = None, shared: SharedSlots | None = None
+    ) -> None:
         self.gate = FairGate(slots)
         self.capacity = EngineCapacity(slots, max_waiting, max_waiting_per_owner)
+        self.shared = shared
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued at this gateway: for its place, or holding it and waiting for a shared one."""
+        return self.gate.waiting + (self.shared.waiting if self.shared else 0)
 
     def check(self, owner: Hashable) -> None:
         """Refuse now (503 all full, 429 the owner's share), counting nothing: an HTTP error at the call."""
@@ -110,7 +121,11 @@ class GatewayQueue:
         """One place at the replicas for the block, waited for in `owner`'s turn."""
         self.capacity.enter(owner)  # re-checked: several requests may have passed `check` at once
         try:
-            async with self.gate.place(owner):
+            async with self.gate.place(owner), self.shared.place() if self.shared else nullcontext():
                 yield
         finally:
             self.capacity.leave(owner)
+
+    async def close(self) -> None:
+        if self.shared is not None:
+            await self.shared.close()

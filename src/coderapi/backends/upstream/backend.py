@@ -28,6 +28,7 @@ from coderapi.engines.remote.errors import (
 )
 from coderapi.engines.base import EngineStats
 from coderapi.engines.fair_gate import GatewayQueue
+from coderapi.engines.shared_slots import SharedSlots
 from coderapi.engines.remote.pool import Replica, ReplicaPool
 from coderapi.errors import CoderapiError, retry_after_seconds
 from coderapi.protocol.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
@@ -49,11 +50,12 @@ WHOLE_ANSWER_LOGPROBS = 16_384
 class UpstreamBackend:
     def __init__(
         self, spec: ModelSpec, counter: TokenCounter | None = None, max_waiting: int = 64,
-        max_waiting_per_owner: int | None = None,
+        max_waiting_per_owner: int | None = None, shared_slots: SharedSlots | None = None,
     ) -> None:
         """With `spec.upstream_slots`, at most that many requests are at the replicas at once; up to
         `max_waiting` more (`max_waiting_per_owner` of one user's) wait here, users in turn, the one
-        holding the fewest first (fair_gate.py), as the Coder layer's remote engine queues."""
+        holding the fewest first (fair_gate.py), as the Coder layer's remote engine queues;
+        `shared_slots`: those places counted across the gateways on one Redis (shared_slots.py)."""
         if not spec.upstream_urls:
             raise ValueError(f"model {spec.id}: backend 'upstream' needs upstream_urls")
         self.spec = spec
@@ -65,7 +67,7 @@ class UpstreamBackend:
         self._client = UpstreamClient(spec.upstream_api_key, spec.upstream_connections_per_replica)
         self._counter = counter or TokenCounter(None)  # counts streams the upstream did not report
         slots = spec.upstream_slots
-        self._queue = GatewayQueue(slots, max_waiting, max_waiting_per_owner) if slots > 0 else None
+        self._queue = GatewayQueue(slots, max_waiting, max_waiting_per_owner, shared_slots) if slots > 0 else None
 
     @property
     def ready(self) -> bool:
@@ -77,7 +79,7 @@ class UpstreamBackend:
 
     def stats(self) -> EngineStats:
         """Requests at the replicas now and those waiting at the gateway for a place (/metrics)."""
-        return EngineStats(running=self._pool.outstanding, waiting=self._queue.gate.waiting if self._queue else 0)
+        return EngineStats(running=self._pool.outstanding, waiting=self._queue.waiting if self._queue else 0)
 
     async def start(self) -> None:
         await self._client.start()
@@ -88,6 +90,8 @@ class UpstreamBackend:
         await self._client.close()
         await self._health_client.aclose()
         self._counter.close()
+        if self._queue is not None:
+            await self._queue.close()
 
     def _body(self, request: BaseModel) -> bytes:
         body = request.model_dump(mode="json", exclude_none=True, by_alias=True)

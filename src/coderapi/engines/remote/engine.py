@@ -33,6 +33,7 @@ from pydantic_core import from_json  # its nesting limit is a ValueError, not js
 
 from coderapi.engines.base import EngineInfo, EngineStats, SamplingParams, TokenEvent
 from coderapi.engines.fair_gate import GatewayQueue
+from coderapi.engines.shared_slots import SharedSlots
 from coderapi.engines.remote.assembler import TokenAssembler
 from coderapi.engines.remote.dialects import dialect
 from coderapi.engines.remote.errors import (
@@ -72,6 +73,7 @@ class RemoteCompletionEngine:
         slots: int = 0,
         max_waiting: int = 64,
         max_waiting_per_owner: int | None = None,
+        shared_slots: SharedSlots | None = None,
     ) -> None:
         """`urls`: the replicas' base URLs (http://host:port/v1; llama-server's root works too).
         `gguf_path`: a local GGUF of the same tokenizer family (vocabulary only is loaded).
@@ -79,7 +81,8 @@ class RemoteCompletionEngine:
         `transport`: httpx's (tests: a MockTransport).
         `slots`: sequences the replicas decode at once, all together; 0 sends every request at once.
         Otherwise at most that many are sent, and `max_waiting` more (`max_waiting_per_owner` of one
-        owner's) wait here, owners in turn (fair_gate.py, capacity.py)."""
+        owner's) wait here, owners in turn (fair_gate.py, capacity.py). `shared_slots`: those places
+        counted across the gateways on one Redis (shared_slots.py)."""
         if not urls:
             raise ValueError("the remote engine needs at least one replica URL")
         self._dialect = dialect(api)
@@ -100,7 +103,7 @@ class RemoteCompletionEngine:
 
             self._sandbox = GrammarSandbox(Path(gguf_path))
         self._ready = False
-        self._queue = GatewayQueue(slots, max_waiting, max_waiting_per_owner) if slots > 0 else None
+        self._queue = GatewayQueue(slots, max_waiting, max_waiting_per_owner, shared_slots) if slots > 0 else None
 
     @property
     def ready(self) -> bool:
@@ -150,6 +153,8 @@ class RemoteCompletionEngine:
         self._ready = False
         await self._pool.close()
         await self._client.aclose()
+        if self._queue is not None:
+            await self._queue.close()
         if self._sandbox is not None:
             await asyncio.to_thread(self._sandbox.close)
 
@@ -169,7 +174,7 @@ class RemoteCompletionEngine:
         return self.tokenizer.token_text(token_id)
 
     def stats(self) -> EngineStats:
-        return EngineStats(running=self._pool.outstanding, waiting=self._queue.gate.waiting if self._queue else 0)
+        return EngineStats(running=self._pool.outstanding, waiting=self._queue.waiting if self._queue else 0)
 
     # -- generation -----------------------------------------------------------------------------
 

@@ -1,0 +1,202 @@
+"""Replica places shared by every gateway on one Redis: `upstream_slots` counted across gateways.
+
+Each gateway's `GatewayQueue` orders its own waiting requests (fair_gate.py); with several gateways in
+front of one pool, each counting `upstream_slots` alone would send up to N times that many. Here a
+request that got its gateway's place also takes a lease in Redis, a sorted set of lease ids scored by
+their expiry (Redis's own clock), taken only while fewer than `limit` are live. A gateway renews the
+leases it holds every third of `lease_seconds`, so a gateway that dies gives its places back within
+`lease_seconds`; a request cancelled while its take was in flight gives back the id it would have got.
+
+A request waiting for a lease polls, 10 ms doubling to 100 ms, and wakes at once when a lease of this
+gateway is given back; the gateway's waiting requests take leases one at a time, in the order its own
+queue gave them places. Across gateways there is no order beyond who asks first after a release.
+
+When Redis cannot be reached, `failure_mode` decides, as for the rate limiter (setting
+`redis_failure_mode`): "open" lets the request go on with its gateway's place alone (each gateway then
+counts only its own, as without Redis); "closed" refuses it with 503 `upstream_slots_unavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from coderapi.errors import ServiceUnavailable
+
+log = logging.getLogger("coderapi.upstream")
+
+TIMEOUT_SECONDS = 1.0  # connect and reply: a silent Redis must not hold requests longer
+LEASE_SECONDS = 30.0
+RETRY_AFTER_SECONDS = 2.0
+FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.01, 0.1
+
+# KEYS[1]: the set. ARGV: limit, lease ms, id. 1 when taken, 0 when all places are held.
+TAKE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
+return 1
+"""
+
+# KEYS[1]: the set. ARGV: lease ms, ids. Extends the ids still live; returns how many were.
+RENEW_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = 0
+for i = 2, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i])
+    live = live + 1
+  end
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
+return live
+"""
+
+
+class SharedSlots:
+    def __init__(
+        self, url: str, key: str, limit: int, *, lease_seconds: float = LEASE_SECONDS, failure_mode: str = "open"
+    ) -> None:
+        import redis.asyncio as redis  # optional dependency: `pip install coderapi[redis]`
+
+        if limit < 1:
+            raise ValueError("shared slots need at least one place")
+        self._errors = (redis.RedisError, OSError)
+        self._client = redis.from_url(url, socket_connect_timeout=TIMEOUT_SECONDS, socket_timeout=TIMEOUT_SECONDS)
+        self._take = self._client.register_script(TAKE_SCRIPT)
+        self._renew = self._client.register_script(RENEW_SCRIPT)
+        self.key = key
+        self.limit = limit
+        self._lease_ms = int(lease_seconds * 1000)
+        self._failure_mode = failure_mode
+        self._ids = (f"{uuid.uuid4().hex}:{n}" for n in itertools.count())
+        self._held: set[str] = set()
+        self._turn = asyncio.Lock()  # this gateway's requests take leases one at a time, in queue order
+        self._released = asyncio.Event()
+        self._waiting = 0
+        self._renewer: asyncio.Task | None = None
+        self._forgetting: set[asyncio.Task] = set()  # referenced until done: the loop keeps tasks weakly
+        self._down = False
+
+    @property
+    def waiting(self) -> int:
+        """Requests holding their gateway's place and waiting for a lease."""
+        return self._waiting
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    @asynccontextmanager
+    async def place(self) -> AsyncIterator[None]:
+        """One lease for the block (none while Redis is down in the open mode)."""
+        self._waiting += 1
+        try:
+            async with self._turn:
+                lease = await self._lease()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            if lease is not None:
+                await self._give_back(lease)
+
+    async def _lease(self) -> str | None:
+        pause = FIRST_POLL_SECONDS
+        while True:
+            lease = next(self._ids)
+            try:
+                taken = await self._take(keys=[self.key], args=[self.limit, self._lease_ms, lease])
+            except asyncio.CancelledError:
+                self._forget_later(lease)  # the take may have landed; its reply did not
+                raise
+            except self._errors as exc:
+                self._unavailable(exc)
+                return None
+            self._answered()
+            if int(taken):
+                self._held.add(lease)
+                self._keep_renewing()
+                return lease
+            self._released.clear()
+            try:
+                await asyncio.wait_for(self._released.wait(), pause)
+            except TimeoutError:
+                pass
+            pause = min(pause * 2, LAST_POLL_SECONDS)
+
+    async def _give_back(self, lease: str) -> None:
+        self._held.discard(lease)
+        self._released.set()
+        try:
+            await asyncio.shield(self._client.zrem(self.key, lease))
+        except self._errors as exc:  # it expires within lease_seconds
+            log.warning("upstream slots: a lease was not given back (%s); it expires", type(exc).__name__)
+
+    def _forget_later(self, lease: str) -> None:
+        async def forget() -> None:
+            try:
+                await self._client.zrem(self.key, lease)
+            except self._errors:
+                pass
+
+        task = asyncio.get_running_loop().create_task(forget())
+        self._forgetting.add(task)
+        task.add_done_callback(self._forgetting.discard)
+
+    def _keep_renewing(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_while_held())
+
+    async def _renew_while_held(self) -> None:
+        while self._held:
+            await asyncio.sleep(self._lease_ms / 3000)
+            held = list(self._held)
+            if not held:
+                return
+            try:
+                live = int(await self._renew(keys=[self.key], args=[self._lease_ms, *held]))
+            except self._errors as exc:
+                log.warning("upstream slots: leases not renewed (%s)", type(exc).__name__)
+                continue
+            if live < len(held):  # this gateway stalled past lease_seconds: those places were freed
+                log.warning("upstream slots: %d of %d leases had expired before renewal", len(held) - live, len(held))
+
+    def _unavailable(self, exc: BaseException) -> None:
+        if not self._down:
+            self._down = True
+            action = "each gateway counts its own" if self._failure_mode == "open" else "refusing requests (503)"
+            log.warning("upstream slots: Redis unavailable (%s); %s until it answers", type(exc).__name__, action)
+        if self._failure_mode != "open":
+            raise ServiceUnavailable(
+                "The shared count of upstream places is unavailable; please retry shortly.",
+                retry_after=RETRY_AFTER_SECONDS,
+                code="upstream_slots_unavailable",
+            )
+
+    def _answered(self) -> None:
+        if self._down:
+            self._down = False
+            log.warning("upstream slots: Redis answers again; places are counted across gateways")
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+        held, self._held = list(self._held), set()
+        if held:
+            try:
+                await self._client.zrem(self.key, *held)
+            except self._errors:
+                pass
+        await self._client.aclose()

@@ -1,0 +1,162 @@
+"""`upstream_slots` counted across gateways on a real redis-server (engines/shared_slots.py): never more
+places held than the limit, a stopped gateway's places back once its leases expire, a long request's
+place kept by renewal, a cancelled waiter leaving nothing behind, Redis down open or closed; and two
+pass-through gateways in front of one replica sending it no more than the limit between them."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+
+import pytest
+
+from coderapi.backends.stats import engine_stats
+from coderapi.backends.upstream import UpstreamBackend
+from coderapi.config import ModelSpec
+from coderapi.engines.shared_slots import SharedSlots
+from coderapi.errors import ServiceUnavailable
+from tests.api.test_upstream_gate import HeldReplica, ask, replica  # noqa: F401 (fixture)
+from tests.integration.test_redis_limits import REDIS_URL, _reachable
+from tests.conftest import require_or_skip
+from tests.servers import free_port
+from tests.unit.test_remote_engine_gate import until
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def key():
+    require_or_skip(_reachable(REDIS_URL), "CODERAPI_TEST_REDIS_URL is not set or Redis is not reachable")
+    return f"test:slots:{uuid.uuid4().hex}"
+
+
+def slots(key: str, limit: int, **kwargs) -> SharedSlots:
+    return SharedSlots(REDIS_URL, key, limit, **kwargs)
+
+
+async def live_leases(key: str) -> int:
+    probe = slots(key, 1)
+    try:
+        return await probe._client.zcard(key)
+    finally:
+        await probe.close()
+
+
+async def test_gateways_on_one_redis_never_hold_more_places_than_the_limit(key):
+    gateways = [slots(key, 3), slots(key, 3)]
+    inside, most = 0, 0
+
+    async def request(gateway: SharedSlots) -> None:
+        nonlocal inside, most
+        async with gateway.place():
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(random.uniform(0.005, 0.03))
+            inside -= 1
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(request(gateways[i % 2]) for i in range(24))), 20)
+        assert most == 3  # reached, never passed
+        assert await live_leases(key) == 0
+    finally:
+        for gateway in gateways:
+            await gateway.close()
+
+
+async def test_a_stopped_gateways_places_come_back_when_its_leases_expire(key):
+    stopped, other = slots(key, 2, lease_seconds=0.6), slots(key, 2)
+    try:
+        held = [stopped.place(), stopped.place()]
+        for place in held:
+            await place.__aenter__()
+        stopped._renewer.cancel()  # the gateway stops: nothing renews or gives back its leases
+        started = time.monotonic()
+        async with other.place():
+            waited = time.monotonic() - started
+        assert 0.3 < waited < 5
+    finally:
+        await other.close()
+        await stopped._client.aclose()
+
+
+async def test_renewal_keeps_a_long_requests_place(key):
+    holder, other = slots(key, 1, lease_seconds=1.0), slots(key, 1)
+    try:
+        order = []
+
+        async def long_request():
+            async with holder.place():
+                order.append("holder in")
+                await asyncio.sleep(3.5)  # three and a half lease lengths
+                order.append("holder out")
+
+        async def later():
+            await asyncio.sleep(0.1)
+            async with other.place():
+                order.append("other in")
+
+        await asyncio.wait_for(asyncio.gather(long_request(), later()), 10)
+        assert order == ["holder in", "holder out", "other in"]
+    finally:
+        await holder.close()
+        await other.close()
+
+
+async def test_a_waiter_cancelled_leaves_no_lease_behind(key):
+    gateway = slots(key, 1)
+    try:
+        first = gateway.place()
+        await first.__aenter__()
+        waiter = asyncio.create_task(gateway.place().__aenter__())
+        await until(lambda: gateway.waiting == 1)
+        await asyncio.sleep(0.05)  # polling Redis
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await first.__aexit__(None, None, None)
+        await asyncio.sleep(0.05)  # the late give-back of an id whose take may have landed
+        assert gateway.waiting == 0 and gateway.held == 0 and await live_leases(key) == 0
+    finally:
+        await gateway.close()
+
+
+async def test_redis_down_goes_on_with_the_gateways_own_count_or_refuses_when_closed():
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    open_mode = SharedSlots(down, "k", 1)
+    closed_mode = SharedSlots(down, "k", 1, failure_mode="closed")
+    try:
+        async with open_mode.place(), open_mode.place():  # no lease held: this gateway's own gate counts
+            assert open_mode.held == 0
+        with pytest.raises(ServiceUnavailable) as refused:
+            async with closed_mode.place():
+                pass
+        assert refused.value.code == "upstream_slots_unavailable" and closed_mode.waiting == 0
+    finally:
+        await open_mode.close()
+        await closed_mode.close()
+
+
+async def test_two_pass_through_gateways_send_one_replica_no_more_than_the_limit(key, replica):  # noqa: F811
+    def gateway() -> UpstreamBackend:
+        spec = ModelSpec(id="m", backend="upstream", upstream_mode="passthrough", upstream_urls=[replica.base + "/v1"],
+                         upstream_slots=2, gguf="/nonexistent/tokenizer.gguf")
+        return UpstreamBackend(spec, max_waiting=8, shared_slots=slots(key, 2))
+
+    a, b = gateway(), gateway()
+    await a.start()
+    await b.start()
+    try:
+        asked = [asyncio.create_task(ask(gw, f"user{i}", f"p{i}", stream=i % 2 == 0))
+                 for i, gw in enumerate([a, b, a, b, a, b])]
+        await until(lambda: len(replica.seen) == 2)
+        await until(lambda: engine_stats(a).waiting + engine_stats(b).waiting == 4)
+        await asyncio.sleep(0.2)
+        assert len(replica.seen) == 2  # each gateway alone would have sent two
+        replica.release.set()
+        assert await asyncio.wait_for(asyncio.gather(*asked), 10) == ["ok"] * 6
+        assert await live_leases(key) == 0
+    finally:
+        await a.close()
+        await b.close()
