@@ -5,6 +5,8 @@
 Every content chunk is "NAME<i> ", so a client sees which replica answered. A request whose last
 message contains "hold" waits `--hold` seconds before its first byte (a replica slow to start).
 Each request's last message is printed to stdout as it arrives ("received: ...").
+`GET /peak` says how many chat requests are in flight and the most there were at once since
+`POST /peak/reset` (a stream is in flight until its last byte is sent).
 """
 
 from __future__ import annotations
@@ -21,8 +23,51 @@ from fastapi.responses import JSONResponse, StreamingResponse
 MODEL = "replica-model"
 
 
+class InFlight:
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+
+    def leave(self) -> None:
+        self.now -= 1
+
+
+class CountInFlight:
+    """ASGI middleware: a chat request is in flight from its call until the app returns (its last
+    byte sent, or its client gone)."""
+
+    def __init__(self, app, in_flight: InFlight) -> None:
+        self.app = app
+        self.in_flight = in_flight
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
+            await self.app(scope, receive, send)
+            return
+        self.in_flight.enter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight.leave()
+
+
 def build(name: str, token_delay: float, hold: float) -> FastAPI:
     app = FastAPI()
+    in_flight = InFlight()
+    app.add_middleware(CountInFlight, in_flight=in_flight)
+
+    @app.get("/peak")
+    async def peak() -> dict:
+        return {"in_flight": in_flight.now, "peak": in_flight.peak}
+
+    @app.post("/peak/reset")
+    async def reset_peak() -> dict:
+        in_flight.peak = in_flight.now
+        return {"peak": in_flight.peak}
 
     @app.get("/v1/models")
     async def models() -> dict:

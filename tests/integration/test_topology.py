@@ -5,7 +5,8 @@ with "backend": "upstream".
 
 Shown on these processes: migrations run once when both start together; a key disabled or deleted
 through gateway A is refused on gateway B at once; RPM, the balance and a key's spending limit hold
-globally under concurrent load split over both; a replica SIGKILLed mid-load fails no request that
+globally under concurrent load split over both, and so does a model's `upstream_slots` (the replica never
+holds more than that many of both gateways' streams); a replica SIGKILLed mid-load fails no request that
 had not started streaming, streams that had started on it end with an error event then [DONE], and
 once it is back on its port it is used again; the usage rows on PostgreSQL reconcile exactly with
 what the clients received."""
@@ -33,6 +34,7 @@ from tests.servers import free_port
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 MODEL = "topology/replicated"
+SLOTTED, SLOTS = "topology/slotted", 2
 PRICE_IN = Decimal(10)  # USD per million prompt tokens
 PRICE_OUT = Decimal(1000)  # USD per million completion tokens: 0.001 per token, so money matters
 REPLICA_PROMPT_TOKENS = 7  # what replica_app reports for every request
@@ -92,7 +94,9 @@ def topology(tmp_path_factory):
         model = {"id": MODEL, "backend": "upstream", "upstream_mode": "passthrough", "upstream_urls": [r.url for r in replicas],
                  "upstream_model": "replica-model", "context_length": 4096,
                  "price_input_per_million": float(PRICE_IN), "price_output_per_million": float(PRICE_OUT)}
-        flags = gateway_flags(schema.dsn, f"redis://127.0.0.1:{redis_port}/0", model)
+        # The same pool with upstream_slots, on R2 alone, so that R2's peak is what both gateways sent.
+        slotted = model | {"id": SLOTTED, "upstream_urls": [replicas[1].url], "upstream_slots": SLOTS}
+        flags = gateway_flags(schema.dsn, f"redis://127.0.0.1:{redis_port}/0", model, slotted)
         gateways = [GatewayProcess(name, free_port(), tmp / f"gateway-{name}", flags) for name in ("A", "B")]
         db = Database(schema.dsn)
         try:
@@ -309,6 +313,29 @@ async def _probe_until_served_by(topology: Topology, key: str, replica: str) -> 
                 assert time.monotonic() < deadline, f"gateway {gateway.name} never used {replica} again"
                 await asyncio.sleep(0.3)
     return probes
+
+
+def test_upstream_slots_hold_across_both_gateways(topology):
+    account = topology.account("100")
+    r2 = topology.replicas[1].url.removesuffix("/v1")
+    assert httpx.get(r2 + "/peak", timeout=10).json()["in_flight"] == 0
+    httpx.post(r2 + "/peak/reset", timeout=10)
+
+    async def streams() -> list[Seen]:
+        clients = [client(g, account.key) for g in topology.gateways]
+        try:
+            return list(await asyncio.gather(*(
+                stream_chat(clients[i % 2], chat_body(f"slotted {i}", 8, stream=True, model=SLOTTED), new_id(f"slot{i}"))
+                for i in range(8))))
+        finally:
+            for http in clients:
+                await http.aclose()
+
+    seen = asyncio.run(streams())
+    assert all(s.outcome == "success" and s.completion_tokens == 8 for s in seen), seen
+    # Each gateway alone would send SLOTS of its four at once; together they send SLOTS.
+    assert httpx.get(r2 + "/peak", timeout=10).json()["peak"] == SLOTS
+    reconcile(rows_from_database(topology.db), seen)
 
 
 def test_a_replica_killed_mid_load_fails_only_started_streams_and_is_used_again_once_back(topology):

@@ -108,6 +108,6 @@ class GatewayProcess:
         return [line.strip() for line in self.stdout_path.read_text().splitlines() if line.strip().startswith("cdr-")]
 
 
-def gateway_flags(database_url: str, redis_url: str, model: dict) -> list[str]:
-    return ["--database-url", database_url, "--redis-url", redis_url, "--models", json.dumps([model]),
+def gateway_flags(database_url: str, redis_url: str, *models: dict) -> list[str]:
+    return ["--database-url", database_url, "--redis-url", redis_url, "--models", json.dumps(list(models)),
             "--log-level", "warning", "--shutdown-grace-seconds", "2"]
