@@ -37,8 +37,10 @@ def slots(key: str, limit: int, **kwargs) -> SharedSlots:
 
 
 async def live_leases(key: str) -> int:
+    """Leases in Redis, and requests in its queue (nothing is left in the queue in these tests)."""
     probe = slots(key, 1)
     try:
+        assert await probe._client.zcard(f"{key}:queue") == 0
         return await probe._client.zcard(key)
     finally:
         await probe.close()
@@ -79,6 +81,50 @@ async def test_a_stopped_gateways_places_come_back_when_its_leases_expire(key):
     finally:
         await other.close()
         await stopped._client.aclose()
+
+
+async def test_a_freed_place_goes_to_the_request_that_waited_longest_across_gateways(key):
+    a, b = slots(key, 1), slots(key, 1)
+    order = []
+
+    async def request(gateway: SharedSlots, name: str) -> None:
+        async with gateway.place():
+            order.append(name)
+            await asyncio.sleep(0.05)
+
+    try:
+        first = a.place()
+        await first.__aenter__()
+        on_b = asyncio.create_task(request(b, "b"))
+        await until(lambda: b.waiting == 1)
+        await asyncio.sleep(0.05)  # asking Redis, in its queue
+        on_a = asyncio.create_task(request(a, "a"))
+        await until(lambda: a.waiting == 1)
+        await asyncio.sleep(0.05)
+        await first.__aexit__(None, None, None)  # a's own waiter hears of it first, and still waits its turn
+        await asyncio.wait_for(asyncio.gather(on_b, on_a), 5)
+        assert order == ["b", "a"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_stopped_gateways_waiting_request_leaves_the_queue(key):
+    holder, live = slots(key, 1), slots(key, 1)
+    try:
+        held = holder.place()
+        await held.__aenter__()
+        # A gateway's request that asked once, then the gateway stopped: it waits in Redis's queue, first.
+        assert await holder._take(keys=holder._keys, args=[1, 30_000, "stopped", 1_000]) == 0
+        expires = await holder._client.zscore(f"{key}:queue-expiry", "stopped")  # Redis's clock, ms
+        await held.__aexit__(None, None, None)
+        async with live.place():
+            seconds, micros = await live._client.time()
+        assert seconds * 1000 + micros // 1000 >= expires  # the place was free, and still went to the first
+        assert await live_leases(key) == 0  # the stopped one is out of the queue
+    finally:
+        await holder.close()
+        await live.close()
 
 
 async def test_renewal_keeps_a_long_requests_place(key):

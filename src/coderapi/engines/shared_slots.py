@@ -7,9 +7,12 @@ their expiry (Redis's own clock), taken only while fewer than `limit` are live. 
 leases it holds every third of `lease_seconds`, so a gateway that dies gives its places back within
 `lease_seconds`; a request cancelled while its take was in flight gives back the id it would have got.
 
-A request waiting for a lease polls, 10 ms doubling to 100 ms, and wakes at once when a lease of this
-gateway is given back; the gateway's waiting requests take leases one at a time, in the order its own
-queue gave them places. Across gateways there is no order beyond who asks first after a release.
+Requests waiting for a lease queue in Redis too, in the order they first asked (a second sorted set,
+each entry dropped if its gateway stops asking for `QUEUE_SECONDS`), and a free place goes to the
+first in that queue, so a gateway whose own request just ended does not take the place from one that
+waited longer. A gateway's waiting requests enter that queue one at a time, in the order its own queue
+gave them places, so gateways with waiting requests take turns. A waiting request asks again every
+5 ms doubling to 25 ms, and at once when a lease of its own gateway is given back.
 
 When Redis cannot be reached, `failure_mode` decides, as for the rate limiter (setting
 `redis_failure_mode`): "open" lets the request go on with its gateway's place alone (each gateway then
@@ -32,19 +35,38 @@ log = logging.getLogger("coderapi.upstream")
 TIMEOUT_SECONDS = 1.0  # connect and reply: a silent Redis must not hold requests longer
 LEASE_SECONDS = 30.0
 RETRY_AFTER_SECONDS = 2.0
-FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.01, 0.1
+QUEUE_SECONDS = 2.0  # a waiting request of a gateway that stopped asking leaves the queue after this
+QUEUE_MS = int(QUEUE_SECONDS * 1000)
+FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.005, 0.025
 
-# KEYS[1]: the set. ARGV: limit, lease ms, id. 1 when taken, 0 when all places are held.
+# KEYS: the leases (id -> expiry), the queue (id -> first asked), the queue's expiries (id -> expiry).
+# ARGV: limit, lease ms, id, queue ms. 1 when the lease is taken, 0 when the id waits in the queue.
 TAKE_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, lease_ms, id, queue_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
-  return 0
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
+  redis.call('ZREM', KEYS[2], gone)
+  redis.call('ZREM', KEYS[3], gone)
 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)
-return 1
+if not redis.call('ZSCORE', KEYS[2], id) then
+  redis.call('ZADD', KEYS[2], now, id)
+end
+redis.call('ZADD', KEYS[3], now + queue_ms, id)
+local free = limit - redis.call('ZCARD', KEYS[1])
+if free > 0 and redis.call('ZRANK', KEYS[2], id) < free then
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZADD', KEYS[1], now + lease_ms, id)
+  for _, key in ipairs(KEYS) do
+    redis.call('PEXPIRE', key, lease_ms * 2)
+  end
+  return 1
+end
+redis.call('PEXPIRE', KEYS[2], queue_ms * 2)
+redis.call('PEXPIRE', KEYS[3], queue_ms * 2)
+return 0
 """
 
 # KEYS[1]: the set. ARGV: lease ms, ids. Extends the ids still live; returns how many were.
@@ -76,6 +98,7 @@ class SharedSlots:
         self._take = self._client.register_script(TAKE_SCRIPT)
         self._renew = self._client.register_script(RENEW_SCRIPT)
         self.key = key
+        self._keys = [key, f"{key}:queue", f"{key}:queue-expiry"]  # one hash tag in `key`: one cluster slot
         self.limit = limit
         self._lease_ms = int(lease_seconds * 1000)
         self._failure_mode = failure_mode
@@ -114,14 +137,15 @@ class SharedSlots:
 
     async def _lease(self) -> str | None:
         pause = FIRST_POLL_SECONDS
+        lease = next(self._ids)  # its place in the queue, then its lease
         while True:
-            lease = next(self._ids)
             try:
-                taken = await self._take(keys=[self.key], args=[self.limit, self._lease_ms, lease])
+                taken = await self._take(keys=self._keys, args=[self.limit, self._lease_ms, lease, QUEUE_MS])
             except asyncio.CancelledError:
-                self._forget_later(lease)  # the take may have landed; its reply did not
+                self._forget_later(lease)  # out of the queue, and the lease a take in flight may have made
                 raise
             except self._errors as exc:
+                self._forget_later(lease)
                 self._unavailable(exc)
                 return None
             self._answered()
@@ -134,6 +158,9 @@ class SharedSlots:
                 await asyncio.wait_for(self._released.wait(), pause)
             except TimeoutError:
                 pass
+            except asyncio.CancelledError:
+                self._forget_later(lease)  # out of the queue at once, not after QUEUE_SECONDS
+                raise
             pause = min(pause * 2, LAST_POLL_SECONDS)
 
     async def _give_back(self, lease: str) -> None:
@@ -147,7 +174,8 @@ class SharedSlots:
     def _forget_later(self, lease: str) -> None:
         async def forget() -> None:
             try:
-                await self._client.zrem(self.key, lease)
+                for key in self._keys:
+                    await self._client.zrem(key, lease)
             except self._errors:
                 pass
 
