@@ -7,7 +7,8 @@ their expiry (Redis's own clock), taken only while fewer than `limit` are live. 
 leases it holds every third of `lease_seconds`, so a gateway that dies gives its places back within
 `lease_seconds`; a request cancelled while its take was in flight gives back the id it would have got.
 
-Requests waiting for a lease queue in Redis too, in the order they first asked (a second sorted set,
+Requests waiting for a lease queue in Redis too, in the order they first asked (a second sorted set
+scored by an arrival counter,
 each entry dropped if its gateway stops asking for `QUEUE_SECONDS`), and a free place goes to the
 first in that queue, so a gateway whose own request just ended does not take the place from one that
 waited longer. A gateway's waiting requests enter that queue one at a time, in the order its own queue
@@ -39,7 +40,8 @@ QUEUE_SECONDS = 2.0  # a waiting request of a gateway that stopped asking leaves
 QUEUE_MS = int(QUEUE_SECONDS * 1000)
 FIRST_POLL_SECONDS, LAST_POLL_SECONDS = 0.005, 0.025
 
-# KEYS: the leases (id -> expiry), the queue (id -> first asked), the queue's expiries (id -> expiry).
+# KEYS: the leases (id -> expiry), the queue (id -> arrival number), the queue's expiries (id -> expiry),
+# the arrival counter (strict order: two requests in one millisecond are still first and second).
 # ARGV: limit, lease ms, id, queue ms. 1 when the lease is taken, 0 when the id waits in the queue.
 TAKE_SCRIPT = """
 local t = redis.call('TIME')
@@ -51,7 +53,7 @@ for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
   redis.call('ZREM', KEYS[3], gone)
 end
 if not redis.call('ZSCORE', KEYS[2], id) then
-  redis.call('ZADD', KEYS[2], now, id)
+  redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), id)
 end
 redis.call('ZADD', KEYS[3], now + queue_ms, id)
 local free = limit - redis.call('ZCARD', KEYS[1])
@@ -64,8 +66,9 @@ if free > 0 and redis.call('ZRANK', KEYS[2], id) < free then
   end
   return 1
 end
-redis.call('PEXPIRE', KEYS[2], queue_ms * 2)
-redis.call('PEXPIRE', KEYS[3], queue_ms * 2)
+for i = 2, 4 do
+  redis.call('PEXPIRE', KEYS[i], queue_ms * 2)
+end
 return 0
 """
 
@@ -98,7 +101,8 @@ class SharedSlots:
         self._take = self._client.register_script(TAKE_SCRIPT)
         self._renew = self._client.register_script(RENEW_SCRIPT)
         self.key = key
-        self._keys = [key, f"{key}:queue", f"{key}:queue-expiry"]  # one hash tag in `key`: one cluster slot
+        # One hash tag in `key`: one cluster slot for all four.
+        self._keys = [key, f"{key}:queue", f"{key}:queue-expiry", f"{key}:arrivals"]
         self.limit = limit
         self._lease_ms = int(lease_seconds * 1000)
         self._failure_mode = failure_mode
@@ -174,7 +178,7 @@ class SharedSlots:
     def _forget_later(self, lease: str) -> None:
         async def forget() -> None:
             try:
-                for key in self._keys:
+                for key in self._keys[:3]:
                     await self._client.zrem(key, lease)
             except self._errors:
                 pass
