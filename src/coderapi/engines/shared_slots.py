@@ -8,12 +8,12 @@ leases it holds every third of `lease_seconds`, so a gateway that dies gives its
 `lease_seconds`; a request cancelled while its take was in flight gives back the id it would have got.
 
 Requests waiting for a lease queue in Redis too, in the order they first asked (a second sorted set
-scored by an arrival counter,
-each entry dropped if its gateway stops asking for `QUEUE_SECONDS`), and a free place goes to the
-first in that queue, so a gateway whose own request just ended does not take the place from one that
-waited longer. A gateway's waiting requests enter that queue one at a time, in the order its own queue
-gave them places, so gateways with waiting requests take turns. A waiting request asks again every
-5 ms doubling to 25 ms, and at once when a lease of its own gateway is given back.
+scored by an arrival counter, each entry dropped if its gateway stops asking for `QUEUE_SECONDS`), and
+a free place goes to the first in that queue, so a gateway whose own request just ended does not take
+the place from one that waited longer. A gateway's waiting requests enter that queue one at a time, in
+the order its own queue gave them places, so gateways with waiting requests take turns. A waiting
+request asks again every 5 ms doubling to 25 ms, and at once when a lease of its own gateway is given
+back.
 
 When Redis cannot be reached, `failure_mode` decides, as for the rate limiter (setting
 `redis_failure_mode`): "open" lets the request go on with its gateway's place alone (each gateway then
