@@ -44,6 +44,7 @@ VICTIM_TIMEOUT = 150.0  # a victim request still unanswered then counts as "time
 
 
 def _victim(base: str, key: str, until: float) -> list[tuple[float, str]]:
+    """A 4-token chat every two seconds: (seconds, status, with the error's code when refused)."""
     body = {"model": CODERAPI_MODEL, "max_tokens": 4, "temperature": 0,
             "messages": [{"role": "user", "content": "Say hi."}]}
     seen = []
@@ -53,6 +54,8 @@ def _victim(base: str, key: str, until: float) -> list[tuple[float, str]]:
             try:
                 answer = client.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"})
                 outcome = str(answer.status_code)
+                if answer.status_code != 200:
+                    outcome += " " + str(answer.json().get("error", {}).get("code"))
             except httpx.TimeoutException:
                 outcome = "timeout"
             seen.append((time.monotonic() - started, outcome))

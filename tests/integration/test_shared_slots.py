@@ -15,6 +15,7 @@ import pytest
 from coderapi.backends.stats import engine_stats
 from coderapi.backends.upstream import UpstreamBackend
 from coderapi.config import ModelSpec
+from coderapi.engines.fair_gate import GatewayQueue
 from coderapi.engines.shared_slots import SharedSlots
 from coderapi.errors import ServiceUnavailable
 from tests.api.test_upstream_gate import HeldReplica, ask, replica  # noqa: F401 (fixture)
@@ -109,6 +110,35 @@ async def test_a_freed_place_goes_to_the_request_that_waited_longest_across_gate
         await b.close()
 
 
+async def test_a_gateway_gives_each_lease_it_wins_to_the_user_holding_the_fewest(key):
+    queue = GatewayQueue(2, max_waiting=16, shared=slots(key, 2))
+    release = {name: asyncio.Event() for name in ("f1", "f2", "f3", "f4", "f5", "victim")}
+    order = []
+
+    async def request(owner: str, name: str) -> None:
+        async with queue.place(owner):
+            order.append(name)
+            await release[name].wait()
+
+    try:
+        tasks = [asyncio.create_task(request("flood", name)) for name in ("f1", "f2")]
+        await until(lambda: order == ["f1", "f2"])
+        for name in ("f3", "f4", "f5"):
+            tasks.append(asyncio.create_task(request("flood", name)))
+            await until(lambda: queue.waiting == len(tasks) - 2)
+        tasks.append(asyncio.create_task(request("victim", "victim")))
+        await until(lambda: queue.waiting == 4)
+        for entered, name in enumerate(("f1", "f2", "victim", "f3", "f4", "f5"), start=3):
+            release[name].set()  # frees a place for the next to enter
+            await until(lambda: len(order) >= min(entered, 6))
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert order == ["f1", "f2", "victim", "f3", "f4", "f5"]  # first come would have put the victim last
+        await asyncio.sleep(0.05)  # the last leases go back in the background
+        assert queue.waiting == 0 and queue.gate.held == 0 and await live_leases(key) == 0
+    finally:
+        await queue.close()
+
+
 async def test_a_stopped_gateways_waiting_request_leaves_the_queue(key):
     holder, live = slots(key, 1), slots(key, 1)
     try:
@@ -182,6 +212,31 @@ async def test_redis_down_goes_on_with_the_gateways_own_count_or_refuses_when_cl
     finally:
         await open_mode.close()
         await closed_mode.close()
+
+
+async def test_with_redis_down_a_gateway_still_holds_at_most_its_slots_or_refuses_when_closed():
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    open_queue = GatewayQueue(2, max_waiting=16, shared=SharedSlots(down, "k", 2))
+    closed_queue = GatewayQueue(2, max_waiting=16, shared=SharedSlots(down, "k", 2, failure_mode="closed"))
+    inside, most = 0, 0
+
+    async def request(queue: GatewayQueue, owner: str) -> None:
+        nonlocal inside, most
+        async with queue.place(owner):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.05)
+            inside -= 1
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(request(open_queue, f"u{i % 3}") for i in range(6))), 20)
+        assert most == 2  # this gateway's own count, as without Redis
+        refused = await asyncio.gather(*(request(closed_queue, "u") for _ in range(3)), return_exceptions=True)
+        assert all(isinstance(r, ServiceUnavailable) and r.code == "upstream_slots_unavailable" for r in refused)
+        assert closed_queue.waiting == 0 and closed_queue.capacity.held == 0
+    finally:
+        await open_queue.close()
+        await closed_queue.close()
 
 
 async def test_two_pass_through_gateways_send_one_replica_no_more_than_the_limit(key, replica):  # noqa: F811

@@ -10,10 +10,10 @@ leases it holds every third of `lease_seconds`, so a gateway that dies gives its
 Requests waiting for a lease queue in Redis too, in the order they first asked (a second sorted set
 scored by an arrival counter, each entry dropped if its gateway stops asking for `QUEUE_SECONDS`), and
 a free place goes to the first in that queue, so a gateway whose own request just ended does not take
-the place from one that waited longer. A gateway's waiting requests enter that queue one at a time, in
-the order its own queue gave them places, so gateways with waiting requests take turns. A waiting
-request asks again every 5 ms doubling to 25 ms, and at once when a lease of its own gateway is given
-back.
+the place from one that waited longer. A gateway keeps one entry in that queue while its requests wait,
+and gives each lease it wins to the one its own order puts first (fair_gate.py's SharedGate), so
+gateways with waiting requests take turns. An entry asks again every 5 ms doubling to 25 ms, and at
+once when a lease of its own gateway is given back.
 
 When Redis cannot be reached, `failure_mode` decides, as for the rate limiter (setting
 `redis_failure_mode`): "open" lets the request go on with its gateway's place alone (each gateway then
@@ -108,16 +108,15 @@ class SharedSlots:
         self._failure_mode = failure_mode
         self._ids = (f"{uuid.uuid4().hex}:{n}" for n in itertools.count())
         self._held: set[str] = set()
-        self._turn = asyncio.Lock()  # this gateway's requests take leases one at a time, in queue order
         self._released = asyncio.Event()
         self._waiting = 0
         self._renewer: asyncio.Task | None = None
-        self._forgetting: set[asyncio.Task] = set()  # referenced until done: the loop keeps tasks weakly
+        self._background: set[asyncio.Task] = set()  # referenced until done: the loop keeps tasks weakly
         self._down = False
 
     @property
     def waiting(self) -> int:
-        """Requests holding their gateway's place and waiting for a lease."""
+        """Requests asking for a lease now."""
         return self._waiting
 
     @property
@@ -126,18 +125,21 @@ class SharedSlots:
 
     @asynccontextmanager
     async def place(self) -> AsyncIterator[None]:
-        """One lease for the block (none while Redis is down in the open mode)."""
-        self._waiting += 1
-        try:
-            async with self._turn:
-                lease = await self._lease()
-        finally:
-            self._waiting -= 1
+        """One lease for the block."""
+        lease = await self.take()
         try:
             yield
         finally:
-            if lease is not None:
-                await self._give_back(lease)
+            await self.give_back(lease)
+
+    async def take(self) -> str | None:
+        """A lease, once one is free and this request is first in the queue (None while Redis is down
+        in the open mode). Give it back with `give_back`."""
+        self._waiting += 1
+        try:
+            return await self._lease()
+        finally:
+            self._waiting -= 1
 
     async def _lease(self) -> str | None:
         pause = FIRST_POLL_SECONDS
@@ -167,7 +169,14 @@ class SharedSlots:
                 raise
             pause = min(pause * 2, LAST_POLL_SECONDS)
 
-    async def _give_back(self, lease: str) -> None:
+    def return_later(self, lease: str | None) -> None:
+        """`give_back` from code that cannot wait (a gate's synchronous hand-over)."""
+        if lease is not None:
+            self._spawn(self.give_back(lease))
+
+    async def give_back(self, lease: str | None) -> None:
+        if lease is None:
+            return
         self._held.discard(lease)
         self._released.set()
         try:
@@ -183,9 +192,12 @@ class SharedSlots:
             except self._errors:
                 pass
 
-        task = asyncio.get_running_loop().create_task(forget())
-        self._forgetting.add(task)
-        task.add_done_callback(self._forgetting.discard)
+        self._spawn(forget())
+
+    def _spawn(self, work) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _keep_renewing(self) -> None:
         if self._renewer is None or self._renewer.done():
