@@ -239,6 +239,29 @@ async def test_with_redis_down_a_gateway_still_holds_at_most_its_slots_or_refuse
         await closed_queue.close()
 
 
+async def test_a_silent_redis_costs_one_timeout_per_retry_not_one_per_request():
+    tries = []
+
+    async def silent(reader, writer):  # accepts, reads, never answers; a client that timed out reconnects
+        tries.append(1)
+        await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    queue = GatewayQueue(2, max_waiting=16, shared=SharedSlots(f"redis://127.0.0.1:{port}/0", "k", 2))
+
+    async def request(owner: str) -> None:
+        async with queue.place(owner):
+            await asyncio.sleep(0.01)
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(request(f"u{i}") for i in range(8))), 30)
+        assert 1 <= len(tries) <= 3  # a try each RETRY_AFTER_SECONDS, not one per request (8)
+    finally:
+        await queue.close()
+        server.close()
+
+
 async def test_two_pass_through_gateways_send_one_replica_no_more_than_the_limit(key, replica):  # noqa: F811
     def gateway() -> UpstreamBackend:
         spec = ModelSpec(id="m", backend="upstream", upstream_mode="passthrough", upstream_urls=[replica.base + "/v1"],

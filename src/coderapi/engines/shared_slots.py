@@ -18,6 +18,8 @@ once when a lease of its own gateway is given back.
 When Redis cannot be reached, `failure_mode` decides, as for the rate limiter (setting
 `redis_failure_mode`): "open" lets the request go on with its gateway's place alone (each gateway then
 counts only its own, as without Redis); "closed" refuses it with 503 `upstream_slots_unavailable`.
+Redis is then asked again only every `RETRY_AFTER_SECONDS`, so a silent one costs one timeout per
+retry, not one per request.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 import uuid
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -113,6 +116,7 @@ class SharedSlots:
         self._renewer: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()  # referenced until done: the loop keeps tasks weakly
         self._down = False
+        self._ask_again_at = 0.0  # while Redis is down, it is asked again only after this (monotonic)
 
     @property
     def waiting(self) -> int:
@@ -142,6 +146,9 @@ class SharedSlots:
             self._waiting -= 1
 
     async def _lease(self) -> str | None:
+        if self._down and time.monotonic() < self._ask_again_at:
+            self._unavailable(None)  # a silent Redis costs TIMEOUT_SECONDS a try: not one per request
+            return None
         pause = FIRST_POLL_SECONDS
         lease = next(self._ids)  # its place in the queue, then its lease
         while True:
@@ -217,7 +224,9 @@ class SharedSlots:
             if live < len(held):  # this gateway stalled past lease_seconds: those places were freed
                 log.warning("upstream slots: %d of %d leases had expired before renewal", len(held) - live, len(held))
 
-    def _unavailable(self, exc: BaseException) -> None:
+    def _unavailable(self, exc: BaseException | None) -> None:
+        if exc is not None:
+            self._ask_again_at = time.monotonic() + RETRY_AFTER_SECONDS
         if not self._down:
             self._down = True
             action = "each gateway counts its own" if self._failure_mode == "open" else "refusing requests (503)"
