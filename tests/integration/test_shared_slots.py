@@ -1,6 +1,8 @@
-"""`upstream_slots` counted across gateways on a real redis-server (engines/shared_slots.py): never more
-places held than the limit, a stopped gateway's places back once its leases expire, a long request's
-place kept by renewal, a cancelled waiter leaving nothing behind, Redis down open or closed; and two
+"""`upstream_slots` counted across gateways on a real redis-server (engines/shared_slots.py, SharedGate in
+engines/fair_gate.py): never more places held than the limit, a stopped gateway's places and queue entry
+back once they expire, a long request's place kept by renewal, a cancelled waiter leaving nothing behind,
+a freed place to the gateway that waited longer (not to its own gateway's next request), each lease a
+gateway wins to its user holding the fewest, Redis down open or closed (and silent); and two
 pass-through gateways in front of one replica sending it no more than the limit between them."""
 
 from __future__ import annotations
@@ -137,6 +139,34 @@ async def test_a_gateway_gives_each_lease_it_wins_to_the_user_holding_the_fewest
         assert queue.waiting == 0 and queue.gate.held == 0 and await live_leases(key) == 0
     finally:
         await queue.close()
+
+
+async def test_a_gateway_gives_a_freed_place_back_to_redis_not_to_its_own_next_request(key):
+    a, b = (GatewayQueue(1, max_waiting=8, shared=slots(key, 1)) for _ in range(2))
+    release = {name: asyncio.Event() for name in ("a1", "b1", "a2")}
+    order = []
+
+    async def request(queue: GatewayQueue, name: str) -> None:
+        async with queue.place(name):
+            order.append(name)
+            await release[name].wait()
+
+    try:
+        tasks = [asyncio.create_task(request(a, "a1"))]
+        await until(lambda: order == ["a1"])
+        tasks.append(asyncio.create_task(request(b, "b1")))
+        await until(lambda: b.waiting == 1)
+        await asyncio.sleep(0.05)  # b's entry in Redis's queue
+        tasks.append(asyncio.create_task(request(a, "a2")))
+        await until(lambda: a.waiting == 1)
+        await asyncio.sleep(0.05)
+        for name in ("a1", "b1", "a2"):
+            release[name].set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert order == ["a1", "b1", "a2"]  # a's own a2 would have had a1's place at once
+    finally:
+        await a.close()
+        await b.close()
 
 
 async def test_a_stopped_gateways_waiting_request_leaves_the_queue(key):
