@@ -49,6 +49,13 @@ async def live_leases(key: str) -> int:
         await probe.close()
 
 
+async def held_place(queue: GatewayQueue, owner: str, name: str, order: list[str], release: dict) -> None:
+    """`owner`'s request `name`: notes its entry in `order`, holds its place until `release[name]` is set."""
+    async with queue.place(owner):
+        order.append(name)
+        await release[name].wait()
+
+
 async def test_gateways_on_one_redis_never_hold_more_places_than_the_limit(key):
     gateways = [slots(key, 3), slots(key, 3)]
     inside, most = 0, 0
@@ -117,10 +124,8 @@ async def test_a_gateway_gives_each_lease_it_wins_to_the_user_holding_the_fewest
     release = {name: asyncio.Event() for name in ("f1", "f2", "f3", "f4", "f5", "victim")}
     order = []
 
-    async def request(owner: str, name: str) -> None:
-        async with queue.place(owner):
-            order.append(name)
-            await release[name].wait()
+    def request(owner: str, name: str):
+        return held_place(queue, owner, name, order, release)
 
     try:
         tasks = [asyncio.create_task(request("flood", name)) for name in ("f1", "f2")]
@@ -146,10 +151,8 @@ async def test_a_gateway_gives_a_freed_place_back_to_redis_not_to_its_own_next_r
     release = {name: asyncio.Event() for name in ("a1", "b1", "a2")}
     order = []
 
-    async def request(queue: GatewayQueue, name: str) -> None:
-        async with queue.place(name):
-            order.append(name)
-            await release[name].wait()
+    def request(queue: GatewayQueue, name: str):
+        return held_place(queue, name, name, order, release)
 
     try:
         tasks = [asyncio.create_task(request(a, "a1"))]

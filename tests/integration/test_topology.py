@@ -28,7 +28,7 @@ import pytest
 from tests.conftest import require_or_skip
 from tests.integration.faults import Seen, chat_body, new_id, reconcile, rows_from_database, stream_chat
 from tests.integration.postgres import fresh_schema
-from tests.integration.topology import GatewayProcess, ReplicaProcess, gateway_flags
+from tests.integration.topology import GatewayProcess, ReplicaProcess, ask, client, gateway_flags, wait_for
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -120,29 +120,8 @@ def topology(tmp_path_factory):
 # clients -------------------------------------------------------------------------------------
 
 
-def client(gateway: GatewayProcess, key: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=gateway.base, headers={"Authorization": f"Bearer {key}"}, timeout=60,
-                             limits=httpx.Limits(max_connections=200))
-
-
 def body(prompt: str, max_tokens: int, *, stream: bool = False) -> dict:
     return chat_body(prompt, max_tokens, stream=stream, model=MODEL)
-
-
-async def ask(http: httpx.AsyncClient, payload: dict, request_id: str) -> Seen:
-    """One non-streamed request, recorded as the client saw it."""
-    seen = Seen(request_id)
-    response = await http.post("/v1/chat/completions", json=payload, headers={"x-request-id": request_id})
-    seen.status = response.status_code
-    seen.retry_after = response.headers.get("retry-after")
-    data = response.json()
-    if response.status_code != 200:
-        seen.error = data["error"]
-        return seen
-    seen.text = data["choices"][0]["message"]["content"] or ""
-    seen.finish_reason = data["choices"][0]["finish_reason"]
-    seen.completion_tokens = data["usage"]["completion_tokens"]
-    return seen
 
 
 async def burst(topology: Topology, key: str, count: int, max_tokens: int, tag: str) -> list[Seen]:
@@ -158,13 +137,6 @@ async def burst(topology: Topology, key: str, count: int, max_tokens: int, tag: 
 
 def served_by(seen: Seen) -> str:
     return seen.text[:2]  # "R1" or "R2": replica_app's chunks name the replica
-
-
-async def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
 
 
 # tests -----------------------------------------------------------------------------------------

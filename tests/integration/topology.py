@@ -1,8 +1,10 @@
 """The processes of the topology tests: replicas (tests/integration/replica_app.py) and gateways
-(real `coderapi serve` subprocesses), each on its own loopback port, each killed at the end."""
+(real `coderapi serve` subprocesses), each on its own loopback port, each killed at the end; and the
+clients the tests reach the gateways with."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tests.integration.faults import Seen
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,3 +115,34 @@ class GatewayProcess:
 def gateway_flags(database_url: str, redis_url: str, *models: dict) -> list[str]:
     return ["--database-url", database_url, "--redis-url", redis_url, "--models", json.dumps(list(models)),
             "--log-level", "warning", "--shutdown-grace-seconds", "2"]
+
+
+# clients -------------------------------------------------------------------------------------
+
+
+def client(gateway: GatewayProcess, key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=gateway.base, headers={"Authorization": f"Bearer {key}"}, timeout=60,
+                             limits=httpx.Limits(max_connections=200))
+
+
+async def ask(http: httpx.AsyncClient, payload: dict, request_id: str) -> Seen:
+    """One non-streamed request, recorded as the client saw it."""
+    seen = Seen(request_id)
+    response = await http.post("/v1/chat/completions", json=payload, headers={"x-request-id": request_id})
+    seen.status = response.status_code
+    seen.retry_after = response.headers.get("retry-after")
+    data = response.json()
+    if response.status_code != 200:
+        seen.error = data["error"]
+        return seen
+    seen.text = data["choices"][0]["message"]["content"] or ""
+    seen.finish_reason = data["choices"][0]["finish_reason"]
+    seen.completion_tokens = data["usage"]["completion_tokens"]
+    return seen
+
+
+async def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)

@@ -185,11 +185,12 @@ class SharedSlots:
         if lease is None:
             return
         self._held.discard(lease)
-        self._released.set()
         try:
             await asyncio.shield(self._client.zrem(self.key, lease))
         except self._errors as exc:  # it expires within lease_seconds
             log.warning("upstream slots: a lease was not given back (%s); it expires", type(exc).__name__)
+        finally:
+            self._released.set()  # once removed: a wait woken earlier would find the place still taken
 
     def _forget_later(self, lease: str) -> None:
         async def forget() -> None:
